@@ -5,12 +5,15 @@
 //! drives; this module only dispatches and turns errors into exit codes.
 
 pub mod aggregate;
+pub mod serve;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 use crate::bench;
+use crate::job::Role;
+use crate::local;
 
 /// ByzSGD node: parameter server, worker, local runner and tools.
 ///
@@ -27,6 +30,16 @@ pub struct Cli {
 /// The subcommands of `byzsgd-node`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run a parameter server (what server pods run).
+    Server(serve::NodeArgs),
+    /// Run a worker (what worker pods run).
+    Worker(serve::NodeArgs),
+    /// Run a whole job on this machine: every server and worker as a separate process on
+    /// loopback, with a progress bar; results go to runs/<name>-<timestamp>/.
+    ///
+    /// FILE is the same ByzSGDJob manifest `kubectl apply` takes (pod-level fields are
+    /// ignored). Try: byzsgd-node local examples/quickstart.yaml
+    Local(local::LocalArgs),
     /// Aggregate n vectors with a rule (GAR) and print the result as JSON.
     ///
     /// Input: a `.npy` file holding a 2-D float32/float64 array (one vector per row) or a JSON
@@ -50,6 +63,9 @@ impl Cli {
     /// Runs the chosen subcommand; errors are printed with their causes and give exit code 1.
     pub fn run(self) -> ExitCode {
         let result = match self.command {
+            Command::Server(args) => serve::run(Role::Server, &args),
+            Command::Worker(args) => serve::run(Role::Worker, &args),
+            Command::Local(args) => local::run(&args).map(|summary| print_summary(&summary)),
             Command::Aggregate(args) => aggregate::run(&args),
             Command::Bench(BenchCommand::Gars(args)) => bench::gars::run(&args),
             Command::Bench(BenchCommand::Model(args)) => bench::model::run(&args),
@@ -62,6 +78,21 @@ impl Cli {
             }
         }
     }
+}
+
+/// The last lines of `byzsgd-node local`.
+fn print_summary(summary: &local::record::Summary) {
+    let percent = |value: Option<f32>| value.map_or_else(|| "n/a".to_owned(), |value| format!("{:.1} %", value * 100.0));
+    println!("final accuracy   {}", percent(summary.final_accuracy));
+    println!("max drift        {:.5}  (largest distance between correct servers' models)", summary.max_drift);
+    println!("wall time        {:.1} s  ({:.1} steps/s)", summary.wall_seconds, summary.steps_per_second);
+    if let Some(target) = summary.target_accuracy {
+        match summary.time_to_target_seconds {
+            Some(seconds) => println!("time to {}    {seconds:.1} s", percent(Some(target))),
+            None => println!("time to {}    not reached", percent(Some(target))),
+        }
+    }
+    println!("results          {}", summary.run_dir.display());
 }
 
 #[cfg(test)]

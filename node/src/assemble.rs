@@ -1,0 +1,242 @@
+//! Builds runnable protocol nodes from a validated [`Plan`]: loads the data, partitions it,
+//! builds the model, gives every correct server the same seeded initial model and wraps the
+//! injected nodes in their attacks. The sim, the local runner and the pods all start here, so
+//! a job behaves the same in every runtime.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ndarray::{ArrayView1, ArrayViewMut1};
+
+use crate::attack::{WorkerAttackKind, flip_labels};
+use crate::data::{self, Batches, DEFAULT_DATA_DIR, DataError, Dataset};
+use crate::job::spec::DatasetName;
+use crate::job::{Behaviour, Plan, Role};
+use crate::model::{Model, ModelError};
+use crate::protocol::byzantine::{ByzantineServer, ByzantineWorker};
+use crate::protocol::server::Server;
+use crate::protocol::worker::Worker;
+use crate::protocol::{Evaluator, GradientSource, Node, ProtocolConfig};
+
+/// Samples in the synthetic data set's training part (its test part has a sixth of that).
+const SYNTHETIC_TRAIN: usize = 6000;
+
+/// Why nodes could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum AssembleError {
+    /// The data set could not be loaded.
+    #[error("cannot load data set `{name}` from {dir}")]
+    Data {
+        /// Data set name.
+        name: &'static str,
+        /// Directory tried.
+        dir: PathBuf,
+        /// Cause.
+        #[source]
+        source: DataError,
+    },
+    /// The data could not be split or sampled.
+    #[error("cannot prepare the training data")]
+    Shard(#[source] DataError),
+    /// The model does not fit the data.
+    #[error("cannot build the model for this data set")]
+    Model(#[source] ModelError),
+}
+
+/// A job's data: the training set, its partition across workers, and the test set.
+#[derive(Debug, Clone)]
+pub struct JobData {
+    /// Training samples.
+    pub train: Arc<Dataset>,
+    /// Held-out samples the servers evaluate on.
+    pub test: Arc<Dataset>,
+    /// Training sample indices of each worker.
+    pub shards: Vec<Vec<usize>>,
+}
+
+impl JobData {
+    /// Loads and partitions the data a plan names.
+    pub fn load(plan: &Plan) -> Result<Self, AssembleError> {
+        let spec = &plan.spec.dataset;
+        let seed = plan.spec.training.seed;
+        let (train, test) = match spec.name {
+            DatasetName::Synthetic => {
+                // One prototype set for both parts: generate once and split.
+                let all = data::synthetic(SYNTHETIC_TRAIN + SYNTHETIC_TRAIN / 6, 28, 28, 10, seed);
+                let train_indices: Vec<usize> = (0..SYNTHETIC_TRAIN).collect();
+                let test_indices: Vec<usize> = (SYNTHETIC_TRAIN..all.len()).collect();
+                (
+                    all.subset(&train_indices).map_err(AssembleError::Shard)?,
+                    all.subset(&test_indices).map_err(AssembleError::Shard)?,
+                )
+            }
+            DatasetName::FashionMnist | DatasetName::Mnist => {
+                let dir = data_dir(plan);
+                let split = data::load_dir(&dir).map_err(|source| AssembleError::Data {
+                    name: dataset_label(spec.name),
+                    dir: dir.clone(),
+                    source,
+                })?;
+                (split.train, split.test)
+            }
+        };
+        spec.partition.validate().map_err(AssembleError::Shard)?;
+        let shards = spec.partition.assign(&train.labels, plan.workers, seed);
+        Ok(Self { train: Arc::new(train), test: Arc::new(test), shards })
+    }
+}
+
+/// The directory a plan's data set is read from.
+pub fn data_dir(plan: &Plan) -> PathBuf {
+    plan.spec.dataset.path.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
+}
+
+fn dataset_label(name: DatasetName) -> &'static str {
+    match name {
+        DatasetName::FashionMnist => "fashion-mnist",
+        DatasetName::Mnist => "mnist",
+        DatasetName::Synthetic => "synthetic",
+    }
+}
+
+/// A worker's gradients: its model on mini-batches of its own shard.
+#[derive(Debug)]
+pub struct ShardGradients {
+    model: Arc<dyn Model>,
+    batches: Batches,
+    /// `Some(classes)` when the worker runs the label-flipping attack.
+    flip: Option<u8>,
+    labels: Vec<u8>,
+}
+
+impl GradientSource for ShardGradients {
+    fn gradient(&mut self, params: ArrayView1<'_, f32>, gradient: ArrayViewMut1<'_, f32>) -> f32 {
+        let (x, labels) = self.batches.next_batch();
+        match self.flip {
+            None => self.model.loss_and_gradient(params, x, labels, gradient),
+            Some(classes) => {
+                self.labels.clear();
+                self.labels.extend_from_slice(labels);
+                flip_labels(&mut self.labels, classes);
+                self.model.loss_and_gradient(params, x, &self.labels, gradient)
+            }
+        }
+    }
+}
+
+/// A server's evaluator: the model on the whole test set.
+#[derive(Debug)]
+pub struct TestSetEvaluator {
+    model: Arc<dyn Model>,
+    test: Arc<Dataset>,
+}
+
+impl Evaluator for TestSetEvaluator {
+    fn evaluate(&mut self, params: ArrayView1<'_, f32>) -> (f32, f32) {
+        self.model.evaluate(params, self.test.images.view(), &self.test.labels)
+    }
+}
+
+/// Everything needed to build any node of one job.
+#[derive(Debug, Clone)]
+pub struct Assembly {
+    plan: Arc<Plan>,
+    data: JobData,
+    model: Arc<dyn Model>,
+    config: Arc<ProtocolConfig>,
+}
+
+impl Assembly {
+    /// Prepares a job: builds the model for the data's shape.
+    pub fn new(plan: Plan, data: JobData) -> Result<Self, AssembleError> {
+        let model: Arc<dyn Model> = Arc::from(
+            plan.spec
+                .model
+                .build(data.train.input_shape(), data.train.classes)
+                .map_err(AssembleError::Model)?,
+        );
+        let config = Arc::new(ProtocolConfig::from_plan(&plan, model.num_params()));
+        Ok(Self { plan: Arc::new(plan), data, model, config })
+    }
+
+    /// The protocol settings every node shares.
+    pub fn config(&self) -> &Arc<ProtocolConfig> {
+        &self.config
+    }
+
+    /// The plan.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The model description.
+    pub fn model(&self) -> &Arc<dyn Model> {
+        &self.model
+    }
+
+    /// Builds node `index` of `role`, honest or Byzantine as the plan says.
+    pub fn node(&self, role: Role, index: usize) -> Result<Box<dyn Node>, AssembleError> {
+        let plan = &self.plan;
+        let seed = plan.spec.training.seed;
+        match role {
+            Role::Server => {
+                // Same seed on every server: all correct servers start from one model
+                // (PAPER.md §3.1), with no "copy server 0's model" step to trust.
+                let initial = self.model.init(seed);
+                let evaluator = TestSetEvaluator { model: self.model.clone(), test: self.data.test.clone() };
+                let server = Server::new(self.config.clone(), index, initial, Some(Box::new(evaluator)));
+                Ok(match plan.behaviour(role, index) {
+                    Behaviour::Server(attack) => Box::new(ByzantineServer::new(
+                        server,
+                        attack.clone(),
+                        plan.servers,
+                        plan.byzantine_servers,
+                        seed ^ (index as u64).wrapping_mul(0x9E37_79B9),
+                    )),
+                    _ => Box::new(server),
+                })
+            }
+            Role::Worker => {
+                let behaviour = plan.behaviour(role, index);
+                let flip = match behaviour {
+                    Behaviour::Worker(attack) if attack.kind == WorkerAttackKind::LabelFlip => {
+                        Some(self.data.train.classes.min(usize::from(u8::MAX)) as u8)
+                    }
+                    _ => None,
+                };
+                let shard = self.data.shards.get(index).cloned().unwrap_or_default();
+                let batches = Batches::new(
+                    self.data.train.clone(),
+                    shard,
+                    plan.spec.training.batch_size,
+                    seed.wrapping_add(1 + index as u64),
+                )
+                .map_err(AssembleError::Shard)?;
+                let source = ShardGradients { model: self.model.clone(), batches, flip, labels: Vec::new() };
+                let worker = Worker::new(self.config.clone(), index, Box::new(source));
+                Ok(match behaviour {
+                    Behaviour::Worker(attack) => Box::new(ByzantineWorker::new(
+                        worker,
+                        attack.clone(),
+                        plan.workers,
+                        plan.byzantine_workers,
+                        seed ^ (1 << 32 | index as u64),
+                    )),
+                    _ => Box::new(worker),
+                })
+            }
+        }
+    }
+
+    /// Every node of the job, servers first.
+    pub fn all_nodes(&self) -> Result<Vec<Box<dyn Node>>, AssembleError> {
+        let mut nodes = Vec::with_capacity(self.plan.servers + self.plan.workers);
+        for index in 0..self.plan.servers {
+            nodes.push(self.node(Role::Server, index)?);
+        }
+        for index in 0..self.plan.workers {
+            nodes.push(self.node(Role::Worker, index)?);
+        }
+        Ok(nodes)
+    }
+}

@@ -1,0 +1,226 @@
+//! `byzsgd-node server` and `byzsgd-node worker`: one node of a job, as pods run it (the
+//! operator renders these flags) and as the local runner starts it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use tokio::io::AsyncBufReadExt;
+use tokio::net::TcpListener;
+
+use crate::assemble::{Assembly, JobData};
+use crate::job::{Behaviour, Manifest, Role, validate};
+use crate::protocol::NodeId;
+use crate::rpc::identity::{HeaderIdentity, parse_node_name};
+use crate::runtime::{self, RuntimeOptions};
+use crate::telemetry::{self, LogFormat};
+
+/// Flags shared by `server` and `worker`. Every flag is also a `BYZSGD_…` environment variable.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NodeArgs {
+    /// The `ByzSGDJob` manifest: the same file `kubectl apply` takes (pod-level fields are ignored).
+    #[arg(long, env = "BYZSGD_JOB_FILE", value_name = "FILE")]
+    pub job_file: PathBuf,
+    /// This node's index within its role, from 0.
+    #[arg(long, env = "BYZSGD_INDEX")]
+    pub index: usize,
+    /// Address the gRPC server binds (port 0 picks a free one).
+    #[arg(long, env = "BYZSGD_LISTEN", default_value = "0.0.0.0:7070")]
+    pub listen: SocketAddr,
+    /// Address the admin HTTP server (/metrics, /healthz, /readyz, /status) binds.
+    #[arg(long, env = "BYZSGD_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
+    pub admin_listen: SocketAddr,
+    /// Peer addresses as `server-0=host:port,worker-3=host:port,…` (every node of the job).
+    #[arg(long, env = "BYZSGD_PEERS", value_delimiter = ',', value_name = "NAME=HOST:PORT")]
+    pub peers: Vec<String>,
+    /// Peer address template, e.g. `{job}-{role}-{index}.{job}:7070` (the operator's headless
+    /// Service names); `{job}`, `{role}` and `{index}` are substituted for every node.
+    #[arg(long, env = "BYZSGD_PEER_TEMPLATE", value_name = "TEMPLATE", conflicts_with = "peers")]
+    pub peer_template: Option<String>,
+    /// Print the bound addresses as a JSON line on stdout, then read the peer table (a JSON
+    /// object `{"server-0": "host:port", …}`) from stdin; exit when stdin closes. Used by
+    /// `byzsgd-node local`, so no node outlives its runner.
+    #[arg(long, env = "BYZSGD_PEERS_FROM_STDIN", conflicts_with_all = ["peers", "peer_template"])]
+    pub peers_from_stdin: bool,
+    /// Print progress events as JSON lines on stdout.
+    #[arg(long, env = "BYZSGD_PROGRESS_LINES")]
+    pub progress_lines: bool,
+    /// Seconds to keep serving after the node ran all its steps, so slower peers can finish.
+    #[arg(long, env = "BYZSGD_LINGER_SECONDS", default_value_t = 5.0)]
+    pub linger_seconds: f64,
+    /// Override the data set directory of the manifest.
+    #[arg(long, env = "BYZSGD_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Log format on stderr (filter with RUST_LOG).
+    #[arg(long, env = "BYZSGD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
+    pub log_format: LogFormat,
+}
+
+/// What `--peers-from-stdin` reads.
+#[derive(Debug, Deserialize)]
+struct PeerTable {
+    peers: BTreeMap<String, String>,
+}
+
+/// Runs one node of `role` until it finished or the process is told to stop.
+pub fn run(role: Role, args: &NodeArgs) -> anyhow::Result<()> {
+    telemetry::init(args.log_format);
+    let manifest = Manifest::from_file(&args.job_file)?;
+    let mut spec = manifest.spec.clone();
+    if let Some(dir) = &args.data_dir {
+        spec.dataset.path = Some(dir.clone());
+    }
+    let plan = validate(&spec)?;
+    let replicas = match role {
+        Role::Server => plan.servers,
+        Role::Worker => plan.workers,
+    };
+    if args.index >= replicas {
+        bail!("--index {} is out of range: the job has {replicas} {role}s (indices 0..{replicas})", args.index);
+    }
+    let me = NodeId { role, index: args.index };
+    let attack = match plan.behaviour(role, args.index) {
+        Behaviour::Honest => None,
+        Behaviour::Server(attack) => Some(attack.kind.to_string()),
+        Behaviour::Worker(attack) => Some(attack.kind.to_string()),
+    };
+    let snapshot_every = plan.spec.training.evaluate_every;
+    let data = JobData::load(&plan)?;
+    let assembly = Assembly::new(plan, data)?;
+    let dimension = assembly.config().dimension;
+    let node = assembly.node(role, args.index)?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(async move {
+        let grpc = TcpListener::bind(args.listen).await.with_context(|| format!("cannot bind --listen {}", args.listen))?;
+        let admin = TcpListener::bind(args.admin_listen)
+            .await
+            .with_context(|| format!("cannot bind --admin-listen {}", args.admin_listen))?;
+        let (stdin_closed_tx, stdin_closed) = tokio::sync::oneshot::channel::<()>();
+        let peers = if args.peers_from_stdin {
+            let announce = serde_json::json!({
+                "event": "listening",
+                "node": me.to_string(),
+                "grpc": grpc.local_addr()?.to_string(),
+                "admin": admin.local_addr()?.to_string(),
+            });
+            println!("{announce}");
+            let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+            let line = lines.next_line().await?.context("stdin closed before the peer table arrived")?;
+            let table: PeerTable = serde_json::from_str(&line).context("the peer table on stdin is not valid JSON")?;
+            // The runner keeps stdin open for our whole life: EOF means it is gone.
+            tokio::spawn(async move {
+                while let Ok(Some(_)) = lines.next_line().await {}
+                let _ = stdin_closed_tx.send(());
+            });
+            parse_peer_map(&table.peers)?
+        } else if let Some(template) = &args.peer_template {
+            drop(stdin_closed_tx);
+            template_peers(template, &manifest.name, assembly.plan().servers, assembly.plan().workers)
+        } else {
+            drop(stdin_closed_tx);
+            parse_peer_list(&args.peers)?
+        };
+        check_peers(&peers, assembly.plan().servers, assembly.plan().workers)?;
+        let options = RuntimeOptions {
+            job: manifest.name.clone(),
+            me,
+            dimension,
+            peers,
+            identity: Arc::new(HeaderIdentity),
+            attack,
+            snapshot_every,
+            linger: Duration::from_secs_f64(args.linger_seconds.max(0.0)),
+            progress_lines: args.progress_lines,
+        };
+        let stdin_watch = args.peers_from_stdin;
+        let shutdown = async move {
+            let stdin_gone = async {
+                if stdin_watch {
+                    let _ = stdin_closed.await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                () = shutdown_signal() => tracing::info!("signal received, shutting down"),
+                () = stdin_gone => tracing::warn!("the runner went away (stdin closed), shutting down"),
+            }
+        };
+        tracing::info!(node = %me, job = %options.job, "starting");
+        runtime::run(node, options, grpc, admin, shutdown).await
+    })
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
+
+fn parse_peer_map(map: &BTreeMap<String, String>) -> anyhow::Result<BTreeMap<NodeId, String>> {
+    map.iter()
+        .map(|(name, address)| {
+            let id = parse_node_name(name).with_context(|| format!("peer name `{name}` is not like `server-0` or `worker-3`"))?;
+            Ok((id, address.clone()))
+        })
+        .collect()
+}
+
+/// Parses `--peers server-0=host:port,…`.
+pub fn parse_peer_list(entries: &[String]) -> anyhow::Result<BTreeMap<NodeId, String>> {
+    let mut map = BTreeMap::new();
+    for entry in entries {
+        let (name, address) =
+            entry.split_once('=').with_context(|| format!("--peers entry `{entry}` is not NAME=HOST:PORT"))?;
+        map.insert(name.to_owned(), address.to_owned());
+    }
+    parse_peer_map(&map)
+}
+
+/// Expands a `{job}-{role}-{index}` template for every node of the job.
+pub fn template_peers(template: &str, job: &str, servers: usize, workers: usize) -> BTreeMap<NodeId, String> {
+    let nodes = (0..servers).map(NodeId::server).chain((0..workers).map(NodeId::worker));
+    nodes
+        .map(|id| {
+            let address = template
+                .replace("{job}", job)
+                .replace("{role}", id.role.as_str())
+                .replace("{index}", &id.index.to_string());
+            (id, address)
+        })
+        .collect()
+}
+
+fn check_peers(peers: &BTreeMap<NodeId, String>, servers: usize, workers: usize) -> anyhow::Result<()> {
+    let missing: Vec<String> = (0..servers)
+        .map(NodeId::server)
+        .chain((0..workers).map(NodeId::worker))
+        .filter(|id| !peers.contains_key(id))
+        .map(|id| id.to_string())
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "no address for {} (give every node with --peers, --peer-template or --peers-from-stdin)",
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,335 @@
+//! Checks a [`JobSpec`] against the paper's bounds and the rules' own bounds, and resolves it
+//! into a [`Plan`]: quorums, the gather period T, who is Byzantine with which attack. After
+//! this step nothing reads the raw spec again (the zookeeper-operator "validate" step).
+//!
+//! Every problem is reported at once, each naming the field (as a path such as
+//! `spec.servers.replicas`) and the fix.
+
+use std::fmt;
+
+use crate::attack::{ServerAttack, ServerAttackKind, WorkerAttack, WorkerAttackKind};
+use crate::gar::{GarConfig, Rule};
+
+use super::spec::{GatherEvery, JobSpec, Role};
+
+/// One problem in a job spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecProblem {
+    /// Path of the offending field, e.g. `spec.servers.replicas`.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub fix: String,
+}
+
+impl fmt::Display for SpecProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} (fix: {})", self.field, self.message, self.fix)
+    }
+}
+
+/// All problems found in a job spec.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct InvalidSpec {
+    /// The problems, in field order.
+    pub problems: Vec<SpecProblem>,
+}
+
+impl fmt::Display for InvalidSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid job spec")?;
+        for problem in &self.problems {
+            write!(f, "\n  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The attack a Byzantine node runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Behaviour {
+    /// Follows the protocol.
+    Honest,
+    /// A Byzantine server.
+    Server(ServerAttack),
+    /// A Byzantine worker.
+    Worker(WorkerAttack),
+}
+
+impl Behaviour {
+    /// Whether the node follows the protocol.
+    pub fn is_honest(&self) -> bool {
+        matches!(self, Self::Honest)
+    }
+}
+
+/// A job spec that passed validation, with everything derived from it resolved once.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The spec it came from.
+    pub spec: JobSpec,
+    /// n_ps.
+    pub servers: usize,
+    /// Declared f_ps.
+    pub byzantine_servers: usize,
+    /// n_w.
+    pub workers: usize,
+    /// Declared f_w.
+    pub byzantine_workers: usize,
+    /// q_ps = n_ps − f_ps: models a worker waits for per step, and a server per gather.
+    pub server_quorum: usize,
+    /// q_w = n_w − f_w: gradients a server waits for per step.
+    pub worker_quorum: usize,
+    /// The gather period T (resolved from `auto`).
+    pub gather_every: u64,
+    /// Rule for gradients on servers, with f = f_w.
+    pub gradient_rule: GarConfig,
+    /// Rule for models on workers and at gathers, with f = f_ps.
+    pub model_rule: GarConfig,
+    /// Behaviour of each server, by index.
+    pub server_behaviours: Vec<Behaviour>,
+    /// Behaviour of each worker, by index.
+    pub worker_behaviours: Vec<Behaviour>,
+}
+
+impl Plan {
+    /// The behaviour of one node.
+    pub fn behaviour(&self, role: Role, index: usize) -> &Behaviour {
+        let list = match role {
+            Role::Server => &self.server_behaviours,
+            Role::Worker => &self.worker_behaviours,
+        };
+        list.get(index).unwrap_or(&Behaviour::Honest)
+    }
+
+    /// Indices of the servers that follow the protocol (whose drift the scatter/gather bound is
+    /// about).
+    pub fn correct_servers(&self) -> Vec<usize> {
+        (0..self.servers).filter(|&i| self.server_behaviours[i].is_honest()).collect()
+    }
+}
+
+/// T = ⌊1/(3·l·η)⌋, at least 1 (PAPER.md §3.5 and §10.2: when η > 1/(3l) the formula gives 0 and
+/// servers gather at every step).
+pub fn auto_gather_every(lipschitz: f32, learning_rate: f32) -> u64 {
+    let period = 1.0 / (3.0 * f64::from(lipschitz) * f64::from(learning_rate));
+    if period.is_finite() && period >= 1.0 { period.floor() as u64 } else { 1 }
+}
+
+/// Validates a spec and resolves it into a [`Plan`].
+pub fn validate(spec: &JobSpec) -> Result<Plan, InvalidSpec> {
+    let mut problems = Vec::new();
+    let mut problem = |field: &str, message: String, fix: String| {
+        problems.push(SpecProblem { field: field.to_owned(), message, fix });
+    };
+
+    let n_ps = spec.servers.replicas;
+    let f_ps = spec.servers.byzantine;
+    let n_w = spec.workers.replicas;
+    let f_w = spec.workers.byzantine;
+    let training = &spec.training;
+
+    if training.steps == 0 {
+        problem("spec.training.steps", "must be at least 1".into(), "set a positive number of steps".into());
+    }
+    if training.batch_size == 0 {
+        problem("spec.training.batchSize", "must be at least 1".into(), "set e.g. batchSize: 32".into());
+    }
+    if !(training.learning_rate.is_finite() && training.learning_rate > 0.0) {
+        problem(
+            "spec.training.learningRate",
+            format!("must be a positive number, got {}", training.learning_rate),
+            "set e.g. learningRate: 0.05".into(),
+        );
+    }
+    if !(training.momentum.is_finite() && (0.0..1.0).contains(&training.momentum)) {
+        problem(
+            "spec.training.momentum",
+            format!("must be in [0, 1), got {}", training.momentum),
+            "set momentum: 0 for plain SGD, or e.g. 0.9".into(),
+        );
+    }
+    if !(training.weight_decay.is_finite() && training.weight_decay >= 0.0) {
+        problem(
+            "spec.training.weightDecay",
+            format!("must be ≥ 0, got {}", training.weight_decay),
+            "set weightDecay: 0 or a small positive value".into(),
+        );
+    }
+    if !(training.lipschitz.is_finite() && training.lipschitz > 0.0) {
+        problem(
+            "spec.training.lipschitz",
+            format!("must be a positive number, got {}", training.lipschitz),
+            "leave it out (defaults to 1) or set the gradient's Lipschitz constant".into(),
+        );
+    }
+    if training.evaluate_every == 0 {
+        problem("spec.training.evaluateEvery", "must be at least 1".into(), "set e.g. evaluateEvery: 100".into());
+    }
+
+    // The paper's resilience bounds (PAPER.md §2): n_ps > 3·f_ps + 1 and n_w > 3·f_w.
+    if n_ps < 3 * f_ps + 2 {
+        problem(
+            "spec.servers.replicas",
+            format!(
+                "n_ps = {n_ps} servers cannot tolerate f_ps = {f_ps} Byzantine servers: ByzSGD needs n_ps ≥ 3·f_ps + 2 = {}",
+                3 * f_ps + 2
+            ),
+            format!("use at least {} servers or lower spec.servers.byzantine", 3 * f_ps + 2),
+        );
+    }
+    if n_w < 3 * f_w + 1 {
+        problem(
+            "spec.workers.replicas",
+            format!(
+                "n_w = {n_w} workers cannot tolerate f_w = {f_w} Byzantine workers: ByzSGD needs n_w ≥ 3·f_w + 1 = {}",
+                3 * f_w + 1
+            ),
+            format!("use at least {} workers or lower spec.workers.byzantine", 3 * f_w + 1),
+        );
+    }
+    if n_ps == 0 {
+        problem("spec.servers.replicas", "must be at least 1".into(), "set replicas: 1 or more".into());
+    }
+    if n_w == 0 {
+        problem("spec.workers.replicas", "must be at least 1".into(), "set replicas: 1 or more".into());
+    }
+
+    let server_quorum = n_ps.saturating_sub(f_ps);
+    let worker_quorum = n_w.saturating_sub(f_w);
+
+    // Each rule's own bound applies to what it receives: a quorum of n − f inputs with f of them
+    // possibly Byzantine (PAPER.md §11.1).
+    let mut gradient_rule = GarConfig::new(spec.aggregation.gradients, f_w);
+    gradient_rule.pre.clone_from(&spec.aggregation.pre_aggregators);
+    let model_rule = GarConfig::new(spec.aggregation.models, f_ps);
+    check_rule_bound(&mut problem, "spec.aggregation.gradients", spec.aggregation.gradients, worker_quorum, f_w, "workers");
+    check_rule_bound(&mut problem, "spec.aggregation.models", spec.aggregation.models, server_quorum, f_ps, "servers");
+
+    let mut server_behaviours = vec![Behaviour::Honest; n_ps];
+    let mut worker_behaviours = vec![Behaviour::Honest; n_w];
+    for (position, injection) in spec.inject.iter().enumerate() {
+        let base = format!("spec.inject[{position}]");
+        let (replicas, behaviours) = match injection.role {
+            Role::Server => (n_ps, &mut server_behaviours),
+            Role::Worker => (n_w, &mut worker_behaviours),
+        };
+        let behaviour = match injection.role {
+            Role::Server => injection
+                .attack
+                .parse::<ServerAttackKind>()
+                .map(|kind| Behaviour::Server(ServerAttack { kind, params: injection.params.clone() })),
+            Role::Worker => injection
+                .attack
+                .parse::<WorkerAttackKind>()
+                .map(|kind| Behaviour::Worker(WorkerAttack { kind, params: injection.params.clone() })),
+        };
+        let behaviour = match behaviour {
+            Ok(behaviour) => behaviour,
+            Err(error) => {
+                problem(
+                    &format!("{base}.attack"),
+                    format!("unknown {} attack `{}`", injection.role, injection.attack),
+                    format!("use one of the {} attacks: {error}", injection.role),
+                );
+                continue;
+            }
+        };
+        if injection.count > replicas {
+            problem(
+                &format!("{base}.count"),
+                format!("{} {}s are injected but the job has only {replicas}", injection.count, injection.role),
+                format!("lower count to at most {replicas}"),
+            );
+            continue;
+        }
+        let indices: Vec<usize> = match &injection.indices {
+            Some(indices) => {
+                if indices.len() != injection.count {
+                    problem(
+                        &format!("{base}.indices"),
+                        format!("{} indices given but count is {}", indices.len(), injection.count),
+                        "make count equal to the number of indices (or drop count)".into(),
+                    );
+                    continue;
+                }
+                if let Some(bad) = indices.iter().find(|&&i| i >= replicas) {
+                    problem(
+                        &format!("{base}.indices"),
+                        format!("index {bad} is out of range for {replicas} {}s", injection.role),
+                        format!("use indices in 0..{replicas}"),
+                    );
+                    continue;
+                }
+                indices.clone()
+            }
+            None => (replicas - injection.count..replicas).collect(),
+        };
+        for index in indices {
+            if !behaviours[index].is_honest() {
+                problem(
+                    &format!("{base}.indices"),
+                    format!("{}-{index} is already made Byzantine by an earlier entry", injection.role),
+                    "give each node at most one attack (use indices to choose which)".into(),
+                );
+                continue;
+            }
+            behaviours[index] = behaviour.clone();
+        }
+    }
+
+    if let Some(convergence) = &spec.convergence {
+        if !(0.0..=1.0).contains(&convergence.target_accuracy) {
+            problem(
+                "spec.convergence.targetAccuracy",
+                format!("must be in [0, 1], got {}", convergence.target_accuracy),
+                "write accuracy as a fraction, e.g. 0.8 for 80 %".into(),
+            );
+        }
+    }
+
+    let gather_every = match spec.servers.gather_every {
+        GatherEvery::Steps(steps) => steps,
+        GatherEvery::Auto => auto_gather_every(training.lipschitz, training.learning_rate),
+    };
+
+    if !problems.is_empty() {
+        return Err(InvalidSpec { problems });
+    }
+    Ok(Plan {
+        spec: spec.clone(),
+        servers: n_ps,
+        byzantine_servers: f_ps,
+        workers: n_w,
+        byzantine_workers: f_w,
+        server_quorum,
+        worker_quorum,
+        gather_every,
+        gradient_rule,
+        model_rule,
+        server_behaviours,
+        worker_behaviours,
+    })
+}
+
+fn check_rule_bound(
+    problem: &mut impl FnMut(&str, String, String),
+    field: &str,
+    rule: Rule,
+    quorum: usize,
+    f: usize,
+    role: &str,
+) {
+    let needed = rule.min_inputs(f);
+    if quorum < needed {
+        problem(
+            field,
+            format!(
+                "rule `{rule}` receives a quorum of {quorum} {role} (n − f) with f = {f}, but needs {}: {needed} inputs",
+                rule.bound()
+            ),
+            format!("add {} {role} or choose a rule with a looser bound (e.g. median)", needed - quorum),
+        );
+    }
+}

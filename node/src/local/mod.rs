@@ -1,0 +1,354 @@
+//! `byzsgd-node local FILE`: a whole job on one machine. The same manifest `kubectl apply`
+//! takes; pod-level fields are ignored. Every server and worker runs as a separate
+//! `byzsgd-node` process on loopback with ports it picks itself, exactly as pods would run it.
+//!
+//! The runner validates everything before starting a process, shows a live progress bar,
+//! and — because it knows which nodes are correct — measures what no node can: the true
+//! largest distance between correct servers' models (`byzsgd_correct_servers_max_drift`,
+//! exported on its own `/metrics`). It writes `runs/<name>-<timestamp>/` with `metrics.csv`,
+//! `summary.json`, `plot.png` and a Prometheus `file_sd` file `targets.json`.
+
+pub mod children;
+pub mod plot;
+pub mod record;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use crate::assemble::{Assembly, JobData};
+use crate::job::{Behaviour, Manifest, Plan, Role, validate};
+use crate::protocol::NodeId;
+use crate::rpc::wire;
+
+use self::children::{ChildNode, ChildOutput};
+use self::record::{Recorder, Summary};
+
+/// Flags of `byzsgd-node local`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LocalArgs {
+    /// The `ByzSGDJob` manifest (e.g. examples/quickstart.yaml).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Where run directories are created.
+    #[arg(long, env = "BYZSGD_RUNS_DIR", default_value = "runs", value_name = "DIR")]
+    pub runs_dir: PathBuf,
+    /// Override the data set directory of the manifest.
+    #[arg(long, env = "BYZSGD_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address of the runner's own /metrics (byzsgd_correct_servers_max_drift); port 0 picks one.
+    #[arg(long, env = "BYZSGD_RUNNER_ADMIN_LISTEN", default_value = "127.0.0.1:0")]
+    pub admin_listen: std::net::SocketAddr,
+    /// No progress bar (plain progress lines instead), e.g. in CI logs.
+    #[arg(long, env = "BYZSGD_NO_PROGRESS")]
+    pub no_progress: bool,
+}
+
+/// A progress line from a child (see `runtime::progress_line`).
+#[derive(Debug, Deserialize)]
+#[serde(tag = "event", rename_all = "camelCase")]
+enum Progress {
+    Stepped { step: u64, loss: Option<f32> },
+    Evaluated { step: u64, loss: Option<f32>, accuracy: Option<f32> },
+    #[serde(rename_all = "camelCase")]
+    Gathered { step: u64, drift_to_median: Option<f32> },
+    Finished,
+}
+
+/// Runs a job locally; returns its summary.
+pub fn run(args: &LocalArgs) -> anyhow::Result<Summary> {
+    let manifest = Manifest::from_file(&args.file)?;
+    let mut spec = manifest.spec.clone();
+    if let Some(dir) = &args.data_dir {
+        spec.dataset.path = Some(dir.clone());
+    }
+    let plan = validate(&spec)?;
+    // Load the data and build the model once here, so a missing data set or a model that
+    // does not fit it fails before any process starts.
+    let data = JobData::load(&plan)?;
+    let dimension = Assembly::new(plan.clone(), data)?.config().dimension;
+    let executable = std::env::current_exe().context("cannot locate the byzsgd-node executable")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(run_job(args, &manifest.name, plan, dimension, &executable))
+}
+
+async fn run_job(args: &LocalArgs, name: &str, plan: Plan, dimension: usize, executable: &Path) -> anyhow::Result<Summary> {
+    let run_dir = record::create_run_dir(&args.runs_dir, name)?;
+    let nodes: Vec<NodeId> =
+        (0..plan.servers).map(NodeId::server).chain((0..plan.workers).map(NodeId::worker)).collect();
+    let correct = plan.correct_servers();
+    let (output, mut outputs) = mpsc::channel(4096);
+    let job_file = std::fs::canonicalize(&args.file)?;
+    let started = Instant::now();
+    let mut children = children::spawn_all(executable, &job_file, args.data_dir.as_deref(), &nodes, &output).await?;
+    drop(output);
+
+    let runner_metrics = RunnerMetrics::serve(args.admin_listen, name).await?;
+    record::write_targets(&run_dir, name, &children, &plan, &runner_metrics.address)?;
+
+    let steps = plan.spec.training.steps;
+    let bar = progress_bar(args.no_progress, steps);
+    let mut recorder = Recorder::new(&run_dir, &plan)?;
+    let mut tracker = Tracker::new(&plan);
+    let admin: BTreeMap<NodeId, String> = children.iter().map(|child| (child.id, child.admin.clone())).collect();
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+    let mut interrupted = false;
+
+    let interrupt = tokio::signal::ctrl_c();
+    tokio::pin!(interrupt);
+    while !tracker.all_correct_finished() {
+        let next = tokio::select! {
+            next = outputs.recv() => next,
+            _ = &mut interrupt => { interrupted = true; break; }
+        };
+        let Some(next) = next else { break };
+        let wall = started.elapsed().as_secs_f64();
+        match next {
+            ChildOutput::Log(id, line) => bar.println(format!("[{id}] {line}")),
+            ChildOutput::Closed(id) => {
+                tracker.closed.insert(id);
+            }
+            ChildOutput::Progress(id, line) => {
+                let Ok(progress) = serde_json::from_str::<Progress>(&line) else { continue };
+                match progress {
+                    Progress::Stepped { step, loss } => {
+                        recorder.row(wall, step, id, loss, None, None)?;
+                        tracker.stepped(id, step);
+                    }
+                    Progress::Evaluated { step, loss, accuracy } => {
+                        recorder.evaluation(wall, step, id, loss, accuracy)?;
+                        tracker.evaluated(id, step, accuracy, wall);
+                    }
+                    Progress::Gathered { step, drift_to_median } => recorder.row(wall, step, id, None, None, drift_to_median)?,
+                    Progress::Finished => {
+                        tracker.finished.insert(id);
+                    }
+                }
+                for step in tracker.snapshots_ready() {
+                    if let Some(drift) = measure_drift(&http, &admin, &correct, step, dimension).await {
+                        runner_metrics.max_drift.set(f64::from(drift));
+                        recorder.drift(started.elapsed().as_secs_f64(), step, drift)?;
+                        tracker.max_drift = tracker.max_drift.max(drift);
+                    }
+                }
+                bar.set_position(tracker.progress_step());
+                bar.set_message(tracker.describe());
+            }
+        }
+        if tracker.correct_closed() {
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    let wall_seconds = started.elapsed().as_secs_f64();
+    stop_children(&mut children).await;
+    let summary = recorder.finish(&tracker.outcome(&plan, wall_seconds, interrupted), &run_dir)?;
+    if let Err(error) = plot::write(&run_dir, &recorder) {
+        eprintln!("warning: no plot: {error:#}");
+    }
+    Ok(summary)
+}
+
+fn progress_bar(hidden: bool, steps: u64) -> ProgressBar {
+    if hidden {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(steps);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} step {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// Closes every child's stdin (their signal to exit), waits briefly, then kills stragglers.
+async fn stop_children(children: &mut [ChildNode]) {
+    for child in children.iter_mut() {
+        child.stdin.take();
+    }
+    for child in children.iter_mut() {
+        if tokio::time::timeout(Duration::from_secs(5), child.process.wait()).await.is_err() {
+            let _ = child.process.kill().await;
+        }
+    }
+}
+
+/// Fetches the correct servers' models at `step` and returns their largest pairwise distance.
+async fn measure_drift(
+    http: &reqwest::Client,
+    admin: &BTreeMap<NodeId, String>,
+    correct: &[usize],
+    step: u64,
+    dimension: usize,
+) -> Option<f32> {
+    let mut models = Vec::with_capacity(correct.len());
+    for &server in correct {
+        let address = admin.get(&NodeId::server(server))?;
+        let response = http.get(format!("http://{address}/model?step={step}")).send().await.ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        let bytes = response.bytes().await.ok()?;
+        let tensor = crate::rpc::proto::Tensor { length: (bytes.len() / 4) as u32, data: bytes };
+        models.push(wire::decode_tensor(&tensor, dimension).ok()?);
+    }
+    let mut largest = 0.0_f32;
+    for (i, a) in models.iter().enumerate() {
+        for b in &models[i + 1..] {
+            largest = largest.max(crate::protocol::server::distance(a.view(), b.view()));
+        }
+    }
+    Some(largest)
+}
+
+/// What the runner knows about the job's progress.
+#[derive(Debug)]
+struct Tracker {
+    correct: BTreeSet<usize>,
+    workers: usize,
+    steps: BTreeMap<NodeId, u64>,
+    /// Accuracy of each correct server per evaluated step.
+    evaluations: BTreeMap<u64, BTreeMap<usize, f32>>,
+    finished: BTreeSet<NodeId>,
+    closed: BTreeSet<NodeId>,
+    snapshot_every: u64,
+    measured: BTreeSet<u64>,
+    max_drift: f32,
+    latest_accuracy: Option<(u64, f32)>,
+    target: Option<f32>,
+    time_to_target: Option<f64>,
+    total_steps: u64,
+}
+
+impl Tracker {
+    fn new(plan: &Plan) -> Self {
+        Self {
+            correct: plan.correct_servers().into_iter().collect(),
+            workers: plan.workers,
+            steps: BTreeMap::new(),
+            evaluations: BTreeMap::new(),
+            finished: BTreeSet::new(),
+            closed: BTreeSet::new(),
+            snapshot_every: plan.spec.training.evaluate_every.max(1),
+            measured: BTreeSet::new(),
+            max_drift: 0.0,
+            latest_accuracy: None,
+            target: plan.spec.convergence.as_ref().map(|convergence| convergence.target_accuracy),
+            time_to_target: None,
+            total_steps: plan.spec.training.steps,
+        }
+    }
+
+    fn is_correct_server(&self, id: NodeId) -> bool {
+        id.role == Role::Server && self.correct.contains(&id.index)
+    }
+
+    fn stepped(&mut self, id: NodeId, step: u64) {
+        self.steps.insert(id, step);
+    }
+
+    fn evaluated(&mut self, id: NodeId, step: u64, accuracy: Option<f32>, wall: f64) {
+        let (Some(accuracy), true) = (accuracy, self.is_correct_server(id)) else { return };
+        let entry = self.evaluations.entry(step).or_default();
+        entry.insert(id.index, accuracy);
+        if entry.len() == self.correct.len() {
+            let mut values: Vec<f32> = entry.values().copied().collect();
+            let median = crate::protocol::median_of(&mut values);
+            self.latest_accuracy = Some((step, median));
+            if self.time_to_target.is_none() && self.target.is_some_and(|target| median >= target) {
+                self.time_to_target = Some(wall);
+            }
+        }
+    }
+
+    /// Snapshot steps every correct server has passed and that are not measured yet.
+    fn snapshots_ready(&mut self) -> Vec<u64> {
+        let reached = self.correct.iter().map(|&index| self.steps.get(&NodeId::server(index)).copied().unwrap_or(0)).min().unwrap_or(0);
+        let mut ready = Vec::new();
+        let mut step = self.snapshot_every;
+        while step <= reached {
+            if self.measured.insert(step) {
+                ready.push(step);
+            }
+            step += self.snapshot_every;
+        }
+        ready
+    }
+
+    fn progress_step(&self) -> u64 {
+        self.correct.iter().map(|&index| self.steps.get(&NodeId::server(index)).copied().unwrap_or(0)).min().unwrap_or(0)
+    }
+
+    fn describe(&self) -> String {
+        let accuracy = self.latest_accuracy.map_or_else(|| "-".to_owned(), |(_, accuracy)| format!("{:.1}%", accuracy * 100.0));
+        format!("accuracy {accuracy}  max drift {:.4}", self.max_drift)
+    }
+
+    fn all_correct_finished(&self) -> bool {
+        let servers_done = self.correct.iter().all(|&index| self.finished.contains(&NodeId::server(index)));
+        let workers_done = (0..self.workers).all(|index| self.finished.contains(&NodeId::worker(index)) || self.closed.contains(&NodeId::worker(index)));
+        servers_done && workers_done
+    }
+
+    fn correct_closed(&self) -> bool {
+        self.correct.iter().all(|&index| self.closed.contains(&NodeId::server(index)))
+    }
+
+    fn outcome(&self, plan: &Plan, wall_seconds: f64, interrupted: bool) -> record::Outcome {
+        record::Outcome {
+            wall_seconds,
+            steps_reached: self.progress_step(),
+            total_steps: self.total_steps,
+            final_accuracy: self.latest_accuracy.map(|(_, accuracy)| accuracy),
+            max_drift: self.max_drift,
+            time_to_target: self.time_to_target,
+            target: self.target,
+            interrupted,
+            byzantine: plan
+                .server_behaviours
+                .iter()
+                .chain(&plan.worker_behaviours)
+                .filter(|behaviour| !matches!(behaviour, Behaviour::Honest))
+                .count(),
+        }
+    }
+}
+
+/// The runner's own metrics endpoint.
+struct RunnerMetrics {
+    address: String,
+    max_drift: prometheus::Gauge,
+}
+
+impl RunnerMetrics {
+    async fn serve(listen: std::net::SocketAddr, job: &str) -> anyhow::Result<Self> {
+        let labels = [("job_name".to_owned(), job.to_owned())].into_iter().collect();
+        let registry = prometheus::Registry::new_custom(Some("byzsgd".into()), Some(labels))?;
+        let max_drift = prometheus::Gauge::new(
+            "correct_servers_max_drift",
+            "Largest pairwise distance between correct servers' models at the last measured step",
+        )?;
+        registry.register(Box::new(max_drift.clone()))?;
+        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot bind {listen}"))?;
+        let address = listener.local_addr()?.to_string();
+        let registry = Arc::new(registry);
+        let router = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let registry = registry.clone();
+                async move { crate::metrics::render(&registry) }
+            }),
+        );
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Ok(Self { address, max_drift })
+    }
+}

@@ -1,0 +1,235 @@
+//! What a local run leaves behind in `runs/<name>-<timestamp>/`: `metrics.csv` (one row per
+//! server step, evaluation, gather and drift measurement), `summary.json`, and `targets.json`
+//! (Prometheus `file_sd`: every node's admin port plus the runner's, so a real Prometheus can
+//! scrape a local run).
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::job::{Behaviour, Plan};
+use crate::protocol::NodeId;
+
+use super::children::ChildNode;
+
+/// Creates `runs/<name>-<UTC timestamp>` (with a numeric suffix if it exists).
+pub fn create_run_dir(runs: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string();
+    let mut dir = runs.join(format!("{name}-{stamp}"));
+    let mut suffix = 1;
+    while dir.exists() {
+        suffix += 1;
+        dir = runs.join(format!("{name}-{stamp}-{suffix}"));
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create run directory {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Writes the Prometheus `file_sd` targets of a run.
+pub fn write_targets(dir: &Path, job: &str, children: &[ChildNode], plan: &Plan, runner: &str) -> anyhow::Result<()> {
+    let mut groups: Vec<serde_json::Value> = children
+        .iter()
+        .map(|child| {
+            let attack = attack_name(plan.behaviour(child.id.role, child.id.index));
+            serde_json::json!({
+                "targets": [child.admin],
+                "labels": {
+                    "job_name": job,
+                    "node": child.id.to_string(),
+                    "role": child.id.role.as_str(),
+                    "byzantine": if attack.is_some() { "true" } else { "false" },
+                    "attack": attack.unwrap_or_default(),
+                }
+            })
+        })
+        .collect();
+    groups.push(serde_json::json!({
+        "targets": [runner],
+        "labels": {"job_name": job, "node": "runner", "role": "runner", "byzantine": "false", "attack": ""}
+    }));
+    let path = dir.join("targets.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&groups)?).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn attack_name(behaviour: &Behaviour) -> Option<String> {
+    match behaviour {
+        Behaviour::Honest => None,
+        Behaviour::Server(attack) => Some(attack.kind.to_string()),
+        Behaviour::Worker(attack) => Some(attack.kind.to_string()),
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Wall time of the run.
+    pub wall_seconds: f64,
+    /// Steps every correct server reached.
+    pub steps_reached: u64,
+    /// Steps asked for.
+    pub total_steps: u64,
+    /// Median accuracy of the correct servers at the last evaluation they all made.
+    pub final_accuracy: Option<f32>,
+    /// Largest measured distance between correct servers.
+    pub max_drift: f32,
+    /// Wall time when the median accuracy first reached the target.
+    pub time_to_target: Option<f64>,
+    /// The convergence target.
+    pub target: Option<f32>,
+    /// Stopped by Ctrl-C.
+    pub interrupted: bool,
+    /// Nodes running an attack.
+    pub byzantine: usize,
+}
+
+/// `summary.json`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// Wall time of the run, seconds.
+    pub wall_seconds: f64,
+    /// Steps every correct server completed.
+    pub steps: u64,
+    /// Steps per second (slowest correct server).
+    pub steps_per_second: f64,
+    /// Median test accuracy of the correct servers at the end.
+    pub final_accuracy: Option<f32>,
+    /// Largest distance between correct servers' models measured during the run.
+    pub max_drift: f32,
+    /// The convergence target, if any.
+    pub target_accuracy: Option<f32>,
+    /// Seconds until the target was reached.
+    pub time_to_target_seconds: Option<f64>,
+    /// Whether the target was reached.
+    pub converged: bool,
+    /// Whether the run was interrupted.
+    pub interrupted: bool,
+    /// Nodes that ran an attack.
+    pub byzantine_nodes: usize,
+}
+
+/// One accuracy point, kept for the plot.
+#[derive(Debug, Clone, Copy)]
+pub struct Point {
+    /// Step.
+    pub step: u64,
+    /// Value.
+    pub value: f32,
+}
+
+/// Writes `metrics.csv` as the run goes and keeps what the plot needs.
+#[derive(Debug)]
+pub struct Recorder {
+    csv: csv::Writer<BufWriter<File>>,
+    plan_behaviours: Vec<(NodeId, bool)>,
+    /// Accuracy per correct server.
+    pub accuracy: std::collections::BTreeMap<NodeId, Vec<Point>>,
+    /// Max drift between correct servers per measured step.
+    pub drift: Vec<Point>,
+}
+
+impl Recorder {
+    /// Opens `metrics.csv` in `dir`.
+    pub fn new(dir: &Path, plan: &Plan) -> anyhow::Result<Self> {
+        let path = dir.join("metrics.csv");
+        let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        let mut csv = csv::Writer::from_writer(BufWriter::new(file));
+        csv.write_record([
+            "wall_seconds", "step", "node", "role", "byzantine", "loss", "accuracy", "drift_to_median", "max_correct_drift",
+        ])?;
+        let plan_behaviours = (0..plan.servers)
+            .map(|index| (NodeId::server(index), !plan.server_behaviours[index].is_honest()))
+            .chain((0..plan.workers).map(|index| (NodeId::worker(index), !plan.worker_behaviours[index].is_honest())))
+            .collect();
+        Ok(Self { csv, plan_behaviours, accuracy: std::collections::BTreeMap::new(), drift: Vec::new() })
+    }
+
+    fn byzantine(&self, id: NodeId) -> bool {
+        self.plan_behaviours.iter().any(|(node, byzantine)| *node == id && *byzantine)
+    }
+
+    /// A server's step or gather.
+    pub fn row(
+        &mut self,
+        wall: f64,
+        step: u64,
+        id: NodeId,
+        loss: Option<f32>,
+        accuracy: Option<f32>,
+        drift_to_median: Option<f32>,
+    ) -> anyhow::Result<()> {
+        let byzantine = self.byzantine(id);
+        self.csv.write_record([
+            format!("{wall:.3}"),
+            step.to_string(),
+            id.to_string(),
+            id.role.as_str().to_owned(),
+            byzantine.to_string(),
+            optional(loss),
+            optional(accuracy),
+            optional(drift_to_median),
+            String::new(),
+        ])?;
+        Ok(())
+    }
+
+    /// A server's evaluation.
+    pub fn evaluation(&mut self, wall: f64, step: u64, id: NodeId, loss: Option<f32>, accuracy: Option<f32>) -> anyhow::Result<()> {
+        self.row(wall, step, id, loss, accuracy, None)?;
+        if let (Some(accuracy), false) = (accuracy, self.byzantine(id)) {
+            self.accuracy.entry(id).or_default().push(Point { step, value: accuracy });
+        }
+        Ok(())
+    }
+
+    /// The runner's drift measurement.
+    pub fn drift(&mut self, wall: f64, step: u64, drift: f32) -> anyhow::Result<()> {
+        self.csv.write_record([
+            format!("{wall:.3}"),
+            step.to_string(),
+            "runner".to_owned(),
+            "runner".to_owned(),
+            "false".to_owned(),
+            String::new(),
+            String::new(),
+            String::new(),
+            format!("{drift}"),
+        ])?;
+        self.drift.push(Point { step, value: drift });
+        Ok(())
+    }
+
+    /// Flushes the CSV, writes `summary.json` and returns the summary.
+    pub fn finish(&mut self, outcome: &Outcome, dir: &Path) -> anyhow::Result<Summary> {
+        self.csv.flush()?;
+        let summary = Summary {
+            run_dir: dir.to_owned(),
+            wall_seconds: outcome.wall_seconds,
+            steps: outcome.steps_reached,
+            steps_per_second: if outcome.wall_seconds > 0.0 { outcome.steps_reached as f64 / outcome.wall_seconds } else { 0.0 },
+            final_accuracy: outcome.final_accuracy,
+            max_drift: outcome.max_drift,
+            target_accuracy: outcome.target,
+            time_to_target_seconds: outcome.time_to_target,
+            converged: match (outcome.target, outcome.final_accuracy) {
+                (Some(target), Some(accuracy)) => accuracy >= target,
+                _ => false,
+            },
+            interrupted: outcome.interrupted,
+            byzantine_nodes: outcome.byzantine,
+        };
+        let path = dir.join("summary.json");
+        let mut file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        writeln!(file, "{}", serde_json::to_string_pretty(&summary)?)?;
+        Ok(summary)
+    }
+}
+
+fn optional(value: Option<f32>) -> String {
+    value.map(|value| value.to_string()).unwrap_or_default()
+}

@@ -1,0 +1,205 @@
+//! The node's Prometheus metrics. Names are part of the product's interface (DESIGN.md §5):
+//! dashboards and alert rules query them. Labels are bounded: `rule`, `kind`, `reason`,
+//! `direction`, `attack` take values from small enums, `peer` from the job's node names.
+//!
+//! [`Metrics::observe`] turns protocol events into metric updates, so the runtime has one place
+//! where "what happened" becomes "what is exported".
+
+use prometheus::{
+    Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
+};
+
+use crate::protocol::{Event, Kind, NodeId, Rejection};
+
+/// Step and aggregation times span from ~100 µs (a median of a small model) to seconds (a slow
+/// quorum on a loaded machine): exponential buckets from 50 µs to ~13 s.
+fn time_buckets() -> Vec<f64> {
+    prometheus::exponential_buckets(5e-5, 2.0, 19).unwrap_or_default()
+}
+
+/// Every metric a node exports, registered under the `byzsgd_` prefix.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    /// The node's step counter.
+    pub step: IntGauge,
+    /// Median mini-batch loss of the last aggregated quorum (servers) or own loss (workers).
+    pub train_loss: Gauge,
+    /// Last test accuracy (servers).
+    pub test_accuracy: Gauge,
+    /// Last test loss (servers).
+    pub test_loss: Gauge,
+    /// Steps completed.
+    pub steps_total: IntCounter,
+    /// Wall time per step.
+    pub step_seconds: Histogram,
+    /// Time spent in aggregation rules.
+    pub aggregation_seconds: HistogramVec,
+    /// Time spent waiting for a quorum.
+    pub quorum_wait_seconds: HistogramVec,
+    /// Gathers (DMC) completed.
+    pub gathers_total: IntCounter,
+    /// Distance of the server's model to the DMC median at the last gather.
+    pub drift_to_median: Gauge,
+    /// Distance to each peer model received at the last gather.
+    pub peer_distance: GaugeVec,
+    /// Inputs a rule left out, by sender and kind.
+    pub excluded_total: IntCounterVec,
+    /// Incoming messages dropped, by reason.
+    pub rejected_total: IntCounterVec,
+    /// Messages by direction (`in`, `out`) and kind.
+    pub messages_total: IntCounterVec,
+    /// Vector bytes by direction and kind.
+    pub bytes_total: IntCounterVec,
+    /// 1 while this node runs the named attack.
+    pub byzantine_active: IntGaugeVec,
+    /// Synchronous mode: models refused by a filter.
+    pub filter_rejections_total: IntCounterVec,
+}
+
+impl Metrics {
+    /// Registers every metric in `registry` (created with the `byzsgd` prefix).
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let metrics = Self {
+            step: IntGauge::new("step", "The node's current step")?,
+            train_loss: Gauge::new("train_loss", "Mini-batch training loss (median over the last quorum on servers)")?,
+            test_accuracy: Gauge::new("test_accuracy", "Test accuracy of the server's model at the last evaluation")?,
+            test_loss: Gauge::new("test_loss", "Test loss of the server's model at the last evaluation")?,
+            steps_total: IntCounter::new("steps_total", "Learning steps completed")?,
+            step_seconds: Histogram::with_opts(
+                HistogramOpts::new("step_seconds", "Wall time of one learning step").buckets(time_buckets()),
+            )?,
+            aggregation_seconds: HistogramVec::new(
+                HistogramOpts::new("aggregation_seconds", "Time spent in aggregation rules").buckets(time_buckets()),
+                &["rule", "kind"],
+            )?,
+            quorum_wait_seconds: HistogramVec::new(
+                HistogramOpts::new("quorum_wait_seconds", "Time waiting for the first n - f distinct senders")
+                    .buckets(time_buckets()),
+                &["kind"],
+            )?,
+            gathers_total: IntCounter::new("gathers_total", "Gathers (DMC) completed")?,
+            drift_to_median: Gauge::new("drift_to_median", "Distance of the model to the DMC median at the last gather")?,
+            peer_distance: GaugeVec::new(
+                Opts::new("peer_distance", "Distance to each peer model received at the last gather"),
+                &["peer"],
+            )?,
+            excluded_total: IntCounterVec::new(
+                Opts::new("excluded_total", "Inputs an aggregation rule left out"),
+                &["peer", "kind"],
+            )?,
+            rejected_total: IntCounterVec::new(Opts::new("rejected_total", "Incoming messages dropped"), &["reason"])?,
+            messages_total: IntCounterVec::new(Opts::new("messages_total", "Protocol messages"), &["direction", "kind"])?,
+            bytes_total: IntCounterVec::new(
+                Opts::new("bytes_total", "Bytes of vectors in protocol messages"),
+                &["direction", "kind"],
+            )?,
+            byzantine_active: IntGaugeVec::new(
+                Opts::new("byzantine_active", "1 while this node runs the named attack"),
+                &["attack"],
+            )?,
+            filter_rejections_total: IntCounterVec::new(
+                Opts::new("filter_rejections_total", "Models refused by the synchronous filters"),
+                &["filter"],
+            )?,
+        };
+        registry.register(Box::new(metrics.step.clone()))?;
+        registry.register(Box::new(metrics.train_loss.clone()))?;
+        registry.register(Box::new(metrics.test_accuracy.clone()))?;
+        registry.register(Box::new(metrics.test_loss.clone()))?;
+        registry.register(Box::new(metrics.steps_total.clone()))?;
+        registry.register(Box::new(metrics.step_seconds.clone()))?;
+        registry.register(Box::new(metrics.aggregation_seconds.clone()))?;
+        registry.register(Box::new(metrics.quorum_wait_seconds.clone()))?;
+        registry.register(Box::new(metrics.gathers_total.clone()))?;
+        registry.register(Box::new(metrics.drift_to_median.clone()))?;
+        registry.register(Box::new(metrics.peer_distance.clone()))?;
+        registry.register(Box::new(metrics.excluded_total.clone()))?;
+        registry.register(Box::new(metrics.rejected_total.clone()))?;
+        registry.register(Box::new(metrics.messages_total.clone()))?;
+        registry.register(Box::new(metrics.bytes_total.clone()))?;
+        registry.register(Box::new(metrics.byzantine_active.clone()))?;
+        registry.register(Box::new(metrics.filter_rejections_total.clone()))?;
+        Ok(metrics)
+    }
+
+    /// Counts a message sent or received.
+    pub fn message(&self, direction: Direction, kind: Kind, bytes: usize) {
+        self.messages_total.with_label_values(&[direction.as_str(), kind.as_str()]).inc();
+        self.bytes_total.with_label_values(&[direction.as_str(), kind.as_str()]).inc_by(bytes as u64);
+    }
+
+    /// Counts a dropped message.
+    pub fn rejected(&self, reason: Rejection) {
+        self.rejected_total.with_label_values(&[reason.as_str()]).inc();
+    }
+
+    /// Applies one protocol event.
+    pub fn observe(&self, event: &Event) {
+        match event {
+            Event::Stepped { step, loss } => {
+                self.step.set(*step as i64);
+                self.steps_total.inc();
+                if loss.is_finite() {
+                    self.train_loss.set(f64::from(*loss));
+                }
+            }
+            Event::GradientSent { step, loss } => {
+                self.step.set(*step as i64 + 1);
+                self.steps_total.inc();
+                if loss.is_finite() {
+                    self.train_loss.set(f64::from(*loss));
+                }
+            }
+            Event::Aggregated { kind, rule, excluded, seconds, .. } => {
+                self.aggregation_seconds.with_label_values(&[rule.name(), kind.as_str()]).observe(*seconds);
+                for peer in excluded {
+                    self.excluded_total.with_label_values(&[&peer_label(*peer), kind.as_str()]).inc();
+                }
+            }
+            Event::Gathered { drift_to_median, peer_distances, .. } => {
+                self.gathers_total.inc();
+                self.drift_to_median.set(f64::from(*drift_to_median));
+                for (peer, distance) in peer_distances {
+                    self.peer_distance.with_label_values(&[&peer_label(*peer)]).set(f64::from(*distance));
+                }
+            }
+            Event::Evaluated { accuracy, loss, .. } => {
+                self.test_accuracy.set(f64::from(*accuracy));
+                self.test_loss.set(f64::from(*loss));
+            }
+            Event::FilterRejected { filter, .. } => self.filter_rejections_total.with_label_values(&[filter]).inc(),
+            Event::Finished => {}
+        }
+    }
+}
+
+/// `server-3`, `worker-0`: bounded by the job's size.
+fn peer_label(peer: NodeId) -> String {
+    peer.to_string()
+}
+
+/// Whether a message left or arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Received.
+    In,
+    /// Sent.
+    Out,
+}
+
+impl Direction {
+    /// Metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::In => "in",
+            Self::Out => "out",
+        }
+    }
+}
+
+/// Renders a registry in the Prometheus text format.
+pub fn render(registry: &Registry) -> String {
+    let encoder = prometheus::TextEncoder::new();
+    encoder.encode_to_string(&registry.gather()).unwrap_or_default()
+}

@@ -1,0 +1,407 @@
+//! The parameter server's state machine (PAPER.md §3.2–3.3).
+//!
+//! Per step: wait for the gradients of the first q_w distinct workers, aggregate them with the
+//! gradient rule, update the model, then either scatter the new model to the workers or, every
+//! T steps, gather with the other servers and adopt the coordinate-wise median of q_ps models
+//! (DMC). In the synchronous variant workers pull models instead of receiving them, and the
+//! server waits for all n_w gradients until a timeout once it holds a quorum.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use ndarray::{Array1, ArrayView1};
+
+use crate::gar;
+use crate::job::spec::Mode;
+use crate::model::Sgd;
+
+use super::inbox::Inbox;
+use super::message::{Kind, NodeId, Payload, Rejection};
+use super::{Evaluator, Event, Node, Outputs, ProtocolConfig, check_vector, median_of};
+
+/// Where a server is within its current step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Model sent (or ready to be pulled); waiting for gradients of `step`.
+    Scatter,
+    /// Waiting for the peer models of gather `step`.
+    Gather,
+    /// All steps done.
+    Finished,
+}
+
+/// A correct parameter server.
+#[derive(Debug)]
+pub struct Server {
+    config: Arc<ProtocolConfig>,
+    index: usize,
+    params: Array1<f32>,
+    sgd: Sgd,
+    step: u64,
+    phase: Phase,
+    /// Gradients with the worker's reported loss, per step.
+    gradients: Inbox<(Arc<Array1<f32>>, f32)>,
+    /// Peer models per gather step (own model included once the server reaches that gather).
+    gathers: Inbox<Arc<Array1<f32>>>,
+    /// Synchronous mode: workers waiting for the model of a step.
+    pulls: Inbox<()>,
+    /// Synchronous mode: when to stop waiting for the remaining gradients of this step.
+    sync_deadline: Option<f64>,
+    evaluator: Option<Box<dyn Evaluator>>,
+}
+
+impl Server {
+    /// A server starting from `initial` (every correct server gets the same seeded model,
+    /// PAPER.md §3.1).
+    pub fn new(
+        config: Arc<ProtocolConfig>,
+        index: usize,
+        initial: Array1<f32>,
+        evaluator: Option<Box<dyn Evaluator>>,
+    ) -> Self {
+        let sgd = Sgd::new(config.learning_rate, config.momentum, config.weight_decay, initial.len());
+        Self {
+            config,
+            index,
+            params: initial,
+            sgd,
+            step: 0,
+            phase: Phase::Scatter,
+            gradients: Inbox::default(),
+            gathers: Inbox::default(),
+            pulls: Inbox::default(),
+            sync_deadline: None,
+            evaluator,
+        }
+    }
+
+    /// n_w (receivers of a scatter).
+    pub fn workers(&self) -> usize {
+        self.config.workers
+    }
+
+    /// The current model.
+    pub fn params(&self) -> &Array1<f32> {
+        &self.params
+    }
+
+    /// Messages buffered for future steps (bounded by `max_lead`).
+    pub fn buffered(&self) -> usize {
+        self.gradients.len() + self.gathers.len() + self.pulls.len()
+    }
+
+    fn gather_horizon(&self) -> u64 {
+        // Gathers are T steps apart; keeping the next two lets a slow server catch up.
+        self.step + self.config.max_lead.max(2 * self.config.gather_every)
+    }
+
+    /// Starts the current step: finish, gather, or scatter.
+    fn begin_step(&mut self, out: &mut Outputs) {
+        if self.step >= self.config.steps {
+            self.phase = Phase::Finished;
+            out.events.push(Event::Finished);
+            return;
+        }
+        if self.config.is_gather_step(self.step) {
+            self.phase = Phase::Gather;
+            let params = Arc::new(self.params.clone());
+            for peer in (0..self.config.servers).filter(|&peer| peer != self.index) {
+                out.messages.push((NodeId::server(peer), Payload::Gather { step: self.step, params: params.clone() }));
+            }
+            // NB: the own model counts in the gather quorum (module docs of `protocol`). It
+            // cannot collide: peers never send under our index.
+            let _ = self.gathers.insert(self.step, self.index, params, self.step, self.gather_horizon());
+        } else {
+            self.scatter(out);
+        }
+    }
+
+    fn scatter(&mut self, out: &mut Outputs) {
+        self.phase = Phase::Scatter;
+        let params = Arc::new(self.params.clone());
+        match self.config.mode {
+            Mode::Asynchronous => {
+                for worker in 0..self.config.workers {
+                    out.messages.push((NodeId::worker(worker), Payload::Model { step: self.step, params: params.clone() }));
+                }
+            }
+            Mode::Synchronous => {
+                // Answer every pull for this step or an earlier one.
+                let mut waiting: Vec<usize> = Vec::new();
+                for (worker, ()) in self.pulls.take(self.step) {
+                    waiting.push(worker);
+                }
+                for worker in waiting {
+                    out.messages.push((NodeId::worker(worker), Payload::Model { step: self.step, params: params.clone() }));
+                }
+            }
+        }
+    }
+
+    /// Makes as much progress as the buffered messages allow.
+    fn advance(&mut self, now: f64, out: &mut Outputs) {
+        loop {
+            if self.phase == Phase::Finished {
+                return;
+            }
+            if self.try_catch_up(out) {
+                continue;
+            }
+            match self.phase {
+                Phase::Gather => {
+                    if self.gathers.count(self.step) >= self.config.server_quorum {
+                        self.finish_gather(out);
+                        continue;
+                    }
+                    return;
+                }
+                Phase::Scatter => {
+                    let count = self.gradients.count(self.step);
+                    let ready = match self.config.mode {
+                        Mode::Asynchronous => count >= self.config.worker_quorum,
+                        Mode::Synchronous => {
+                            if count >= self.config.workers {
+                                true
+                            } else if count >= self.config.worker_quorum {
+                                let deadline = *self.sync_deadline.get_or_insert(now + self.config.sync_timeout);
+                                now >= deadline
+                            } else {
+                                false
+                            }
+                        }
+                    };
+                    if !ready {
+                        return;
+                    }
+                    self.apply_gradients(out);
+                }
+                Phase::Finished => return,
+            }
+        }
+    }
+
+    /// Aggregates the step's gradient quorum and updates the model.
+    fn apply_gradients(&mut self, out: &mut Outputs) {
+        let mut received = self.gradients.take(self.step);
+        if self.config.mode == Mode::Asynchronous {
+            // Exactly the first q_w distinct senders (PAPER.md §3.2); later ones are late.
+            received.truncate(self.config.worker_quorum);
+        }
+        self.sync_deadline = None;
+        let views: Vec<ArrayView1<'_, f32>> = received.iter().map(|(_, (gradient, _))| gradient.view()).collect();
+        let started = Instant::now();
+        let aggregated = gar::aggregate(&self.config.gradient_rule, &views);
+        let seconds = started.elapsed().as_secs_f64();
+        let mut losses: Vec<f32> = received.iter().map(|(_, (_, loss))| *loss).collect();
+        match aggregated {
+            Ok(aggregation) => {
+                let (selected, excluded) = split_selected(&received, &aggregation.selected, NodeId::worker);
+                out.events.push(Event::Aggregated {
+                    kind: Kind::Gradient,
+                    rule: self.config.gradient_rule.rule,
+                    selected,
+                    excluded,
+                    seconds,
+                });
+                self.sgd.step(self.params.view_mut(), aggregation.value.view());
+            }
+            Err(error) => {
+                // Validation checks every bound before a job starts, so this is unreachable in
+                // practice; skipping the update keeps the node alive rather than crashing it.
+                debug_assert!(false, "gradient aggregation failed: {error}");
+            }
+        }
+        self.step += 1;
+        self.gradients.discard_below(self.step);
+        out.events.push(Event::Stepped { step: self.step, loss: median_of(&mut losses) });
+        if self.step % self.config.evaluate_every == 0 || self.step == self.config.steps {
+            self.evaluate(out);
+        }
+        self.begin_step(out);
+    }
+
+    /// DMC: replaces the model by the median of the gather quorum.
+    fn finish_gather(&mut self, out: &mut Outputs) {
+        let step = self.step;
+        self.adopt_gather(step, out);
+    }
+
+    /// A server behind the others jumps to a later gather for which it holds q_ps peer models.
+    fn try_catch_up(&mut self, out: &mut Outputs) -> bool {
+        let from = self.step + 1;
+        match self.gathers.latest_ready(from, self.config.server_quorum) {
+            Some(step) if self.config.is_gather_step(step) => {
+                self.adopt_gather(step, out);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn adopt_gather(&mut self, step: u64, out: &mut Outputs) {
+        let mut received = self.gathers.take(step);
+        received.truncate(self.config.server_quorum);
+        let views: Vec<ArrayView1<'_, f32>> = received.iter().map(|(_, params)| params.view()).collect();
+        let started = Instant::now();
+        let aggregated = gar::aggregate(&self.config.model_rule, &views);
+        let seconds = started.elapsed().as_secs_f64();
+        if let Ok(aggregation) = aggregated {
+            let peer_distances = received
+                .iter()
+                .filter(|(sender, _)| *sender != self.index)
+                .map(|(sender, params)| (NodeId::server(*sender), distance(self.params.view(), params.view())))
+                .collect();
+            let drift_to_median = distance(self.params.view(), aggregation.value.view());
+            let (selected, excluded) = split_selected(&received, &aggregation.selected, NodeId::server);
+            out.events.push(Event::Aggregated {
+                kind: Kind::Gather,
+                rule: self.config.model_rule.rule,
+                selected,
+                excluded,
+                seconds,
+            });
+            out.events.push(Event::Gathered { step, drift_to_median, peer_distances });
+            self.params = aggregation.value;
+        } else {
+            debug_assert!(false, "model aggregation failed");
+        }
+        if step > self.step {
+            self.step = step;
+            self.gradients.discard_below(step);
+            self.pulls.discard_below(step);
+        }
+        self.gathers.discard_below(step + 1);
+        self.scatter(out);
+    }
+
+    fn evaluate(&mut self, out: &mut Outputs) {
+        if let Some(evaluator) = &mut self.evaluator {
+            let (loss, accuracy) = evaluator.evaluate(self.params.view());
+            out.events.push(Event::Evaluated { step: self.step, loss, accuracy });
+        }
+    }
+
+    fn receive(&mut self, from: NodeId, payload: Payload, out: &mut Outputs) -> Result<(), Rejection> {
+        match (from.role, payload) {
+            (crate::job::Role::Worker, Payload::Gradient { step, gradient, loss }) => {
+                if from.index >= self.config.workers {
+                    return Err(Rejection::UnknownSender);
+                }
+                check_vector(gradient.view(), self.config.dimension)?;
+                if !loss.is_finite() {
+                    return Err(Rejection::NonFinite);
+                }
+                let current = if self.phase == Phase::Finished { u64::MAX } else { self.step };
+                let horizon = self.step + self.config.max_lead;
+                self.gradients.insert(step, from.index, (gradient, loss), current, horizon)?;
+                Ok(())
+            }
+            (crate::job::Role::Worker, Payload::Pull { step }) if self.config.mode == Mode::Synchronous => {
+                if from.index >= self.config.workers {
+                    return Err(Rejection::UnknownSender);
+                }
+                if step <= self.step && self.phase == Phase::Scatter {
+                    // Behind or on time: the current model is the freshest answer.
+                    out.messages.push((
+                        NodeId::worker(from.index),
+                        Payload::Model { step: self.step, params: Arc::new(self.params.clone()) },
+                    ));
+                    return Ok(());
+                }
+                let wanted = step.max(self.step);
+                self.pulls.insert(wanted, from.index, (), self.step, self.step + self.config.max_lead)?;
+                Ok(())
+            }
+            (crate::job::Role::Server, Payload::Gather { step, params }) => {
+                if from.index >= self.config.servers || from.index == self.index {
+                    return Err(Rejection::UnknownSender);
+                }
+                if step == 0 || step % self.config.gather_every != 0 {
+                    return Err(Rejection::UnexpectedKind);
+                }
+                check_vector(params.view(), self.config.dimension)?;
+                // A gather already completed is stale.
+                let current = match self.phase {
+                    Phase::Gather => self.step,
+                    Phase::Scatter => self.step + 1,
+                    Phase::Finished => u64::MAX,
+                };
+                self.gathers.insert(step, from.index, params, current, self.gather_horizon())?;
+                Ok(())
+            }
+            _ => Err(Rejection::UnexpectedKind),
+        }
+    }
+}
+
+impl Node for Server {
+    fn id(&self) -> NodeId {
+        NodeId::server(self.index)
+    }
+
+    fn start(&mut self, now: f64) -> Outputs {
+        let mut out = Outputs::default();
+        self.begin_step(&mut out);
+        self.advance(now, &mut out);
+        out
+    }
+
+    fn handle(&mut self, now: f64, from: NodeId, payload: Payload) -> Result<Outputs, Rejection> {
+        let mut out = Outputs::default();
+        self.receive(from, payload, &mut out)?;
+        self.advance(now, &mut out);
+        Ok(out)
+    }
+
+    fn tick(&mut self, now: f64) -> Outputs {
+        let mut out = Outputs::default();
+        self.advance(now, &mut out);
+        out
+    }
+
+    fn step(&self) -> u64 {
+        self.step
+    }
+
+    fn finished(&self) -> bool {
+        self.phase == Phase::Finished
+    }
+
+    fn model(&self) -> Option<ArrayView1<'_, f32>> {
+        Some(self.params.view())
+    }
+
+    fn next_deadline(&self) -> Option<f64> {
+        self.sync_deadline
+    }
+}
+
+/// Euclidean distance between two vectors, accumulated in f64.
+pub fn distance(a: ArrayView1<'_, f32>, b: ArrayView1<'_, f32>) -> f32 {
+    a.iter()
+        .zip(b.iter())
+        .map(|(x, y)| {
+            let d = f64::from(*x) - f64::from(*y);
+            d * d
+        })
+        .sum::<f64>()
+        .sqrt() as f32
+}
+
+/// Maps a rule's selected input positions back to the senders.
+fn split_selected<T>(
+    received: &[(usize, T)],
+    selected_positions: &[usize],
+    id: fn(usize) -> NodeId,
+) -> (Vec<NodeId>, Vec<NodeId>) {
+    let mut selected = Vec::with_capacity(selected_positions.len());
+    let mut excluded = Vec::new();
+    for (position, (sender, _)) in received.iter().enumerate() {
+        if selected_positions.contains(&position) {
+            selected.push(id(*sender));
+        } else {
+            excluded.push(id(*sender));
+        }
+    }
+    (selected, excluded)
+}

@@ -1,0 +1,325 @@
+//! The worker's state machine (PAPER.md §3.2 and §5).
+//!
+//! Asynchronous mode: wait for the step-t models of the first q_ps distinct servers, take their
+//! coordinate-wise median, compute a gradient there and send it to every server.
+//!
+//! Synchronous mode: pull the model of one server per step, check it with the Lipschitz and
+//! outliers filters, and switch to another server when a filter fails; at step 0 and at gather
+//! steps pull every server and take the median, as in the asynchronous mode. Which server a
+//! worker starts with is `(index + seed) mod n_ps`, and it moves round-robin on suspicion
+//! (PAPER.md §10.2: a seeded, documented choice).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ndarray::{Array1, ArrayView1};
+
+use crate::filter::{LipschitzFilter, outliers_bound};
+use crate::gar;
+use crate::job::Role;
+use crate::job::spec::Mode;
+
+use super::inbox::Inbox;
+use super::message::{Kind, NodeId, Payload, Rejection};
+use super::server::distance;
+use super::{Event, GradientSource, Node, Outputs, ProtocolConfig, check_vector};
+
+/// Coefficients accepted unconditionally before the Lipschitz filter has a history.
+const LIPSCHITZ_WARMUP: usize = 5;
+
+/// A correct worker.
+#[derive(Debug)]
+pub struct Worker {
+    config: Arc<ProtocolConfig>,
+    index: usize,
+    /// The next step this worker will compute a gradient for.
+    step: u64,
+    models: Inbox<Arc<Array1<f32>>>,
+    source: Box<dyn GradientSource>,
+    gradient: Array1<f32>,
+    /// The model the last gradient was computed at (what Byzantine wrappers estimate around).
+    last_point: Option<Array1<f32>>,
+    finished: bool,
+    sync: SyncState,
+}
+
+/// Synchronous-mode state: which server is trusted, and the filters' memory.
+#[derive(Debug)]
+struct SyncState {
+    chosen: usize,
+    suspects: BTreeSet<usize>,
+    /// The worker's own model estimate θ_local = θ_pulled − η·g after each step.
+    local: Option<Array1<f32>>,
+    /// (model, gradient) of the previous accepted step, for the Lipschitz coefficient.
+    previous: Option<(Array1<f32>, Array1<f32>)>,
+    lipschitz: LipschitzFilter,
+    /// Step whose model was requested and not yet received.
+    requested: Option<u64>,
+    /// When that request was sent: a chosen server that stays silent past the timeout is
+    /// suspected like one that fails a filter (synchrony bounds delays).
+    requested_at: f64,
+}
+
+impl Worker {
+    /// A worker computing gradients with `source`.
+    pub fn new(config: Arc<ProtocolConfig>, index: usize, source: Box<dyn GradientSource>) -> Self {
+        let byzantine_servers = config.servers - config.server_quorum;
+        let sync = SyncState {
+            chosen: ((index as u64).wrapping_add(config.seed) % config.servers.max(1) as u64) as usize,
+            suspects: BTreeSet::new(),
+            local: None,
+            previous: None,
+            lipschitz: LipschitzFilter::new(config.servers, byzantine_servers, LIPSCHITZ_WARMUP),
+            requested: None,
+            requested_at: 0.0,
+        };
+        let gradient = Array1::zeros(config.dimension);
+        Self { config, index, step: 0, models: Inbox::default(), source, gradient, last_point: None, finished: false, sync }
+    }
+
+    /// Computes `count` more gradients at the last point this worker computed at, on fresh
+    /// mini-batches. Byzantine wrappers use this to estimate the honest gradient distribution
+    /// (as Garfield's attackers do, PAPER.md §11.12); honest code never calls it.
+    pub fn sample_gradients(&mut self, count: usize) -> Vec<Array1<f32>> {
+        let Some(point) = self.last_point.clone() else { return Vec::new() };
+        (0..count)
+            .map(|_| {
+                let mut gradient = Array1::zeros(self.config.dimension);
+                self.source.gradient(point.view(), gradient.view_mut());
+                gradient
+            })
+            .collect()
+    }
+
+    fn needs_all_servers(&self, step: u64) -> bool {
+        self.config.mode == Mode::Asynchronous || step == 0 || self.config.is_gather_step(step)
+    }
+
+    /// Asks for the model of `self.step` (synchronous mode).
+    fn request(&mut self, now: f64, out: &mut Outputs) {
+        if self.finished || self.sync.requested == Some(self.step) {
+            return;
+        }
+        self.sync.requested = Some(self.step);
+        self.sync.requested_at = now;
+        let step = self.step;
+        if self.needs_all_servers(step) {
+            for server in 0..self.config.servers {
+                out.messages.push((NodeId::server(server), Payload::Pull { step }));
+            }
+        } else {
+            out.messages.push((NodeId::server(self.sync.chosen), Payload::Pull { step }));
+        }
+    }
+
+    /// Computes the gradient at `point` and sends it to every server.
+    fn send_gradient(&mut self, step: u64, point: Array1<f32>, out: &mut Outputs) {
+        let loss = self.source.gradient(point.view(), self.gradient.view_mut());
+        let gradient = Arc::new(self.gradient.clone());
+        for server in 0..self.config.servers {
+            out.messages.push((NodeId::server(server), Payload::Gradient { step, gradient: gradient.clone(), loss }));
+        }
+        out.events.push(Event::GradientSent { step, loss });
+        if self.config.mode == Mode::Synchronous {
+            let local = &point - &(&self.gradient * self.config.learning_rate);
+            self.sync.local = Some(local);
+            self.sync.previous = Some((point.clone(), self.gradient.clone()));
+        }
+        self.last_point = Some(point);
+        self.step = step + 1;
+        self.models.discard_below(self.step);
+        if self.step >= self.config.steps {
+            self.finished = true;
+            out.events.push(Event::Finished);
+        }
+    }
+
+    /// Takes the median of a model quorum for `step` and computes there.
+    fn compute_at_median(&mut self, step: u64, out: &mut Outputs) {
+        let mut received = self.models.take(step);
+        received.truncate(self.config.server_quorum);
+        let views: Vec<ArrayView1<'_, f32>> = received.iter().map(|(_, params)| params.view()).collect();
+        let started = Instant::now();
+        let aggregated = gar::aggregate(&self.config.model_rule, &views);
+        let seconds = started.elapsed().as_secs_f64();
+        let Ok(aggregation) = aggregated else {
+            debug_assert!(false, "model aggregation failed although bounds were validated");
+            return;
+        };
+        let mut selected = Vec::new();
+        let mut excluded = Vec::new();
+        for (position, (sender, _)) in received.iter().enumerate() {
+            if aggregation.selected.contains(&position) {
+                selected.push(NodeId::server(*sender));
+            } else {
+                excluded.push(NodeId::server(*sender));
+            }
+        }
+        out.events.push(Event::Aggregated { kind: Kind::Model, rule: self.config.model_rule.rule, selected, excluded, seconds });
+        self.send_gradient(step, aggregation.value, out);
+    }
+
+    fn advance(&mut self, now: f64, out: &mut Outputs) {
+        while !self.finished {
+            if self.needs_all_servers(self.step) || self.config.mode == Mode::Asynchronous {
+                match self.models.latest_ready(self.step, self.config.server_quorum) {
+                    Some(step) => self.compute_at_median(step, out),
+                    None => break,
+                }
+            } else {
+                let Some(step) = self.pulled_step() else { break };
+                self.check_pulled(step, out);
+            }
+        }
+        if self.config.mode == Mode::Synchronous {
+            self.request(now, out);
+        }
+    }
+
+    /// Suspects the chosen server and moves to the next unsuspected one, round-robin.
+    fn switch_server(&mut self) {
+        let chosen = self.sync.chosen;
+        self.sync.suspects.insert(chosen);
+        if self.sync.suspects.len() >= self.config.servers {
+            // Everyone is suspected: forgive all but the last offender.
+            self.sync.suspects.clear();
+            self.sync.suspects.insert(chosen);
+        }
+        let mut next = (chosen + 1) % self.config.servers;
+        while self.sync.suspects.contains(&next) {
+            next = (next + 1) % self.config.servers;
+        }
+        self.sync.chosen = next;
+        self.sync.requested = None;
+    }
+
+    /// Synchronous mode: the step of a model received from the chosen server, if any.
+    fn pulled_step(&self) -> Option<u64> {
+        let chosen = self.sync.chosen;
+        (self.step..=self.step + self.config.max_lead)
+            .find(|&step| self.models.get(step).iter().any(|(sender, _)| *sender == chosen))
+    }
+
+    /// Synchronous mode: runs both filters on the chosen server's model for `step`.
+    fn check_pulled(&mut self, step: u64, out: &mut Outputs) {
+        let chosen = self.sync.chosen;
+        let Some(params) = self
+            .models
+            .get(step)
+            .iter()
+            .find(|(sender, _)| *sender == chosen)
+            .map(|(_, params)| params.clone())
+        else {
+            return;
+        };
+        let mut failed = None;
+        if let (Some(local), Some((_, previous_gradient))) = (&self.sync.local, &self.sync.previous) {
+            let bound = outliers_bound(
+                self.config.learning_rate,
+                f64::from(distance(previous_gradient.view(), Array1::zeros(previous_gradient.len()).view())),
+                self.config.gather_every,
+                self.config.workers,
+                self.config.workers - self.config.worker_quorum,
+                step,
+            );
+            if f64::from(distance(params.view(), local.view())) > bound {
+                failed = Some("outliers");
+            }
+        }
+        if failed.is_none() {
+            if let Some((previous_model, previous_gradient)) = &self.sync.previous {
+                let mut probe = Array1::zeros(self.config.dimension);
+                self.source.gradient(params.view(), probe.view_mut());
+                let gradient_delta = f64::from(distance(probe.view(), previous_gradient.view()));
+                let model_delta = f64::from(distance(params.view(), previous_model.view()));
+                if let Some(k) = LipschitzFilter::coefficient(gradient_delta, model_delta) {
+                    if !self.sync.lipschitz.check(k) {
+                        failed = Some("lipschitz");
+                    }
+                }
+            }
+        }
+        match failed {
+            None => {
+                self.sync.suspects.clear();
+                self.models.discard_below(step + 1);
+                self.sync.requested = None;
+                self.send_gradient(step, (*params).clone(), out);
+            }
+            Some(filter) => {
+                out.events.push(Event::FilterRejected { step, server: NodeId::server(chosen), filter });
+                self.models.discard_below(step);
+                // Drop the refused model so it is not checked again.
+                let kept: Vec<(usize, Arc<Array1<f32>>)> =
+                    self.models.take(step).into_iter().filter(|(sender, _)| *sender != chosen).collect();
+                for (sender, model) in kept {
+                    let _ = self.models.insert(step, sender, model, step, step);
+                }
+                self.switch_server();
+            }
+        }
+    }
+}
+
+impl Node for Worker {
+    fn id(&self) -> NodeId {
+        NodeId::worker(self.index)
+    }
+
+    fn start(&mut self, now: f64) -> Outputs {
+        let mut out = Outputs::default();
+        if self.config.steps == 0 {
+            self.finished = true;
+            out.events.push(Event::Finished);
+        } else if self.config.mode == Mode::Synchronous {
+            self.request(now, &mut out);
+        }
+        out
+    }
+
+    fn handle(&mut self, now: f64, from: NodeId, payload: Payload) -> Result<Outputs, Rejection> {
+        let Payload::Model { step, params } = payload else { return Err(Rejection::UnexpectedKind) };
+        if from.role != Role::Server {
+            return Err(Rejection::UnexpectedKind);
+        }
+        if from.index >= self.config.servers {
+            return Err(Rejection::UnknownSender);
+        }
+        check_vector(params.view(), self.config.dimension)?;
+        let current = if self.finished { u64::MAX } else { self.step };
+        self.models.insert(step, from.index, params, current, self.step + self.config.max_lead)?;
+        let mut out = Outputs::default();
+        self.advance(now, &mut out);
+        Ok(out)
+    }
+
+    fn tick(&mut self, now: f64) -> Outputs {
+        let mut out = Outputs::default();
+        if let Some(deadline) = self.next_deadline() {
+            if now >= deadline {
+                self.switch_server();
+                self.request(now, &mut out);
+            }
+        }
+        out
+    }
+
+    fn step(&self) -> u64 {
+        self.step
+    }
+
+    fn finished(&self) -> bool {
+        self.finished
+    }
+
+    fn model(&self) -> Option<ArrayView1<'_, f32>> {
+        None
+    }
+
+    fn next_deadline(&self) -> Option<f64> {
+        let waiting_for_one = self.config.mode == Mode::Synchronous && !self.needs_all_servers(self.step);
+        (waiting_for_one && !self.finished && self.sync.requested.is_some())
+            .then_some(self.sync.requested_at + self.config.sync_timeout)
+    }
+}

@@ -1,0 +1,70 @@
+//! Who sent a stream: the seam between the transport and the protocol's notion of a sender.
+//!
+//! The protocol trusts [`NodeId`]s to be unforgeable (one quorum slot per node). Whatever
+//! implements [`Identity`] is what makes that true. Today's [`HeaderIdentity`] reads a header
+//! the sender sets on its stream — fine for trusted networks and the local runner, but a
+//! Byzantine node could claim another's name. mTLS, where the identity is the peer
+//! certificate's subject, plugs in here without touching the protocol.
+
+use std::net::SocketAddr;
+
+use tonic::metadata::MetadataMap;
+
+use crate::job::Role;
+use crate::protocol::NodeId;
+
+/// Metadata key carrying the sender's name (`server-3`, `worker-0`) under [`HeaderIdentity`].
+pub const NODE_HEADER: &str = "x-byzsgd-node";
+
+/// What the transport knows about an incoming stream.
+#[derive(Debug)]
+pub struct StreamInfo<'a> {
+    /// The request metadata (HTTP/2 headers).
+    pub metadata: &'a MetadataMap,
+    /// The remote socket address, when known.
+    pub remote: Option<SocketAddr>,
+}
+
+/// Resolves the sender of a stream.
+pub trait Identity: Send + Sync + std::fmt::Debug + 'static {
+    /// The authenticated sender, or None to refuse the stream.
+    fn identify(&self, stream: &StreamInfo<'_>) -> Option<NodeId>;
+}
+
+/// Takes the sender from the [`NODE_HEADER`] header. Not Byzantine-safe: see the module docs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HeaderIdentity;
+
+impl Identity for HeaderIdentity {
+    fn identify(&self, stream: &StreamInfo<'_>) -> Option<NodeId> {
+        let value = stream.metadata.get(NODE_HEADER)?.to_str().ok()?;
+        parse_node_name(value)
+    }
+}
+
+/// Parses `server-3` / `worker-0`.
+pub fn parse_node_name(name: &str) -> Option<NodeId> {
+    let (role, index) = name.rsplit_once('-')?;
+    let index = index.parse().ok()?;
+    let role = match role {
+        "server" => Role::Server,
+        "worker" => Role::Worker,
+        _ => return None,
+    };
+    Some(NodeId { role, index })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_names_round_trip() {
+        for id in [NodeId::server(0), NodeId::worker(12)] {
+            assert_eq!(parse_node_name(&id.to_string()), Some(id));
+        }
+        for bad in ["", "server", "server-", "server-x", "boss-1", "server--1"] {
+            assert_eq!(parse_node_name(bad), None, "{bad}");
+        }
+    }
+}

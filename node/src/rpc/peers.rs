@@ -1,0 +1,131 @@
+//! Outgoing links: one task per peer that connects with retry and exponential backoff, keeps
+//! one long-lived `Deliver` stream open, and reconnects when it breaks. Queues are bounded; a
+//! peer that stops reading loses messages (counted) instead of growing this node's memory.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Endpoint;
+
+use crate::protocol::NodeId;
+
+use super::identity::NODE_HEADER;
+use super::proto::Envelope;
+use super::proto::node_client::NodeClient;
+
+/// Messages queued per peer before new ones are dropped: a few steps' worth.
+const QUEUE: usize = 256;
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Senders to every peer.
+#[derive(Debug, Clone, Default)]
+pub struct Peers {
+    senders: BTreeMap<NodeId, mpsc::Sender<Envelope>>,
+}
+
+impl Peers {
+    /// Starts one sender task per peer. `addresses` maps peers to `host:port`.
+    pub fn spawn(
+        me: NodeId,
+        addresses: &BTreeMap<NodeId, String>,
+        max_message_bytes: usize,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Self {
+        let mut senders = BTreeMap::new();
+        for (&peer, address) in addresses {
+            if peer == me {
+                continue;
+            }
+            let (sender, receiver) = mpsc::channel(QUEUE);
+            let uri = format!("http://{address}");
+            tokio::spawn(run_link(me, peer, uri, receiver, max_message_bytes, shutdown.clone()));
+            senders.insert(peer, sender);
+        }
+        Self { senders }
+    }
+
+    /// Queues `envelope` for `to`. Returns false when the peer is unknown or its queue is full.
+    pub fn send(&self, to: NodeId, envelope: Envelope) -> bool {
+        self.senders.get(&to).is_some_and(|sender| sender.try_send(envelope).is_ok())
+    }
+}
+
+async fn run_link(
+    me: NodeId,
+    peer: NodeId,
+    uri: String,
+    mut queue: mpsc::Receiver<Envelope>,
+    max_message_bytes: usize,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = FIRST_BACKOFF;
+    let mut pending: Option<Envelope> = None;
+    let Ok(endpoint) = Endpoint::from_shared(uri.clone()) else {
+        tracing::error!(%peer, %uri, "invalid peer address");
+        return;
+    };
+    let endpoint = endpoint.connect_timeout(Duration::from_secs(5)).tcp_nodelay(true);
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let channel = tokio::select! {
+            connected = endpoint.connect() => connected,
+            _ = shutdown.changed() => return,
+        };
+        let channel = match channel {
+            Ok(channel) => channel,
+            Err(error) => {
+                tracing::debug!(%peer, %error, backoff_ms = backoff.as_millis() as u64, "connect failed, retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => return,
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        backoff = FIRST_BACKOFF;
+        let mut client = NodeClient::new(channel)
+            .max_encoding_message_size(max_message_bytes)
+            .max_decoding_message_size(max_message_bytes);
+        let (stream, stream_receiver) = mpsc::channel(16);
+        let mut request = tonic::Request::new(ReceiverStream::new(stream_receiver));
+        if let Ok(name) = me.to_string().parse() {
+            request.metadata_mut().insert(NODE_HEADER, name);
+        }
+        let mut call = tokio::spawn(async move { client.deliver(request).await });
+        if let Some(envelope) = pending.take() {
+            if let Err(error) = stream.send(envelope).await {
+                pending = Some(error.0);
+                continue;
+            }
+        }
+        loop {
+            tokio::select! {
+                next = queue.recv() => match next {
+                    None => {
+                        // The node is done sending: close the stream and let it drain.
+                        drop(stream);
+                        let _ = call.await;
+                        return;
+                    }
+                    Some(envelope) => {
+                        if let Err(error) = stream.send(envelope).await {
+                            pending = Some(error.0);
+                            break;
+                        }
+                    }
+                },
+                _ = &mut call => {
+                    tracing::debug!(%peer, "stream closed by peer, reconnecting");
+                    break;
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}

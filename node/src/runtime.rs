@@ -1,0 +1,346 @@
+//! Drives one protocol node over the network: the gRPC service feeds incoming messages to the
+//! node, the node's outputs go to the per-peer senders, its events become metrics, `/status`
+//! and (for the local runner) JSON progress lines on stdout. The mini-redis seam:
+//! [`run`] takes already-bound listeners and a shutdown future, so tests bind `127.0.0.1:0`.
+//!
+//! The node itself runs on this task; its CPU-heavy calls (gradients, aggregation) run under
+//! `block_in_place` so the transport keeps moving meanwhile.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ndarray::Array1;
+use prometheus::Registry;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::admin;
+use crate::job::Role;
+use crate::metrics::{Direction, Metrics};
+use crate::protocol::{Event, Node, NodeId, Outputs};
+use crate::rpc::identity::Identity;
+use crate::rpc::peers::Peers;
+use crate::rpc::proto::Tensor;
+use crate::rpc::proto::node_server::NodeServer;
+use crate::rpc::service::{Inbound, NodeService};
+use crate::rpc::wire;
+
+/// Model snapshots a server keeps for `/model?step=` (the local runner reads them to measure
+/// the true drift between correct servers).
+const SNAPSHOTS: usize = 8;
+
+/// How a node process is wired.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// The job's name; messages of other jobs are rejected.
+    pub job: String,
+    /// This node.
+    pub me: NodeId,
+    /// Parameters of the model (the length of every vector).
+    pub dimension: usize,
+    /// `host:port` of every node of the job (this one may be included; it is skipped).
+    pub peers: BTreeMap<NodeId, String>,
+    /// Who sent a stream.
+    pub identity: Arc<dyn Identity>,
+    /// The attack this node runs, if any (exported as `byzsgd_byzantine_active`).
+    pub attack: Option<String>,
+    /// Keep a model snapshot every this many steps (servers).
+    pub snapshot_every: u64,
+    /// How long to keep serving after the node finished, so slower peers can drain.
+    pub linger: Duration,
+    /// Print progress as JSON lines on stdout (the local runner reads them).
+    pub progress_lines: bool,
+}
+
+/// What `/status` reports.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    /// Job name.
+    pub job: String,
+    /// `server` or `worker`.
+    pub role: String,
+    /// Index within the role.
+    pub index: usize,
+    /// Step counter.
+    pub step: u64,
+    /// Last training loss.
+    pub loss: Option<f32>,
+    /// Last test accuracy (servers).
+    pub accuracy: Option<f32>,
+    /// Step of that accuracy.
+    pub accuracy_step: Option<u64>,
+    /// Last test loss (servers).
+    pub test_loss: Option<f32>,
+    /// Last gather (servers).
+    pub last_gather: Option<GatherStatus>,
+    /// The peers this node talks to.
+    pub peers: Vec<String>,
+    /// Whether the node ran all its steps.
+    pub finished: bool,
+    /// The attack this node runs, if any.
+    pub byzantine: Option<String>,
+    /// Messages dropped at the edge or by the protocol.
+    pub rejected: u64,
+}
+
+/// The last gather of a server.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatherStatus {
+    /// Gather step.
+    pub step: u64,
+    /// Distance to the median adopted.
+    pub drift_to_median: f32,
+}
+
+/// State the admin server reads.
+#[derive(Debug)]
+pub struct Shared {
+    /// The node's metric registry.
+    pub registry: Registry,
+    /// The metrics.
+    pub metrics: Metrics,
+    /// `/status`.
+    pub status: Mutex<Status>,
+    /// Server model snapshots by step (little-endian f32 bytes).
+    pub snapshots: Mutex<BTreeMap<u64, bytes::Bytes>>,
+    /// Set once the gRPC server listens and peers are wired.
+    pub ready: std::sync::atomic::AtomicBool,
+}
+
+impl Shared {
+    /// Fresh state with a registry under the `byzsgd` prefix.
+    pub fn new(options: &RuntimeOptions) -> anyhow::Result<Arc<Self>> {
+        let labels = [("role".to_owned(), options.me.role.as_str().to_owned())].into_iter().collect();
+        let registry = Registry::new_custom(Some("byzsgd".into()), Some(labels))?;
+        let metrics = Metrics::register(&registry)?;
+        if let Some(attack) = &options.attack {
+            metrics.byzantine_active.with_label_values(&[attack]).set(1);
+        }
+        let status = Status {
+            job: options.job.clone(),
+            role: options.me.role.as_str().to_owned(),
+            index: options.me.index,
+            peers: options.peers.keys().filter(|peer| **peer != options.me).map(ToString::to_string).collect(),
+            byzantine: options.attack.clone(),
+            ..Status::default()
+        };
+        Ok(Arc::new(Self {
+            registry,
+            metrics,
+            status: Mutex::new(status),
+            snapshots: Mutex::new(BTreeMap::new()),
+            ready: std::sync::atomic::AtomicBool::new(false),
+        }))
+    }
+
+    fn update_status(&self, update: impl FnOnce(&mut Status)) {
+        if let Ok(mut status) = self.status.lock() {
+            update(&mut status);
+        }
+    }
+}
+
+/// Runs `node` until it finished (plus `linger`) or `shutdown` resolves.
+pub async fn run(
+    mut node: Box<dyn Node>,
+    options: RuntimeOptions,
+    grpc: TcpListener,
+    admin_listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let shared = Shared::new(&options)?;
+    let (stop, stopped) = watch::channel(false);
+    let max_message = wire::max_message_bytes(options.dimension);
+
+    let admin_task = tokio::spawn(admin::serve(admin_listener, shared.clone(), stopped.clone()));
+
+    let (inbox, mut inbound) = mpsc::channel::<Inbound>(1024);
+    let service = NodeService::new(&options.job, options.dimension, options.identity.clone(), inbox, shared.metrics.clone());
+    let mut grpc_stopped = stopped.clone();
+    let grpc_task = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(
+                NodeServer::new(service)
+                    .max_decoding_message_size(max_message)
+                    .max_encoding_message_size(max_message),
+            )
+            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), async move {
+                let _ = grpc_stopped.wait_for(|stop| *stop).await;
+            }),
+    );
+    let peers = Peers::spawn(options.me, &options.peers, max_message, &stopped);
+    shared.ready.store(true, std::sync::atomic::Ordering::SeqCst);
+
+    let mut driver = Driver { options: &options, shared: &shared, peers, waiting_since: Instant::now(), last_step: Instant::now() };
+    let started = Instant::now();
+    let elapsed = move || started.elapsed().as_secs_f64();
+    let out = tokio::task::block_in_place(|| node.start(elapsed()));
+    driver.dispatch(&*node, out, Instant::now());
+
+    tokio::pin!(shutdown);
+    let mut finished_at: Option<Instant> = None;
+    loop {
+        let deadline = node.next_deadline().map(|at| started + Duration::from_secs_f64(at.max(0.0)));
+        let linger_end = finished_at.map(|at| at + options.linger);
+        let wake = [deadline, linger_end].into_iter().flatten().min();
+        tokio::select! {
+            () = &mut shutdown => break,
+            message = inbound.recv() => {
+                let Some(Inbound { from, payload }) = message else { break };
+                let received = Instant::now();
+                match tokio::task::block_in_place(|| node.handle(elapsed(), from, payload)) {
+                    Ok(out) => driver.dispatch(&*node, out, received),
+                    Err(rejection) => {
+                        shared.metrics.rejected(rejection);
+                        shared.update_status(|status| status.rejected += 1);
+                    }
+                }
+            }
+            () = sleep_until(wake) => {
+                if linger_end.is_some_and(|end| Instant::now() >= end) {
+                    break;
+                }
+                let out = tokio::task::block_in_place(|| node.tick(elapsed()));
+                driver.dispatch(&*node, out, Instant::now());
+            }
+        }
+        if finished_at.is_none() && node.finished() {
+            finished_at = Some(Instant::now());
+        }
+    }
+
+    let _ = stop.send(true);
+    let _ = grpc_task.await;
+    let _ = admin_task.await;
+    Ok(())
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Turns a node's outputs into sends, metrics, status and progress lines.
+struct Driver<'a> {
+    options: &'a RuntimeOptions,
+    shared: &'a Shared,
+    peers: Peers,
+    /// When the node last made progress (start of its current quorum wait).
+    waiting_since: Instant,
+    last_step: Instant,
+}
+
+impl Driver<'_> {
+    fn dispatch(&mut self, node: &dyn Node, out: Outputs, received: Instant) {
+        // Encode each distinct vector once, even when it is broadcast to every peer.
+        let mut encoded: HashMap<*const Array1<f32>, Tensor> = HashMap::new();
+        for (to, payload) in out.messages {
+            let tensor = payload.vector().map(|vector| {
+                encoded.entry(Arc::as_ptr(vector)).or_insert_with(|| wire::encode_tensor(vector)).clone()
+            });
+            let envelope = wire::envelope(&self.options.job, &payload, tensor);
+            let bytes = payload.vector_bytes();
+            if self.peers.send(to, envelope) {
+                self.shared.metrics.message(Direction::Out, payload.kind(), bytes);
+            } else {
+                tracing::debug!(peer = %to, kind = payload.kind().as_str(), "peer queue full or unknown; message dropped");
+            }
+        }
+        for event in out.events {
+            self.record(node, &event, received);
+        }
+    }
+
+    fn record(&mut self, node: &dyn Node, event: &Event, received: Instant) {
+        let metrics = &self.shared.metrics;
+        metrics.observe(event);
+        let progress = match event {
+            Event::Stepped { .. } => Some("gradient"),
+            Event::GradientSent { .. } => Some("model"),
+            Event::Gathered { .. } => Some("gather"),
+            _ => None,
+        };
+        if let Some(kind) = progress {
+            metrics.quorum_wait_seconds.with_label_values(&[kind]).observe(received.duration_since(self.waiting_since).as_secs_f64());
+            self.waiting_since = Instant::now();
+        }
+        match event {
+            Event::Stepped { step, loss } => {
+                metrics.step_seconds.observe(self.last_step.elapsed().as_secs_f64());
+                self.last_step = Instant::now();
+                self.shared.update_status(|status| {
+                    status.step = *step;
+                    status.loss = loss.is_finite().then_some(*loss);
+                });
+                if self.options.me.role == Role::Server && step % self.options.snapshot_every.max(1) == 0 {
+                    self.snapshot(node, *step);
+                }
+            }
+            Event::GradientSent { step, loss } => {
+                metrics.step_seconds.observe(self.last_step.elapsed().as_secs_f64());
+                self.last_step = Instant::now();
+                self.shared.update_status(|status| {
+                    status.step = step + 1;
+                    status.loss = loss.is_finite().then_some(*loss);
+                });
+            }
+            Event::Evaluated { step, loss, accuracy } => self.shared.update_status(|status| {
+                status.accuracy = Some(*accuracy);
+                status.accuracy_step = Some(*step);
+                status.test_loss = Some(*loss);
+            }),
+            Event::Gathered { step, drift_to_median, .. } => self.shared.update_status(|status| {
+                status.last_gather = Some(GatherStatus { step: *step, drift_to_median: *drift_to_median });
+            }),
+            Event::Finished => self.shared.update_status(|status| status.finished = true),
+            _ => {}
+        }
+        if self.options.progress_lines {
+            if let Some(line) = progress_line(self.options.me, event) {
+                let mut stdout = std::io::stdout().lock();
+                let _ = writeln!(stdout, "{line}");
+                let _ = stdout.flush();
+            }
+        }
+    }
+
+    fn snapshot(&self, node: &dyn Node, step: u64) {
+        let Some(model) = node.model() else { return };
+        let tensor = wire::encode_tensor(&model.to_owned());
+        if let Ok(mut snapshots) = self.shared.snapshots.lock() {
+            snapshots.insert(step, tensor.data);
+            while snapshots.len() > SNAPSHOTS {
+                snapshots.pop_first();
+            }
+        }
+    }
+}
+
+/// One JSON line per interesting event, for the local runner.
+pub fn progress_line(me: NodeId, event: &Event) -> Option<String> {
+    let value = match event {
+        Event::Stepped { step, loss } => serde_json::json!({"event": "stepped", "node": me.to_string(), "step": step, "loss": finite(*loss)}),
+        Event::Evaluated { step, loss, accuracy } => serde_json::json!({
+            "event": "evaluated", "node": me.to_string(), "step": step, "loss": finite(*loss), "accuracy": finite(*accuracy)
+        }),
+        Event::Gathered { step, drift_to_median, .. } => serde_json::json!({
+            "event": "gathered", "node": me.to_string(), "step": step, "driftToMedian": finite(*drift_to_median)
+        }),
+        Event::Finished => serde_json::json!({"event": "finished", "node": me.to_string()}),
+        _ => return None,
+    };
+    Some(value.to_string())
+}
+
+fn finite(value: f32) -> Option<f32> {
+    value.is_finite().then_some(value)
+}

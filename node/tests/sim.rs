@@ -1,0 +1,185 @@
+//! Deterministic simulations of whole jobs (`byzsgd_node::sim`): every worker and server
+//! attack against ByzSGD, the same attacks against plain averaging (so the attacks are real),
+//! quorum discipline and identity.
+//!
+//! Data: the seeded synthetic 28×28, 10-class set and logistic regression keep each run to a
+//! fraction of a second; the model- and data-specific claims (Fashion-MNIST, the MLP) are
+//! covered by the model tests and the local-runner test.
+
+use std::sync::Arc;
+
+use byzsgd_node::assemble::{Assembly, JobData};
+use byzsgd_node::job::{Manifest, Plan, Role, validate};
+use byzsgd_node::protocol::{NodeId, Payload, Rejection};
+use byzsgd_node::sim::{Network, Report, Sim};
+use ndarray::Array1;
+
+/// Steps per simulated job: long enough for logistic regression to pass the target on the
+/// synthetic set, short enough to run every attack in a few seconds.
+const STEPS: u64 = 150;
+/// Accuracy every ByzSGD run must reach.
+const TARGET: f32 = 0.8;
+
+fn plan(yaml_spec: &str) -> Plan {
+    let manifest = format!(
+        "apiVersion: byzsgd.io/v1alpha1\nkind: ByzSGDJob\nmetadata: {{name: sim}}\nspec:\n{yaml_spec}"
+    );
+    let manifest = Manifest::parse(&manifest, "<test>").expect("test manifest parses");
+    validate(&manifest.spec).expect("test manifest is valid")
+}
+
+fn job(servers: (usize, usize), workers: (usize, usize), rules: (&str, &str), gather: &str, inject: &str) -> Plan {
+    plan(&format!(
+        "  model: {{kind: logistic}}
+  dataset: {{name: synthetic}}
+  training: {{steps: {STEPS}, batchSize: 16, learningRate: 0.05, seed: 7, evaluateEvery: 50}}
+  servers: {{replicas: {}, byzantine: {}, gatherEvery: {gather}}}
+  workers: {{replicas: {}, byzantine: {}}}
+  aggregation: {{gradients: {}, models: {}}}
+  inject: [{inject}]
+",
+        servers.0, servers.1, workers.0, workers.1, rules.0, rules.1
+    ))
+}
+
+fn run(plan: Plan, network: Network) -> (Report, Vec<usize>) {
+    let correct = plan.correct_servers();
+    let data = JobData::load(&plan).expect("synthetic data loads");
+    let assembly = Assembly::new(plan, data).expect("job assembles");
+    let nodes = assembly.all_nodes().expect("nodes build");
+    (Sim::new(nodes, correct.clone(), network).run(10_000.0), correct)
+}
+
+fn byzsgd_with(inject: &str) -> (Report, Vec<usize>) {
+    run(job((5, 1), (7, 2), ("mda", "median"), "5", inject), Network { seed: 3, ..Network::default() })
+}
+
+fn averaging_with(inject: &str) -> (Report, Vec<usize>) {
+    run(job((5, 1), (7, 2), ("average", "average"), "5", inject), Network { seed: 3, ..Network::default() })
+}
+
+fn assert_converged(name: &str, report: &Report, correct: &[usize]) {
+    assert!(report.finished, "{name}: correct nodes did not finish: {report:?}");
+    let accuracy = report.final_accuracy(correct).expect("servers evaluated");
+    assert!(accuracy >= TARGET, "{name}: accuracy {accuracy} < {TARGET}");
+    // The drift between correct servers stays bounded: a few learning-rate-sized steps, far
+    // from what an attack that succeeded in splitting them would produce.
+    let drift = report.max_drift();
+    assert!(drift.is_finite() && drift < 5.0, "{name}: max drift {drift}");
+}
+
+fn failed(report: &Report, correct: &[usize]) -> bool {
+    match report.final_accuracy(correct) {
+        Some(accuracy) => !(accuracy >= TARGET),
+        None => true,
+    }
+}
+
+#[test]
+fn honest_byzsgd_converges_and_gathers_contract_drift() {
+    let (report, correct) = byzsgd_with("");
+    assert_converged("honest", &report, &correct);
+    assert!(!report.gathered_drift.is_empty(), "gathers happened");
+    for (step, after) in &report.gathered_drift {
+        let before = report.drift[step];
+        assert!(*after <= before + 1e-6, "gather at {step} grew the drift: {before} -> {after}");
+    }
+}
+
+const WORKER_ATTACKS: [&str; 12] = [
+    "random", "reverse", "partial-drop", "sign-flip", "gaussian", "alie", "foe", "mimic", "nan", "inf", "neg-inf",
+    "label-flip",
+];
+const SERVER_ATTACKS: [&str; 6] = ["random", "reverse", "partial-drop", "stale", "equivocate", "silence"];
+
+#[test]
+fn byzsgd_converges_under_every_worker_attack() {
+    for attack in WORKER_ATTACKS {
+        let (report, correct) = byzsgd_with(&format!("{{role: worker, count: 2, attack: {attack}}}"));
+        assert_converged(attack, &report, &correct);
+    }
+}
+
+#[test]
+fn byzsgd_converges_under_every_server_attack() {
+    for attack in SERVER_ATTACKS {
+        let (report, correct) = byzsgd_with(&format!("{{role: server, count: 1, attack: {attack}}}"));
+        assert_converged(attack, &report, &correct);
+    }
+}
+
+#[test]
+fn byzsgd_converges_with_byzantine_servers_and_workers_together() {
+    let (report, correct) =
+        byzsgd_with("{role: server, count: 1, attack: equivocate}, {role: worker, count: 2, attack: alie}");
+    assert_converged("equivocate+alie", &report, &correct);
+}
+
+/// The attacks are real: the loud ones break plain averaging outright.
+#[test]
+fn the_same_attacks_break_plain_averaging() {
+    for attack in ["random", "reverse", "gaussian"] {
+        let (report, correct) = averaging_with(&format!("{{role: worker, count: 2, attack: {attack}}}"));
+        assert!(failed(&report, &correct), "averaging survived worker attack {attack}: {:?}", report.final_accuracy(&correct));
+    }
+    // Fall of empires with a large ε flips the sign of the average (Xie et al. 2019).
+    let (report, correct) = averaging_with("{role: worker, count: 2, attack: foe, params: {epsilon: 10}}");
+    assert!(failed(&report, &correct), "averaging survived foe");
+    for attack in ["random", "reverse"] {
+        let (report, correct) = averaging_with(&format!("{{role: server, count: 1, attack: {attack}}}"));
+        assert!(failed(&report, &correct), "averaging survived server attack {attack}");
+    }
+}
+
+/// Quorums are the first q_w = n_w − f_w distinct senders: never more, even when every worker
+/// is honest and fast, and f_w workers that never answer cannot block anyone.
+#[test]
+fn no_gradient_quorum_waits_for_more_than_n_minus_f() {
+    let (report, correct) = byzsgd_with("");
+    assert_eq!(report.largest_gradient_quorum, 5, "q_w = 7 − 2");
+
+    let crashed = Network {
+        seed: 3,
+        crashes: vec![(NodeId::worker(0), 0.0), (NodeId::worker(1), 0.0), (NodeId::server(0), 0.0)],
+        ..Network::default()
+    };
+    let (report, _) = run(job((5, 1), (7, 2), ("mda", "median"), "5", ""), crashed);
+    assert!(report.finished, "f_w crashed workers and f_ps crashed servers must not block progress");
+    let alive: Vec<usize> = correct.into_iter().filter(|&server| server != 0).collect();
+    assert!(report.final_accuracy(&alive).unwrap() >= TARGET);
+}
+
+/// The sender of a message is whoever the channel says it is; a node repeating itself (or
+/// "claiming" more identities through message contents, which carry none) fills one slot.
+#[test]
+fn a_sender_fills_at_most_one_quorum_slot_per_step() {
+    let plan = job((5, 1), (7, 2), ("mda", "median"), "5", "");
+    let data = JobData::load(&plan).unwrap();
+    let assembly = Assembly::new(plan, data).unwrap();
+    let mut server = assembly.node(Role::Server, 0).unwrap();
+    server.start(0.0);
+    let gradient = Arc::new(Array1::<f32>::zeros(assembly.config().dimension));
+    let message = |gradient: &Arc<Array1<f32>>| Payload::Gradient { step: 0, gradient: gradient.clone(), loss: 1.0 };
+    // Worker 6 sends ten times, workers 0..3 once each: 5 messages accepted would be a quorum
+    // only if the duplicates counted.
+    assert!(server.handle(0.0, NodeId::worker(6), message(&gradient)).is_ok());
+    for _ in 0..9 {
+        assert_eq!(server.handle(0.0, NodeId::worker(6), message(&gradient)).unwrap_err(), Rejection::Duplicate);
+    }
+    for worker in 0..3 {
+        server.handle(0.0, NodeId::worker(worker), message(&gradient)).unwrap();
+    }
+    assert_eq!(server.step(), 0, "4 distinct senders are below q_w = 5");
+    server.handle(0.0, NodeId::worker(3), message(&gradient)).unwrap();
+    assert_eq!(server.step(), 1, "the fifth distinct sender completes the quorum");
+    // Unknown identities are refused rather than given a slot.
+    assert_eq!(server.handle(0.0, NodeId::worker(99), message(&gradient)).unwrap_err(), Rejection::UnknownSender);
+}
+
+#[test]
+fn simulations_are_deterministic() {
+    let first = byzsgd_with("{role: worker, count: 2, attack: gaussian}").0;
+    let second = byzsgd_with("{role: worker, count: 2, attack: gaussian}").0;
+    assert_eq!(first.evaluations, second.evaluations);
+    assert_eq!(first.drift, second.drift);
+}
