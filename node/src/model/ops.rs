@@ -1,0 +1,210 @@
+//! Numerical kernels shared by the models: matrix products, the softmax cross-entropy head,
+//! parameter initialization, and the glue that turns flat parameter slices into matrices.
+//!
+//! Everything here works on caller-provided buffers so the models' training step allocates
+//! nothing.
+
+use ndarray::linalg::general_mat_mul;
+use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, ShapeError, Slice};
+use rand::Rng;
+use rand_distr::{Distribution, Normal, Uniform};
+
+/// `c = alpha · a · b + beta · c` on one thread.
+///
+/// ndarray's `general_mat_mul` dispatches to `matrixmultiply`, which packs both operands into
+/// cache-sized panels and runs an AVX2/FMA (or AVX-512-free SSE fallback) micro-kernel chosen at
+/// run time; it accepts any strides, so transposed views cost nothing. `matrixmultiply` is
+/// single-threaded unless its `threading` feature is on, which this workspace never enables.
+/// See `bench::model` for the throughput it reaches on the paper's MLP.
+pub(crate) fn gemm(
+    alpha: f32,
+    a: &ArrayView2<'_, f32>,
+    b: &ArrayView2<'_, f32>,
+    beta: f32,
+    c: &mut ArrayViewMut2<'_, f32>,
+) {
+    general_mat_mul(alpha, a, b, beta, c);
+}
+
+/// A `rows × cols` row-major matrix view of `len = rows·cols` values of a flat slice at `offset`.
+pub(crate) fn matrix(
+    flat: &[f32],
+    offset: usize,
+    rows: usize,
+    cols: usize,
+) -> Result<ArrayView2<'_, f32>, ShapeError> {
+    let end = offset + rows * cols;
+    let slice = flat
+        .get(offset..end)
+        .ok_or_else(|| ShapeError::from_kind(ndarray::ErrorKind::OutOfBounds))?;
+    ArrayView2::from_shape((rows, cols), slice)
+}
+
+/// Mutable twin of [`matrix`].
+pub(crate) fn matrix_mut(
+    flat: &mut [f32],
+    offset: usize,
+    rows: usize,
+    cols: usize,
+) -> Result<ArrayViewMut2<'_, f32>, ShapeError> {
+    let end = offset + rows * cols;
+    let slice = flat
+        .get_mut(offset..end)
+        .ok_or_else(|| ShapeError::from_kind(ndarray::ErrorKind::OutOfBounds))?;
+    ArrayViewMut2::from_shape((rows, cols), slice)
+}
+
+/// A vector view of `len` values of a flat slice at `offset`.
+pub(crate) fn vector(flat: &[f32], offset: usize, len: usize) -> Result<ArrayView1<'_, f32>, ShapeError> {
+    flat.get(offset..offset + len)
+        .map(ArrayView1::from)
+        .ok_or_else(|| ShapeError::from_kind(ndarray::ErrorKind::OutOfBounds))
+}
+
+/// Mutable twin of [`vector`].
+pub(crate) fn vector_mut(
+    flat: &mut [f32],
+    offset: usize,
+    len: usize,
+) -> Result<ArrayViewMut1<'_, f32>, ShapeError> {
+    flat.get_mut(offset..offset + len)
+        .map(ArrayViewMut1::from)
+        .ok_or_else(|| ShapeError::from_kind(ndarray::ErrorKind::OutOfBounds))
+}
+
+/// Adds the bias row vector `bias` to every row of `z`.
+pub(crate) fn add_bias(z: &mut ArrayViewMut2<'_, f32>, bias: &ArrayView1<'_, f32>) {
+    for mut row in z.rows_mut() {
+        row += bias;
+    }
+}
+
+/// Writes the column sums of `delta` into `out` (the bias gradient of a dense layer).
+pub(crate) fn column_sums(delta: &ArrayView2<'_, f32>, out: &mut ArrayViewMut1<'_, f32>) {
+    out.fill(0.0);
+    for row in delta.rows() {
+        *out += &row;
+    }
+}
+
+/// In-place ReLU.
+pub(crate) fn relu(z: &mut ArrayViewMut2<'_, f32>) {
+    z.mapv_inplace(|v| v.max(0.0));
+}
+
+/// Backpropagates through a ReLU in place: `activation` (the layer's post-ReLU output) becomes
+/// `delta` where the unit was active and 0 elsewhere. `a > 0` holds exactly where the
+/// pre-activation was positive, so the pre-activation need not be kept.
+pub(crate) fn relu_backward(activation: &mut ArrayViewMut2<'_, f32>, delta: &ArrayView2<'_, f32>) {
+    ndarray::Zip::from(activation)
+        .and(delta)
+        .for_each(|a, &d| *a = if *a > 0.0 { d } else { 0.0 });
+}
+
+/// Softmax cross-entropy head, in place: turns `logits` into `d loss / d logits` for the MEAN
+/// loss over the batch, and returns the summed (not mean) loss.
+///
+/// Stable form: `loss_i = logsumexp(z_i) − z_i[y_i]` with the row maximum subtracted before
+/// exponentiating, so no exponent overflows; the gradient is `(softmax(z_i) − onehot(y_i)) / B`.
+/// A label outside `0..classes` contributes neither loss nor gradient (see `Model`'s docs).
+pub(crate) fn softmax_xent_backward(logits: &mut ArrayViewMut2<'_, f32>, labels: &[u8]) -> f32 {
+    let batch = logits.nrows();
+    let scale = 1.0 / batch as f32;
+    let mut total = 0.0_f32;
+    for (mut row, &label) in logits.axis_iter_mut(Axis(0)).zip(labels) {
+        let label = usize::from(label);
+        if label >= row.len() {
+            row.fill(0.0);
+            continue;
+        }
+        let max = row.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        let target = row[label];
+        let mut sum = 0.0_f32;
+        row.mapv_inplace(|v| {
+            let e = (v - max).exp();
+            sum += e;
+            e
+        });
+        total += sum.ln() + max - target;
+        let inv = scale / sum;
+        row.mapv_inplace(|e| e * inv);
+        row[label] -= scale;
+    }
+    total
+}
+
+/// Summed softmax cross-entropy and number of correct arg-max predictions, without gradient.
+/// Ties in the arg-max go to the lowest class index.
+pub(crate) fn softmax_xent_eval(logits: &ArrayView2<'_, f32>, labels: &[u8]) -> (f64, usize) {
+    let mut total = 0.0_f64;
+    let mut correct = 0;
+    for (row, &label) in logits.axis_iter(Axis(0)).zip(labels) {
+        let label = usize::from(label);
+        let (mut best, mut max) = (0, f32::NEG_INFINITY);
+        for (class, &v) in row.iter().enumerate() {
+            if v > max {
+                best = class;
+                max = v;
+            }
+        }
+        let sum: f32 = row.iter().map(|&v| (v - max).exp()).sum();
+        if let Some(&target) = row.get(label) {
+            total += f64::from(sum.ln() + max - target);
+        }
+        if best == label {
+            correct += 1;
+        }
+    }
+    (total, correct)
+}
+
+/// He (Kaiming) normal initialization for a layer followed by a ReLU: `N(0, 2 / fan_in)`, which
+/// keeps activation variance constant through ReLU layers (He et al., ICCV 2015, §2.2).
+pub(crate) fn he_normal(out: &mut [f32], fan_in: usize, rng: &mut impl Rng) {
+    let std = (2.0 / fan_in as f32).sqrt();
+    match Normal::new(0.0_f32, std) {
+        Ok(normal) => out.iter_mut().for_each(|w| *w = normal.sample(rng)),
+        // Unreachable for fan_in >= 1 (build() rejects empty layers); zeros are still trainable.
+        Err(_) => out.fill(0.0),
+    }
+}
+
+/// Glorot (Xavier) uniform initialization for the output layer:
+/// `U(−a, a)`, `a = sqrt(6 / (fan_in + fan_out))` (Glorot & Bengio, AISTATS 2010, eq. 16).
+pub(crate) fn glorot_uniform(out: &mut [f32], fan_in: usize, fan_out: usize, rng: &mut impl Rng) {
+    let limit = (6.0 / (fan_in + fan_out) as f32).sqrt();
+    match Uniform::new_inclusive(-limit, limit) {
+        Ok(uniform) => out.iter_mut().for_each(|w| *w = uniform.sample(rng)),
+        Err(_) => out.fill(0.0),
+    }
+}
+
+/// Makes a contiguous copy of `view` only when it is not contiguous already.
+pub(crate) fn contiguous<'a>(view: &'a ArrayView1<'_, f32>, copy: &'a mut Vec<f32>) -> &'a [f32] {
+    if let Some(slice) = view.as_slice() {
+        slice
+    } else {
+        copy.clear();
+        copy.extend(view.iter().copied());
+        copy
+    }
+}
+
+/// The first `n` rows of a workspace buffer. (ndarray's `s!` macro expands to code marked
+/// `allow(unsafe_code)`, which the workspace's `forbid(unsafe_code)` rejects.)
+pub(crate) fn head(a: &Array2<f32>, n: usize) -> ArrayView2<'_, f32> {
+    a.slice_axis(Axis(0), Slice::from(..n))
+}
+
+/// Mutable twin of [`head`].
+pub(crate) fn head_mut(a: &mut Array2<f32>, n: usize) -> ArrayViewMut2<'_, f32> {
+    a.slice_axis_mut(Axis(0), Slice::from(..n))
+}
+
+/// The top-left `rows × cols` block of a workspace buffer.
+pub(crate) fn block_mut(a: &mut Array2<f32>, rows: usize, cols: usize) -> ArrayViewMut2<'_, f32> {
+    let mut view = a.view_mut();
+    view.slice_axis_inplace(Axis(0), Slice::from(..rows));
+    view.slice_axis_inplace(Axis(1), Slice::from(..cols));
+    view
+}
