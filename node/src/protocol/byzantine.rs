@@ -168,7 +168,7 @@ impl ByzantineWorker {
                 rewritten.messages.push((to, payload));
                 continue;
             };
-            let mut honest: Vec<ArrayView1<'_, f32>> = estimates.iter().map(Array1::view).collect();
+            let mut honest: Vec<ArrayView1<'_, f32>> = estimates.iter().map(|estimate| estimate.view()).collect();
             honest.push(gradient.view());
             let view = WorkerView {
                 honest: &honest,

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use ndarray::Array1;
 
 use crate::protocol::{Payload, Rejection};
@@ -87,6 +87,8 @@ pub fn max_message_bytes(dimension: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
     use super::*;
 
     fn gradient(values: Vec<f32>) -> Payload {
