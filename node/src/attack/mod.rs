@@ -17,7 +17,7 @@
 //! | worker | `gaussian` | own + N(0, std²) | ByzFL / Blades noise |
 //! | worker | `alie` | mean − z·std (z from n, f) | Baruch et al., NeurIPS 2019 |
 //! | worker | `foe` | −ε · mean(honest) | Xie, Koyejo, Gupta, UAI 2019 |
-//! | worker | `mimic` | honest[target] | Karimireddy, He, Jaggi, ICLR 2022 |
+//! | worker | `mimic` | `honest[target]` | Karimireddy, He, Jaggi, ICLR 2022 |
 //! | worker | `nan`, `inf`, `neg-inf` | non-finite vector | ByzFL `Inf` |
 //! | worker | `label-flip` | own, trained on y → classes − 1 − y | ByzFL `LabelFlipping` |
 //! | server | `random`, `reverse`, `partial-drop` | as for workers, on the model | Garfield |

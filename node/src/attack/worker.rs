@@ -221,20 +221,22 @@ impl WorkerAttack {
                 let z = params
                     .z
                     .unwrap_or_else(|| alie_z_saturating(view.n, view.f));
-                // Baruch et al. (2019), Algorithm 1: shift every coordinate by z standard
-                // deviations, small enough that s correct workers look farther off.
+                // Baruch et al. (2019), Algorithm 1: the largest per-coordinate shift that still
+                // leaves s correct workers farther from the mean than the attacker.
                 Zip::from(&mu)
                     .and(&sigma)
                     .map_collect(|&m, &s| z.mul_add(-s, m) as f32)
             }
             WorkerAttackKind::Foe => {
                 let epsilon = params.epsilon_or_default();
-                // Xie et al. (2019): a negative inner product with the true gradient makes the
-                // aggregate a descent direction of nothing, while its norm stays small.
+                // Xie et al. (2019): once the aggregate's inner product with the true gradient
+                // turns negative the step ascends the loss; a small ε keeps the vector short,
+                // so distance-based rules still accept it.
                 mean(&usable(view.honest, &own)).mapv(|m| (-epsilon * m) as f32)
             }
             WorkerAttackKind::Mimic => {
                 let honest = usable(view.honest, &own);
+                // NB: `usable` is never empty, so the modulus is non-zero.
                 honest[params.target_or_default() % honest.len()].to_owned()
             }
             WorkerAttackKind::Nan => Array1::from_elem(d, f32::NAN),
