@@ -1,6 +1,10 @@
 //! The mini-batch sampler: full batches from the shard only, each sample once per epoch,
 //! reshuffled, seeded, and clear errors for unusable arguments.
 
+// Test code: a failed unwrap is a failed test, and exact float equality is asserted on
+// purpose where results must be bit-for-bit identical.
+#![allow(clippy::unwrap_used, clippy::float_cmp)]
+
 use std::sync::Arc;
 
 use byzsgd_node::data::{Batches, DataError, Dataset};
@@ -57,9 +61,17 @@ fn batches_are_always_full_even_across_epoch_boundaries() {
         }
     }
     // 35 draws over 7 samples: exactly 5 epochs, each sample 5 times, nothing outside.
-    assert!(counts[10..17].iter().all(|&c| c == 5), "{:?}", &counts[10..17]);
+    assert!(
+        counts[10..17].iter().all(|&c| c == 5),
+        "{:?}",
+        &counts[10..17]
+    );
     assert_eq!(counts.iter().sum::<usize>(), 35);
-    assert_eq!(batches.epochs(), 4, "the 5th epoch ended exactly at the last draw");
+    assert_eq!(
+        batches.epochs(),
+        4,
+        "the 5th epoch ended exactly at the last draw"
+    );
 }
 
 #[test]
@@ -85,8 +97,10 @@ fn order_is_deterministic_per_seed() {
 fn iterator_yields_owned_copies_of_the_same_sequence() {
     let shard: Vec<usize> = (0..50).collect();
     let mut by_view = Batches::new(indexed(), shard.clone(), 8, 2).unwrap();
-    let owned: Vec<(Array2<f32>, Vec<u8>)> =
-        Batches::new(indexed(), shard, 8, 2).unwrap().take(9).collect();
+    let owned: Vec<(Array2<f32>, Vec<u8>)> = Batches::new(indexed(), shard, 8, 2)
+        .unwrap()
+        .take(9)
+        .collect();
     for (x, labels) in owned {
         let (vx, vl) = by_view.next_batch();
         assert_eq!(x, vx);
@@ -96,9 +110,21 @@ fn iterator_yields_owned_copies_of_the_same_sequence() {
 
 #[test]
 fn unusable_arguments_are_errors_not_panics() {
-    assert!(matches!(Batches::new(indexed(), vec![], 4, 0), Err(DataError::EmptyShard)));
-    assert!(matches!(Batches::new(indexed(), vec![1], 0, 0), Err(DataError::ZeroBatch)));
+    assert!(matches!(
+        Batches::new(indexed(), vec![], 4, 0),
+        Err(DataError::EmptyShard)
+    ));
+    assert!(matches!(
+        Batches::new(indexed(), vec![1], 0, 0),
+        Err(DataError::ZeroBatch)
+    ));
     let error = Batches::new(indexed(), vec![1, 100], 4, 0).unwrap_err();
-    assert!(matches!(error, DataError::IndexOutOfRange { index: 100, len: 100 }));
+    assert!(matches!(
+        error,
+        DataError::IndexOutOfRange {
+            index: 100,
+            len: 100
+        }
+    ));
     assert!(error.to_string().contains("100 samples"));
 }

@@ -1,6 +1,10 @@
 //! The IDX loader on files written by the test: good files (raw and gzipped) load exactly, and
 //! every kind of broken file gives an error naming the file and the problem, never a panic.
 
+// Test code: a failed unwrap is a failed test, and exact float equality is asserted on
+// purpose where results must be bit-for-bit identical.
+#![allow(clippy::unwrap_used, clippy::float_cmp)]
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -69,13 +73,20 @@ fn load_dir_finds_the_standard_names_raw_or_gzipped() {
     let dir = temp_dir("load-dir");
     write(&dir, "train-images-idx3-ubyte.gz", &gzip(&tiny_images()));
     write(&dir, "train-labels-idx1-ubyte", &tiny_labels());
-    write(&dir, "t10k-images.idx3-ubyte", &idx_bytes(&[1, 2, 3], &[9; 6]));
+    write(
+        &dir,
+        "t10k-images.idx3-ubyte",
+        &idx_bytes(&[1, 2, 3], &[9; 6]),
+    );
     write(&dir, "t10k-labels.idx1-ubyte", &idx_bytes(&[1], &[4]));
     let split = data::load_dir(&dir).unwrap();
     assert_eq!(split.train.len(), 3);
     assert_eq!(split.test.len(), 1);
     assert_eq!(split.train.input_shape(), (2, 3));
-    assert_eq!(split.train.classes, 5, "classes span both sets (max label 4)");
+    assert_eq!(
+        split.train.classes, 5,
+        "classes span both sets (max label 4)"
+    );
     assert_eq!(split.test.classes, 5);
     assert_eq!(split.train.labels, vec![2, 0, 1]);
 }
@@ -87,15 +98,34 @@ fn truncated_file_is_reported_with_its_path_and_sizes() {
     bytes.truncate(bytes.len() - 5);
     let path = write(&dir, "short", &bytes);
     let error = load_idx_images(&path).unwrap_err();
-    assert!(matches!(error, DataError::Truncated { expected: 34, found: 29, .. }), "{error:?}");
+    assert!(
+        matches!(
+            error,
+            DataError::Truncated {
+                expected: 34,
+                found: 29,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
     let message = error.to_string();
-    assert!(message.contains("short") && message.contains("truncated"), "{message}");
+    assert!(
+        message.contains("short") && message.contains("truncated"),
+        "{message}"
+    );
 
     // Even the header can be cut short, or the file empty.
     let header_only = write(&dir, "header", &tiny_images()[..7]);
-    assert!(matches!(load_idx_images(&header_only), Err(DataError::Truncated { .. })));
+    assert!(matches!(
+        load_idx_images(&header_only),
+        Err(DataError::Truncated { .. })
+    ));
     let empty = write(&dir, "empty", &[]);
-    assert!(matches!(load_idx_labels(&empty), Err(DataError::Truncated { .. })));
+    assert!(matches!(
+        load_idx_labels(&empty),
+        Err(DataError::Truncated { .. })
+    ));
     // A truncated gzip stream is a decompression error, not a silent short read.
     let gz = gzip(&tiny_images());
     let cut_gz = write(&dir, "cut.gz", &gz[..gz.len() / 2]);
@@ -109,17 +139,30 @@ fn wrong_magic_names_the_expected_kind_of_file() {
     let labels = write(&dir, "labels-not-images", &tiny_labels());
     let error = load_idx_images(&labels).unwrap_err();
     assert!(
-        matches!(error, DataError::BadMagic { found: 0x0801, expected: 0x0803, .. }),
+        matches!(
+            error,
+            DataError::BadMagic {
+                found: 0x0801,
+                expected: 0x0803,
+                ..
+            }
+        ),
         "{error:?}"
     );
     assert!(error.to_string().contains("labels-not-images"));
     assert!(error.to_string().contains("image"));
 
     let text = write(&dir, "readme.txt", b"this is not an IDX file");
-    assert!(matches!(load_idx_labels(&text), Err(DataError::BadMagic { .. })));
+    assert!(matches!(
+        load_idx_labels(&text),
+        Err(DataError::BadMagic { .. })
+    ));
     // Right magic layout but a float type code (0x0D) is not the unsigned-byte format.
     let floats = write(&dir, "floats", &[0, 0, 0x0D, 1, 0, 0, 0, 1, 0, 0, 0, 0]);
-    assert!(matches!(load_idx_labels(&floats), Err(DataError::BadMagic { .. })));
+    assert!(matches!(
+        load_idx_labels(&floats),
+        Err(DataError::BadMagic { .. })
+    ));
 }
 
 #[test]
@@ -128,13 +171,23 @@ fn wrong_sizes_are_rejected() {
     // Trailing bytes: header says 3 labels, file holds 4.
     let long = write(&dir, "long", &idx_bytes(&[3], &[1, 2, 3, 4]));
     let error = load_idx_labels(&long).unwrap_err();
-    assert!(matches!(error, DataError::BadDimensions { .. }), "{error:?}");
+    assert!(
+        matches!(error, DataError::BadDimensions { .. }),
+        "{error:?}"
+    );
     assert!(error.to_string().contains("trailing"));
     // Images with a zero side.
     let flat = write(&dir, "flat", &idx_bytes(&[2, 0, 5], &[]));
-    assert!(matches!(load_idx_images(&flat), Err(DataError::BadDimensions { .. })));
+    assert!(matches!(
+        load_idx_images(&flat),
+        Err(DataError::BadDimensions { .. })
+    ));
     // Dimensions whose product overflows must not allocate or panic.
-    let huge = write(&dir, "huge", &idx_bytes(&[u32::MAX, u32::MAX, u32::MAX], &[]));
+    let huge = write(
+        &dir,
+        "huge",
+        &idx_bytes(&[u32::MAX, u32::MAX, u32::MAX], &[]),
+    );
     assert!(load_idx_images(&huge).is_err());
 }
 
@@ -147,11 +200,20 @@ fn mismatched_image_and_label_counts_name_both_files() {
     write(&dir, "t10k-labels-idx1-ubyte", &tiny_labels());
     let error = data::load_dir(&dir).unwrap_err();
     assert!(
-        matches!(error, DataError::CountMismatch { images: 3, labels: 2, .. }),
+        matches!(
+            error,
+            DataError::CountMismatch {
+                images: 3,
+                labels: 2,
+                ..
+            }
+        ),
         "{error:?}"
     );
     let message = error.to_string();
-    assert!(message.contains("train-images-idx3-ubyte") && message.contains("train-labels-idx1-ubyte"));
+    assert!(
+        message.contains("train-images-idx3-ubyte") && message.contains("train-labels-idx1-ubyte")
+    );
 }
 
 #[test]
@@ -159,9 +221,16 @@ fn train_and_test_images_of_different_sizes_are_rejected() {
     let dir = temp_dir("shape");
     write(&dir, "train-images-idx3-ubyte", &tiny_images());
     write(&dir, "train-labels-idx1-ubyte", &tiny_labels());
-    write(&dir, "t10k-images-idx3-ubyte", &idx_bytes(&[1, 3, 2], &[0; 6]));
+    write(
+        &dir,
+        "t10k-images-idx3-ubyte",
+        &idx_bytes(&[1, 3, 2], &[0; 6]),
+    );
     write(&dir, "t10k-labels-idx1-ubyte", &idx_bytes(&[1], &[0]));
-    assert!(matches!(data::load_dir(&dir), Err(DataError::ShapeMismatch { .. })));
+    assert!(matches!(
+        data::load_dir(&dir),
+        Err(DataError::ShapeMismatch { .. })
+    ));
 }
 
 #[test]
@@ -170,7 +239,10 @@ fn missing_directory_points_at_the_debian_package() {
     let error = data::load_dir(&dir).unwrap_err();
     let message = error.to_string();
     assert!(matches!(error, DataError::MissingFile { .. }));
-    assert!(message.contains("apt-get install dataset-fashion-mnist"), "{message}");
+    assert!(
+        message.contains("apt-get install dataset-fashion-mnist"),
+        "{message}"
+    );
     assert!(message.contains("train-images-idx3-ubyte.gz"), "{message}");
 }
 
@@ -182,7 +254,10 @@ fn debian_fashion_mnist_loads_with_its_published_shape() {
     });
     assert_eq!(split.train.images.dim(), (60_000, 784));
     assert_eq!(split.test.images.dim(), (10_000, 784));
-    assert_eq!((split.train.rows, split.train.cols, split.train.classes), (28, 28, 10));
+    assert_eq!(
+        (split.train.rows, split.train.cols, split.train.classes),
+        (28, 28, 10)
+    );
     // Fashion-MNIST is balanced: 6,000 training and 1,000 test images per class.
     assert_eq!(split.train.class_counts(), vec![6_000; 10]);
     assert_eq!(split.test.class_counts(), vec![1_000; 10]);

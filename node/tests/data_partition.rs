@@ -1,6 +1,10 @@
 //! Partitions of a training set across workers: disjoint, covering, seeded, and (Dirichlet)
 //! label-skewed in the way Hsu et al. (2019) describe.
 
+// Test code: a failed unwrap is a failed test, and exact float equality is asserted on
+// purpose where results must be bit-for-bit identical.
+#![allow(clippy::unwrap_used, clippy::float_cmp)]
+
 use byzsgd_node::data::{DataError, Partition};
 
 /// 1,000 samples, 10 balanced classes, interleaved as in a shuffled data set.
@@ -87,25 +91,44 @@ fn dirichlet_alpha_controls_label_skew() {
     let (skewed, mild, near_iid) = (skew(0.1), skew(1.0), skew(1_000.0));
     assert!(skewed > 0.5, "alpha 0.1: top class share {skewed}");
     assert!(near_iid < 0.2, "alpha 1000: top class share {near_iid}");
-    assert!(skewed > mild && mild > near_iid, "{skewed} > {mild} > {near_iid}");
+    assert!(
+        skewed > mild && mild > near_iid,
+        "{skewed} > {mild} > {near_iid}"
+    );
 }
 
 #[test]
 fn degenerate_inputs_do_not_panic() {
     let labels = labels();
     assert!(Partition::Iid.assign(&labels, 0, 1).is_empty());
-    assert!(Partition::Dirichlet { alpha: 1.0 }.assign(&labels, 0, 1).is_empty());
+    assert!(
+        Partition::Dirichlet { alpha: 1.0 }
+            .assign(&labels, 0, 1)
+            .is_empty()
+    );
     let more_workers_than_samples = Partition::Iid.assign(&labels[..3], 5, 1);
     assert_disjoint_cover(&more_workers_than_samples, 3);
-    assert_eq!(Partition::Dirichlet { alpha: 1.0 }.assign(&[], 4, 1), vec![Vec::<usize>::new(); 4]);
+    assert_eq!(
+        Partition::Dirichlet { alpha: 1.0 }.assign(&[], 4, 1),
+        vec![Vec::<usize>::new(); 4]
+    );
     // Invalid α values are rejected by validate() but assign still returns a valid cover.
     for alpha in [0.0, -1.0, f64::NAN, f64::INFINITY] {
         let partition = Partition::Dirichlet { alpha };
-        assert!(matches!(partition.validate(), Err(DataError::BadAlpha { .. })), "{alpha}");
+        assert!(
+            matches!(partition.validate(), Err(DataError::BadAlpha { .. })),
+            "{alpha}"
+        );
         assert_disjoint_cover(&partition.assign(&labels, 4, 1), labels.len());
     }
-    let message = Partition::Dirichlet { alpha: 0.0 }.validate().unwrap_err().to_string();
-    assert!(message.contains("alpha 0") && message.contains("0.5"), "{message}");
+    let message = Partition::Dirichlet { alpha: 0.0 }
+        .validate()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("alpha 0") && message.contains("0.5"),
+        "{message}"
+    );
     assert!(Partition::Dirichlet { alpha: 0.3 }.validate().is_ok());
 }
 
@@ -117,6 +140,9 @@ fn partition_reads_the_manifest_syntax() {
         parse(r#"{"kind":"dirichlet","alpha":0.5}"#).unwrap(),
         Partition::Dirichlet { alpha: 0.5 }
     );
-    assert!(parse(r#"{"kind":"dirichlet"}"#).is_err(), "alpha has no default");
+    assert!(
+        parse(r#"{"kind":"dirichlet"}"#).is_err(),
+        "alpha has no default"
+    );
     assert!(parse(r#"{"kind":"shards"}"#).is_err());
 }

@@ -1,6 +1,10 @@
 //! Contracts of the model API other parts rely on: parameter counts, validation at build time,
 //! the manifest syntax, determinism, SGD's update rule, and evaluation.
 
+// Test code: a failed unwrap is a failed test, and exact float equality is asserted on
+// purpose where results must be bit-for-bit identical.
+#![allow(clippy::unwrap_used, clippy::float_cmp)]
+
 use std::sync::Arc;
 
 use byzsgd_node::data::{Batches, synthetic};
@@ -17,8 +21,15 @@ fn build(spec: &ModelSpec) -> Box<dyn Model> {
 fn parameter_counts_match_the_documented_layouts() {
     assert_eq!(build(&ModelSpec::default()).num_params(), 79_510);
     assert_eq!(build(&ModelSpec::Logistic).num_params(), 784 * 10 + 10);
-    assert_eq!(build(&ModelSpec::Cnn).num_params(), 208 + 3_216 + 16_448 + 650);
-    let deep = ModelSpec::Mlp { hidden: vec![64, 32] }.build((8, 8), 3).unwrap();
+    assert_eq!(
+        build(&ModelSpec::Cnn).num_params(),
+        208 + 3_216 + 16_448 + 650
+    );
+    let deep = ModelSpec::Mlp {
+        hidden: vec![64, 32],
+    }
+    .build((8, 8), 3)
+    .unwrap();
     assert_eq!(deep.num_params(), 64 * 64 + 64 + 64 * 32 + 32 + 32 * 3 + 3);
     assert_eq!((deep.input_len(), deep.classes()), (64, 3));
 }
@@ -28,7 +39,13 @@ fn build_rejects_unusable_shapes_with_errors_naming_the_fix() {
     let cases = [
         (ModelSpec::Logistic.build((0, 28), 10), "no pixels"),
         (ModelSpec::default().build((28, 28), 1), "at least 2"),
-        (ModelSpec::Mlp { hidden: vec![100, 0] }.build((28, 28), 10), "width 0"),
+        (
+            ModelSpec::Mlp {
+                hidden: vec![100, 0],
+            }
+            .build((28, 28), 10),
+            "width 0",
+        ),
         (ModelSpec::Cnn.build((15, 28), 10), "too small for the cnn"),
     ];
     for (result, needle) in cases {
@@ -41,7 +58,10 @@ fn build_rejects_unusable_shapes_with_errors_naming_the_fix() {
         "16x16 is the documented minimum"
     );
     assert!(matches!(
-        ModelSpec::Mlp { hidden: vec![usize::MAX] }.build((28, 28), 10),
+        ModelSpec::Mlp {
+            hidden: vec![usize::MAX]
+        }
+        .build((28, 28), 10),
         Err(ModelError::TooLarge { .. })
     ));
 }
@@ -50,7 +70,10 @@ fn build_rejects_unusable_shapes_with_errors_naming_the_fix() {
 #[test]
 fn model_spec_reads_the_manifest_syntax() {
     let parse = |s: &str| serde_json::from_str::<ModelSpec>(s);
-    assert_eq!(parse(r#"{"kind":"logistic"}"#).unwrap(), ModelSpec::Logistic);
+    assert_eq!(
+        parse(r#"{"kind":"logistic"}"#).unwrap(),
+        ModelSpec::Logistic
+    );
     assert_eq!(parse(r#"{"kind":"cnn"}"#).unwrap(), ModelSpec::Cnn);
     assert_eq!(
         parse(r#"{"kind":"mlp"}"#).unwrap(),
@@ -58,10 +81,15 @@ fn model_spec_reads_the_manifest_syntax() {
     );
     assert_eq!(
         parse(r#"{"kind":"mlp","hidden":[200,50]}"#).unwrap(),
-        ModelSpec::Mlp { hidden: vec![200, 50] }
+        ModelSpec::Mlp {
+            hidden: vec![200, 50]
+        }
     );
     assert!(parse(r#"{"kind":"resnet"}"#).is_err());
-    assert!(parse(r#"{"kind":"mlp","hiden":[10]}"#).is_err(), "typos must not pass silently");
+    assert!(
+        parse(r#"{"kind":"mlp","hiden":[10]}"#).is_err(),
+        "typos must not pass silently"
+    );
     let round_trip = serde_json::to_string(&ModelSpec::default()).unwrap();
     assert_eq!(round_trip, r#"{"kind":"mlp","hidden":[100]}"#);
     assert_eq!(ModelSpec::default().to_string(), "mlp-100");
@@ -103,7 +131,11 @@ fn training_is_bit_for_bit_reproducible_for_a_seed() {
         let first = run(&spec, 3);
         assert_eq!(first, run(&spec, 3), "{spec}");
         assert_ne!(first, run(&spec, 4), "{spec}");
-        assert_ne!(first, build(&spec).init(3), "{spec}: training did not move the parameters");
+        assert_ne!(
+            first,
+            build(&spec).init(3),
+            "{spec}: training did not move the parameters"
+        );
     }
 }
 
@@ -116,7 +148,10 @@ fn sgd_follows_pytorch_momentum_and_weight_decay_semantics() {
     let grad = array![0.5_f32, 0.0];
     sgd.step(params.view_mut(), grad.view());
     assert!((params[0] - 0.94).abs() < 1e-6, "{params}");
-    assert!((params[1] - -1.98).abs() < 1e-6, "weight decay alone shrinks θ: {params}");
+    assert!(
+        (params[1] - -1.98).abs() < 1e-6,
+        "weight decay alone shrinks θ: {params}"
+    );
     sgd.step(params.view_mut(), grad.view());
     assert!((params[0] - 0.8266).abs() < 1e-6, "{params}");
     assert!((sgd.velocity()[0] - 1.134).abs() < 1e-6);
@@ -139,16 +174,25 @@ fn evaluate_agrees_with_the_training_loss_and_counts_accuracy() {
         let data = synthetic(300, 28, 28, 10, 5);
         let params = model.init(2);
         let mut grad = Array1::zeros(model.num_params());
-        let train_loss =
-            model.loss_and_gradient(params.view(), data.images.view(), &data.labels, grad.view_mut());
+        let train_loss = model.loss_and_gradient(
+            params.view(),
+            data.images.view(),
+            &data.labels,
+            grad.view_mut(),
+        );
         let (loss, accuracy) = model.evaluate(params.view(), data.images.view(), &data.labels);
-        assert!((loss - train_loss).abs() < 1e-4 * train_loss, "{spec}: {loss} vs {train_loss}");
+        assert!(
+            (loss - train_loss).abs() < 1e-4 * train_loss,
+            "{spec}: {loss} vs {train_loss}"
+        );
         assert!((0.0..=1.0).contains(&accuracy));
 
         // Accuracy of a single sample is 0 or 1, and the mean over samples is the total.
         let per_sample: f32 = (0..300)
             .map(|i| {
-                let x = data.images.slice_axis(ndarray::Axis(0), ndarray::Slice::from(i..=i));
+                let x = data
+                    .images
+                    .slice_axis(ndarray::Axis(0), ndarray::Slice::from(i..=i));
                 model.evaluate(params.view(), x, &data.labels[i..=i]).1
             })
             .sum();
@@ -174,7 +218,10 @@ fn every_model_learns_synthetic_data() {
             sgd.step(params.view_mut(), grad.view());
         }
         let (_, after) = model.evaluate(params.view(), data.images.view(), &data.labels);
-        assert!(after > 0.95 && after > before, "{spec}: accuracy {before} -> {after}");
+        assert!(
+            after > 0.95 && after > before,
+            "{spec}: accuracy {before} -> {after}"
+        );
     }
 }
 
@@ -198,7 +245,12 @@ fn concurrent_gradients_equal_sequential_ones() {
             let mut g = Array1::zeros(model.num_params());
             let rows = ndarray::Slice::from(i * 16..(i + 1) * 16);
             let x = data.images.slice_axis(ndarray::Axis(0), rows);
-            model.loss_and_gradient(params.view(), x, &data.labels[i * 16..(i + 1) * 16], g.view_mut());
+            model.loss_and_gradient(
+                params.view(),
+                x,
+                &data.labels[i * 16..(i + 1) * 16],
+                g.view_mut(),
+            );
             g
         })
         .collect();
@@ -230,7 +282,12 @@ fn strided_parameter_and_gradient_views_give_the_same_result() {
     let data = synthetic(8, 28, 28, 10, 4);
     let params = model.init(3);
     let mut contiguous = Array1::zeros(model.num_params());
-    let loss = model.loss_and_gradient(params.view(), data.images.view(), &data.labels, contiguous.view_mut());
+    let loss = model.loss_and_gradient(
+        params.view(),
+        data.images.view(),
+        &data.labels,
+        contiguous.view_mut(),
+    );
 
     // Column 1 of an n×2 matrix is a stride-2 view.
     let mut holder = ndarray::Array2::<f32>::zeros((model.num_params(), 2));

@@ -5,6 +5,10 @@
 //! ~1e-9, so the comparison measures only the f32 model's own error. Checking every coordinate
 //! also proves the documented layout (a swapped weight would show up as a wrong derivative).
 
+// Test code: a failed unwrap is a failed test, and exact float equality is asserted on
+// purpose where results must be bit-for-bit identical.
+#![allow(clippy::unwrap_used, clippy::float_cmp)]
+
 use byzsgd_node::data::synthetic;
 use byzsgd_node::model::{Model, ModelSpec};
 use ndarray::{Array1, Array2};
@@ -61,7 +65,13 @@ fn dense_loss(p: &[f64], widths: &[usize], x: &Array2<f32>, labels: &[u8]) -> f6
 
 /// Valid 5×5 convolution of an HWC map (`h × w × cin`) with weights whose row is
 /// `(ky·5 + kx)·cin + ci` and column the output channel, then ReLU.
-fn conv_relu(p: &[f64], offset: usize, map: &[f64], (h, w, cin): (usize, usize, usize), cout: usize) -> Vec<f64> {
+fn conv_relu(
+    p: &[f64],
+    offset: usize,
+    map: &[f64],
+    (h, w, cin): (usize, usize, usize),
+    cout: usize,
+) -> Vec<f64> {
     let (oh, ow) = (h - 4, w - 4);
     let bias = offset + 25 * cin * cout;
     let mut out = vec![0.0; oh * ow * cout];
@@ -73,7 +83,8 @@ fn conv_relu(p: &[f64], offset: usize, map: &[f64], (h, w, cin): (usize, usize, 
                     for kx in 0..5 {
                         for ci in 0..cin {
                             let row = (ky * 5 + kx) * cin + ci;
-                            s += map[((y + ky) * w + x + kx) * cin + ci] * p[offset + row * cout + co];
+                            s += map[((y + ky) * w + x + kx) * cin + ci]
+                                * p[offset + row * cout + co];
                         }
                     }
                 }
@@ -104,7 +115,14 @@ fn pool(map: &[f64], (h, w, c): (usize, usize, usize)) -> Vec<f64> {
 }
 
 /// Reference loss of the documented CNN on `rows × cols` images.
-fn cnn_loss(p: &[f64], rows: usize, cols: usize, classes: usize, x: &Array2<f32>, labels: &[u8]) -> f64 {
+fn cnn_loss(
+    p: &[f64],
+    rows: usize,
+    cols: usize,
+    classes: usize,
+    x: &Array2<f32>,
+    labels: &[u8],
+) -> f64 {
     let (h1, w1) = (rows - 4, cols - 4);
     let (ph1, pw1) = (h1 / 2, w1 / 2);
     let (h2, w2) = (ph1 - 4, pw1 - 4);
@@ -112,7 +130,11 @@ fn cnn_loss(p: &[f64], rows: usize, cols: usize, classes: usize, x: &Array2<f32>
     let o2 = 25 * 8 + 8;
     let o3 = o2 + 200 * 16 + 16;
     let o4 = o3 + flat * 64 + 64;
-    assert_eq!(o4 + 64 * classes + classes, p.len(), "documented CNN layout");
+    assert_eq!(
+        o4 + 64 * classes + classes,
+        p.len(),
+        "documented CNN layout"
+    );
     let logits: Vec<Vec<f64>> = x
         .rows()
         .into_iter()
@@ -177,7 +199,11 @@ fn check(
             worst = (err, i);
         }
     }
-    assert!(norm.sqrt() > 1e-2, "degenerate check: reference gradient norm {}", norm.sqrt());
+    assert!(
+        norm.sqrt() > 1e-2,
+        "degenerate check: reference gradient norm {}",
+        norm.sqrt()
+    );
     // f32 backprop against an f64 reference: ~1e-6 relative in practice; 1e-3 leaves margin
     // while a wrong term (factor, missing mask, misplaced weight) is off by O(1).
     assert!(

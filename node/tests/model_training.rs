@@ -4,6 +4,10 @@
 //! Needs the Debian package `dataset-fashion-mnist`; without it this test FAILS (never skips),
 //! naming the install command, so a machine without the data cannot pass silently.
 
+// Test code: a failed unwrap is a failed test, and exact float equality is asserted on
+// purpose where results must be bit-for-bit identical.
+#![allow(clippy::unwrap_used, clippy::float_cmp)]
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -44,13 +48,20 @@ fn paper_mlp_reaches_84_percent_on_fashion_mnist_within_three_epochs() {
         }
         let (loss, accuracy) =
             model.evaluate(params.view(), split.test.images.view(), &split.test.labels);
-        println!("epoch {}: test loss {loss:.4}, accuracy {accuracy:.4}", accuracies.len() + 1);
+        println!(
+            "epoch {}: test loss {loss:.4}, accuracy {accuracy:.4}",
+            accuracies.len() + 1
+        );
         accuracies.push(accuracy);
     }
-    assert!(before < 0.3, "untrained accuracy {before} should be near chance (0.1)");
-    let best = accuracies.iter().copied().fold(0.0_f32, f32::max);
     assert!(
-        best >= 0.84,
-        "MLP 784-100-10 reached only {best:.4} test accuracy in 3 epochs (per epoch: {accuracies:?})"
+        before < 0.3,
+        "untrained accuracy {before} should be near chance (0.1)"
+    );
+    // The last epoch, not the best one: the model a run ends with must be good.
+    let last = accuracies[2];
+    assert!(
+        last >= 0.84,
+        "MLP 784-100-10 reached only {last:.4} test accuracy after 3 epochs (per epoch: {accuracies:?})"
     );
 }

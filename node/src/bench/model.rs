@@ -53,10 +53,20 @@ impl BenchModel {
 #[derive(Debug, clap::Args)]
 pub struct ModelArgs {
     /// Models to time, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "mlp,logistic,cnn", env = "BYZSGD_BENCH_MODELS")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "mlp,logistic,cnn",
+        env = "BYZSGD_BENCH_MODELS"
+    )]
     pub models: Vec<BenchModel>,
     /// Batch sizes to time, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "32,128", env = "BYZSGD_BENCH_BATCH")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "32,128",
+        env = "BYZSGD_BENCH_BATCH"
+    )]
     pub batch: Vec<usize>,
     /// Measured seconds per case (after a warm-up of a tenth of it, at least 0.2 s).
     #[arg(long, default_value_t = 3.0, env = "BYZSGD_BENCH_SECONDS")]
@@ -111,7 +121,12 @@ fn time_case(
     let mut params = model.init(args.seed);
     let mut grad = ndarray::Array1::zeros(model.num_params());
     let mut sgd = Sgd::new(0.01, 0.9, 0.0, model.num_params());
-    let mut batches = Batches::new(Arc::clone(train), (0..train.len()).collect(), batch, args.seed)?;
+    let mut batches = Batches::new(
+        Arc::clone(train),
+        (0..train.len()).collect(),
+        batch,
+        args.seed,
+    )?;
     let mut step = || {
         let (x, labels) = batches.next_batch();
         let loss = model.loss_and_gradient(params.view(), x, labels, grad.view_mut());

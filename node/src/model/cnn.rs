@@ -8,9 +8,9 @@
 //! stored NHWC: one row per (sample, y, x), one column per channel, which makes both the im2col
 //! rows and the flattening before the dense layers plain contiguous copies.
 
-use std::sync::{Mutex, TryLockError};
+use std::sync::Mutex;
 
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, Axis, ShapeError};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ShapeError};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -100,7 +100,6 @@ struct Workspace {
     dcol2: Array2<f32>,
     dp1: Array2<f32>,
     da1: Array2<f32>,
-    params_copy: Vec<f32>,
 }
 
 impl Workspace {
@@ -179,7 +178,10 @@ fn col2im_multi(dcol: &[f32], batch: usize, g: &Geometry, dp1: &mut [f32]) {
                 for ky in 0..K {
                     let dst = ((b * g.ph1 + y + ky) * g.pw1 + x) * C1;
                     let src = ky * K * C1;
-                    for (d, &v) in dp1[dst..dst + K * C1].iter_mut().zip(&patch[src..src + K * C1]) {
+                    for (d, &v) in dp1[dst..dst + K * C1]
+                        .iter_mut()
+                        .zip(&patch[src..src + K * C1])
+                    {
                         *d += v;
                     }
                 }
@@ -255,7 +257,9 @@ impl Cnn {
             ph2: h2 / 2,
             pw2: w2 / 2,
         };
-        let too_large = ModelError::TooLarge { what: "cnn parameter" };
+        let too_large = ModelError::TooLarge {
+            what: "cnn parameter",
+        };
         let shapes = [
             (K * K, C1),
             (K * K * C1, C2),
@@ -279,14 +283,6 @@ impl Cnn {
             num_params,
             scratch: Mutex::new(Workspace::default()),
         })
-    }
-
-    fn with_workspace<R>(&self, f: impl FnOnce(&mut Workspace) -> R) -> R {
-        match self.scratch.try_lock() {
-            Ok(mut ws) => f(&mut ws),
-            Err(TryLockError::Poisoned(poisoned)) => f(&mut poisoned.into_inner()),
-            Err(TryLockError::WouldBlock) => f(&mut Workspace::default()),
-        }
     }
 
     /// Weight matrix and bias of stage `i` (0 = conv1 … 3 = dense2).
@@ -449,12 +445,7 @@ impl Cnn {
             &ws.a1.as_slice().ok_or_else(layout_error)?[..n1 * C1],
             &mut ws.da1.as_slice_mut().ok_or_else(layout_error)?[..n1 * C1],
         );
-        self.weight_grad(
-            grad,
-            0,
-            &ops::head(&ws.col1, n1),
-            &ops::head(&ws.da1, n1),
-        )?;
+        self.weight_grad(grad, 0, &ops::head(&ws.col1, n1), &ops::head(&ws.da1, n1))?;
         Ok(loss / rows as f32)
     }
 
@@ -511,22 +502,9 @@ impl Model for Cnn {
             grad.fill(f32::NAN);
             return f32::NAN;
         }
-        self.with_workspace(|ws| {
-            let mut params_copy = std::mem::take(&mut ws.params_copy);
-            let flat = ops::contiguous(&params, &mut params_copy);
-            let result = match grad.as_slice_mut() {
-                Some(g) => self.train_step(ws, flat, &x, labels, g),
-                None => {
-                    let mut g = vec![0.0; self.num_params];
-                    let result = self.train_step(ws, flat, &x, labels, &mut g);
-                    grad.assign(&ArrayView1::from(&g));
-                    result
-                }
-            };
-            ws.params_copy = params_copy;
-            result.unwrap_or_else(|_| {
-                grad.fill(f32::NAN);
-                f32::NAN
+        ops::with_scratch(&self.scratch, |ws| {
+            ops::on_slices(&params, &mut grad, |p, g| {
+                self.train_step(ws, p, &x, labels, g)
             })
         })
     }
@@ -542,24 +520,13 @@ impl Model for Cnn {
         if !ok || x.nrows() == 0 {
             return (f32::NAN, f32::NAN);
         }
-        let mut params_copy = Vec::new();
-        let flat = ops::contiguous(&params, &mut params_copy);
+        // Evaluation has its own scratch so it can run while another thread trains.
         let mut ws = Workspace::default();
         ws.ensure(EVAL_CHUNK.min(x.nrows()), &self.geo, self.classes, false);
-        let (mut loss, mut correct) = (0.0_f64, 0_usize);
-        for (chunk, chunk_labels) in x
-            .axis_chunks_iter(Axis(0), EVAL_CHUNK)
-            .zip(labels.chunks(EVAL_CHUNK))
-        {
-            if self.forward(&mut ws, flat, &chunk).is_err() {
-                return (f32::NAN, f32::NAN);
-            }
-            let logits = ops::head(&ws.a4, chunk.nrows());
-            let (l, c) = ops::softmax_xent_eval(&logits, chunk_labels);
-            loss += l;
-            correct += c;
-        }
-        let n = x.nrows() as f64;
-        ((loss / n) as f32, (correct as f64 / n) as f32)
+        ops::evaluate_in_chunks(&params, &x, labels, EVAL_CHUNK, |p, rows, chunk_labels| {
+            self.forward(&mut ws, p, rows)?;
+            let logits = ops::head(&ws.a4, rows.nrows());
+            Ok(ops::softmax_xent_eval(&logits, chunk_labels))
+        })
     }
 }

@@ -4,8 +4,12 @@
 //! Everything here works on caller-provided buffers so the models' training step allocates
 //! nothing.
 
+use std::sync::{Mutex, TryLockError};
+
 use ndarray::linalg::general_mat_mul;
-use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, ShapeError, Slice};
+use ndarray::{
+    Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, ShapeError, Slice,
+};
 use rand::Rng;
 use rand_distr::{Distribution, Normal, Uniform};
 
@@ -55,7 +59,11 @@ pub(crate) fn matrix_mut(
 }
 
 /// A vector view of `len` values of a flat slice at `offset`.
-pub(crate) fn vector(flat: &[f32], offset: usize, len: usize) -> Result<ArrayView1<'_, f32>, ShapeError> {
+pub(crate) fn vector(
+    flat: &[f32],
+    offset: usize,
+    len: usize,
+) -> Result<ArrayView1<'_, f32>, ShapeError> {
     flat.get(offset..offset + len)
         .map(ArrayView1::from)
         .ok_or_else(|| ShapeError::from_kind(ndarray::ErrorKind::OutOfBounds))
@@ -180,7 +188,7 @@ pub(crate) fn glorot_uniform(out: &mut [f32], fan_in: usize, fan_out: usize, rng
 }
 
 /// Makes a contiguous copy of `view` only when it is not contiguous already.
-pub(crate) fn contiguous<'a>(view: &'a ArrayView1<'_, f32>, copy: &'a mut Vec<f32>) -> &'a [f32] {
+fn contiguous<'a>(view: &'a ArrayView1<'_, f32>, copy: &'a mut Vec<f32>) -> &'a [f32] {
     if let Some(slice) = view.as_slice() {
         slice
     } else {
@@ -188,6 +196,67 @@ pub(crate) fn contiguous<'a>(view: &'a ArrayView1<'_, f32>, copy: &'a mut Vec<f3
         copy.extend(view.iter().copied());
         copy
     }
+}
+
+/// Runs `f` with a model's shared scratch space, or with a fresh one if another thread holds
+/// it: concurrent callers never wait on each other, and a single caller never allocates.
+pub(crate) fn with_scratch<W: Default, R>(scratch: &Mutex<W>, f: impl FnOnce(&mut W) -> R) -> R {
+    match scratch.try_lock() {
+        Ok(mut ws) => f(&mut ws),
+        // A panic while holding the lock leaves buffers whose contents are overwritten anyway.
+        Err(TryLockError::Poisoned(poisoned)) => f(&mut poisoned.into_inner()),
+        Err(TryLockError::WouldBlock) => f(&mut W::default()),
+    }
+}
+
+/// Runs a training step `step(params, grad)` on plain slices. Strided views (e.g. a column of
+/// a matrix of candidate models) are copied to contiguous memory first, and back for `grad`.
+/// An internal shape error yields a NaN loss and a NaN gradient instead of a panic.
+pub(crate) fn on_slices(
+    params: &ArrayView1<'_, f32>,
+    grad: &mut ArrayViewMut1<'_, f32>,
+    step: impl FnOnce(&[f32], &mut [f32]) -> Result<f32, ShapeError>,
+) -> f32 {
+    let mut params_copy = Vec::new();
+    let flat = contiguous(params, &mut params_copy);
+    let result = if let Some(g) = grad.as_slice_mut() {
+        step(flat, g)
+    } else {
+        let mut g = vec![0.0; grad.len()];
+        let result = step(flat, &mut g);
+        grad.assign(&ArrayView1::from(&g));
+        result
+    };
+    result.unwrap_or_else(|_| {
+        grad.fill(f32::NAN);
+        f32::NAN
+    })
+}
+
+/// Mean loss and accuracy over `x` in chunks of `chunk` rows; `score(params, rows, labels)`
+/// returns the summed loss and the number of correct predictions of one chunk. Any internal
+/// shape error gives `(NaN, NaN)`.
+pub(crate) fn evaluate_in_chunks(
+    params: &ArrayView1<'_, f32>,
+    x: &ArrayView2<'_, f32>,
+    labels: &[u8],
+    chunk: usize,
+    mut score: impl FnMut(&[f32], &ArrayView2<'_, f32>, &[u8]) -> Result<(f64, usize), ShapeError>,
+) -> (f32, f32) {
+    let mut params_copy = Vec::new();
+    let flat = contiguous(params, &mut params_copy);
+    let (mut loss, mut correct) = (0.0_f64, 0_usize);
+    for (rows, chunk_labels) in x.axis_chunks_iter(Axis(0), chunk).zip(labels.chunks(chunk)) {
+        match score(flat, &rows, chunk_labels) {
+            Ok((l, c)) => {
+                loss += l;
+                correct += c;
+            }
+            Err(_) => return (f32::NAN, f32::NAN),
+        }
+    }
+    let n = x.nrows() as f64;
+    ((loss / n) as f32, (correct as f64 / n) as f32)
 }
 
 /// The first `n` rows of a workspace buffer. (ndarray's `s!` macro expands to code marked
