@@ -201,21 +201,25 @@ fn max_pool(
     arg: &mut [usize],
 ) {
     let (ph, pw) = (h / 2, w / 2);
+    let mut out = out.chunks_exact_mut(ch).zip(arg.chunks_exact_mut(ch));
     for b in 0..batch {
         for py in 0..ph {
             for px in 0..pw {
-                let o = ((b * ph + py) * pw + px) * ch;
-                let first = ((b * h + 2 * py) * w + 2 * px) * ch;
-                for c in 0..ch {
-                    let mut best = first + c;
-                    for (dy, dx) in [(0, 1), (1, 0), (1, 1)] {
-                        let i = ((b * h + 2 * py + dy) * w + 2 * px + dx) * ch + c;
-                        if input[i] > input[best] {
-                            best = i;
+                let Some((out, arg)) = out.next() else { return };
+                // The four pixels of the window, each a run of `ch` channel values; the scan
+                // order (0,0), (0,1), (1,0), (1,1) with strict `>` makes the first maximum win.
+                let top = ((b * h + 2 * py) * w + 2 * px) * ch;
+                let starts = [top, top + ch, top + w * ch, top + (w + 1) * ch];
+                out.copy_from_slice(&input[top..top + ch]);
+                arg.iter_mut().zip(top..).for_each(|(a, i)| *a = i);
+                for &start in &starts[1..] {
+                    let pixel = &input[start..start + ch];
+                    for (c, &v) in pixel.iter().enumerate() {
+                        if v > out[c] {
+                            out[c] = v;
+                            arg[c] = start + c;
                         }
                     }
-                    out[o + c] = input[best];
-                    arg[o + c] = best;
                 }
             }
         }

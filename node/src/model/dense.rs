@@ -99,7 +99,6 @@ impl Dense {
         self.widths.len() - 1
     }
 
-    /// Runs `f` with the shared workspace, or a private one if another thread holds it.
     /// Forward pass of `x` (its `rows ≤ ws.capacity`) into `ws.activations[..][..rows]`.
     fn forward(
         &self,
