@@ -19,8 +19,9 @@ use super::{Model, ModelError};
 
 /// Convolution kernel side.
 const K: usize = 5;
-/// Output channels of the first and second convolution.
+/// Output channels of the first convolution.
 const C1: usize = 8;
+/// Output channels of the second convolution.
 const C2: usize = 16;
 /// Width of the hidden dense layer.
 const HIDDEN: usize = 64;
@@ -237,6 +238,16 @@ fn max_pool_relu_backward(dout: &[f32], arg: &[usize], activation: &[f32], din: 
     }
 }
 
+/// `(fan_in, fan_out)` of the weight matrix of each stage: conv1, conv2, dense1, dense2.
+fn stage_shapes(flat: usize, classes: usize) -> [(usize, usize); 4] {
+    [
+        (K * K, C1),
+        (K * K * C1, C2),
+        (flat, HIDDEN),
+        (HIDDEN, classes),
+    ]
+}
+
 impl Cnn {
     pub(crate) fn new(rows: usize, cols: usize, classes: usize) -> Result<Self, ModelError> {
         if rows < MIN_SIDE || cols < MIN_SIDE {
@@ -264,12 +275,7 @@ impl Cnn {
         let too_large = ModelError::TooLarge {
             what: "cnn parameter",
         };
-        let shapes = [
-            (K * K, C1),
-            (K * K * C1, C2),
-            (geo.flat(), HIDDEN),
-            (HIDDEN, classes),
-        ];
+        let shapes = stage_shapes(geo.flat(), classes);
         let mut offsets = [0; 4];
         let mut num_params = 0_usize;
         for (offset, (fan_in, fan_out)) in offsets.iter_mut().zip(shapes) {
@@ -302,12 +308,7 @@ impl Cnn {
     }
 
     fn shape(&self, i: usize) -> (usize, usize) {
-        match i {
-            0 => (K * K, C1),
-            1 => (K * K * C1, C2),
-            2 => (self.geo.flat(), HIDDEN),
-            _ => (HIDDEN, self.classes),
-        }
+        stage_shapes(self.geo.flat(), self.classes)[i.min(3)]
     }
 
     /// Forward pass of `x` (`rows ≤ ws.capacity`); logits end in `ws.a4[..rows]`.
