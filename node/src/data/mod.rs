@@ -209,13 +209,17 @@ pub enum DataError {
         len: usize,
     },
     /// A mini-batch sampler was given nothing to sample.
-    #[error("the shard is empty: this worker got no samples; use fewer workers or a larger Dirichlet alpha")]
+    #[error(
+        "the shard is empty: this worker got no samples; use fewer workers or a larger Dirichlet alpha"
+    )]
     EmptyShard,
     /// A mini-batch size of zero.
     #[error("batch size 0; use a batch size of at least 1 (the paper uses 32)")]
     ZeroBatch,
     /// A Dirichlet concentration that is not a positive finite number.
-    #[error("dirichlet alpha {alpha} is not a positive finite number; use e.g. 0.5 (skewed) or 100 (near iid)")]
+    #[error(
+        "dirichlet alpha {alpha} is not a positive finite number; use e.g. 0.5 (skewed) or 100 (near iid)"
+    )]
     BadAlpha {
         /// The value given.
         alpha: f64,
@@ -250,7 +254,11 @@ fn find_part(dir: &Path, name: &'static str, stem: &str, dims: u8) -> Result<Pat
         })
 }
 
-fn load_set(dir: &Path, images: (&'static str, &str), labels: (&'static str, &str)) -> Result<Dataset, DataError> {
+fn load_set(
+    dir: &Path,
+    images: (&'static str, &str),
+    labels: (&'static str, &str),
+) -> Result<Dataset, DataError> {
     let images_path = find_part(dir, images.0, images.1, 3)?;
     let labels_path = find_part(dir, labels.0, labels.1, 1)?;
     let (pixels, rows, cols) = load_idx_images(&images_path)?;

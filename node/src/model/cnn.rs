@@ -8,9 +8,9 @@
 //! stored NHWC: one row per (sample, y, x), one column per channel, which makes both the im2col
 //! rows and the flattening before the dense layers plain contiguous copies.
 
-use std::sync::{Mutex, TryLockError};
+use std::sync::Mutex;
 
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, Axis, ShapeError};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ShapeError};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -19,8 +19,9 @@ use super::{Model, ModelError};
 
 /// Convolution kernel side.
 const K: usize = 5;
-/// Output channels of the first and second convolution.
+/// Output channels of the first convolution.
 const C1: usize = 8;
+/// Output channels of the second convolution.
 const C2: usize = 16;
 /// Width of the hidden dense layer.
 const HIDDEN: usize = 64;
@@ -100,7 +101,6 @@ struct Workspace {
     dcol2: Array2<f32>,
     dp1: Array2<f32>,
     da1: Array2<f32>,
-    params_copy: Vec<f32>,
 }
 
 impl Workspace {
@@ -179,7 +179,10 @@ fn col2im_multi(dcol: &[f32], batch: usize, g: &Geometry, dp1: &mut [f32]) {
                 for ky in 0..K {
                     let dst = ((b * g.ph1 + y + ky) * g.pw1 + x) * C1;
                     let src = ky * K * C1;
-                    for (d, &v) in dp1[dst..dst + K * C1].iter_mut().zip(&patch[src..src + K * C1]) {
+                    for (d, &v) in dp1[dst..dst + K * C1]
+                        .iter_mut()
+                        .zip(&patch[src..src + K * C1])
+                    {
                         *d += v;
                     }
                 }
@@ -199,21 +202,25 @@ fn max_pool(
     arg: &mut [usize],
 ) {
     let (ph, pw) = (h / 2, w / 2);
+    let mut out = out.chunks_exact_mut(ch).zip(arg.chunks_exact_mut(ch));
     for b in 0..batch {
         for py in 0..ph {
             for px in 0..pw {
-                let o = ((b * ph + py) * pw + px) * ch;
-                let first = ((b * h + 2 * py) * w + 2 * px) * ch;
-                for c in 0..ch {
-                    let mut best = first + c;
-                    for (dy, dx) in [(0, 1), (1, 0), (1, 1)] {
-                        let i = ((b * h + 2 * py + dy) * w + 2 * px + dx) * ch + c;
-                        if input[i] > input[best] {
-                            best = i;
+                let Some((out, arg)) = out.next() else { return };
+                // The four pixels of the window, each a run of `ch` channel values; the scan
+                // order (0,0), (0,1), (1,0), (1,1) with strict `>` makes the first maximum win.
+                let top = ((b * h + 2 * py) * w + 2 * px) * ch;
+                let starts = [top, top + ch, top + w * ch, top + (w + 1) * ch];
+                out.copy_from_slice(&input[top..top + ch]);
+                arg.iter_mut().zip(top..).for_each(|(a, i)| *a = i);
+                for &start in &starts[1..] {
+                    let pixel = &input[start..start + ch];
+                    for (c, &v) in pixel.iter().enumerate() {
+                        if v > out[c] {
+                            out[c] = v;
+                            arg[c] = start + c;
                         }
                     }
-                    out[o + c] = input[best];
-                    arg[o + c] = best;
                 }
             }
         }
@@ -229,6 +236,16 @@ fn max_pool_relu_backward(dout: &[f32], arg: &[usize], activation: &[f32], din: 
             din[i] += d;
         }
     }
+}
+
+/// `(fan_in, fan_out)` of the weight matrix of each stage: conv1, conv2, dense1, dense2.
+fn stage_shapes(flat: usize, classes: usize) -> [(usize, usize); 4] {
+    [
+        (K * K, C1),
+        (K * K * C1, C2),
+        (flat, HIDDEN),
+        (HIDDEN, classes),
+    ]
 }
 
 impl Cnn {
@@ -255,13 +272,10 @@ impl Cnn {
             ph2: h2 / 2,
             pw2: w2 / 2,
         };
-        let too_large = ModelError::TooLarge { what: "cnn parameter" };
-        let shapes = [
-            (K * K, C1),
-            (K * K * C1, C2),
-            (geo.flat(), HIDDEN),
-            (HIDDEN, classes),
-        ];
+        let too_large = ModelError::TooLarge {
+            what: "cnn parameter",
+        };
+        let shapes = stage_shapes(geo.flat(), classes);
         let mut offsets = [0; 4];
         let mut num_params = 0_usize;
         for (offset, (fan_in, fan_out)) in offsets.iter_mut().zip(shapes) {
@@ -281,14 +295,6 @@ impl Cnn {
         })
     }
 
-    fn with_workspace<R>(&self, f: impl FnOnce(&mut Workspace) -> R) -> R {
-        match self.scratch.try_lock() {
-            Ok(mut ws) => f(&mut ws),
-            Err(TryLockError::Poisoned(poisoned)) => f(&mut poisoned.into_inner()),
-            Err(TryLockError::WouldBlock) => f(&mut Workspace::default()),
-        }
-    }
-
     /// Weight matrix and bias of stage `i` (0 = conv1 … 3 = dense2).
     fn layer<'p>(
         &self,
@@ -302,12 +308,7 @@ impl Cnn {
     }
 
     fn shape(&self, i: usize) -> (usize, usize) {
-        match i {
-            0 => (K * K, C1),
-            1 => (K * K * C1, C2),
-            2 => (self.geo.flat(), HIDDEN),
-            _ => (HIDDEN, self.classes),
-        }
+        stage_shapes(self.geo.flat(), self.classes)[i.min(3)]
     }
 
     /// Forward pass of `x` (`rows ≤ ws.capacity`); logits end in `ws.a4[..rows]`.
@@ -449,12 +450,7 @@ impl Cnn {
             &ws.a1.as_slice().ok_or_else(layout_error)?[..n1 * C1],
             &mut ws.da1.as_slice_mut().ok_or_else(layout_error)?[..n1 * C1],
         );
-        self.weight_grad(
-            grad,
-            0,
-            &ops::head(&ws.col1, n1),
-            &ops::head(&ws.da1, n1),
-        )?;
+        self.weight_grad(grad, 0, &ops::head(&ws.col1, n1), &ops::head(&ws.da1, n1))?;
         Ok(loss / rows as f32)
     }
 
@@ -511,22 +507,9 @@ impl Model for Cnn {
             grad.fill(f32::NAN);
             return f32::NAN;
         }
-        self.with_workspace(|ws| {
-            let mut params_copy = std::mem::take(&mut ws.params_copy);
-            let flat = ops::contiguous(&params, &mut params_copy);
-            let result = match grad.as_slice_mut() {
-                Some(g) => self.train_step(ws, flat, &x, labels, g),
-                None => {
-                    let mut g = vec![0.0; self.num_params];
-                    let result = self.train_step(ws, flat, &x, labels, &mut g);
-                    grad.assign(&ArrayView1::from(&g));
-                    result
-                }
-            };
-            ws.params_copy = params_copy;
-            result.unwrap_or_else(|_| {
-                grad.fill(f32::NAN);
-                f32::NAN
+        ops::with_scratch(&self.scratch, |ws| {
+            ops::on_slices(&params, &mut grad, |p, g| {
+                self.train_step(ws, p, &x, labels, g)
             })
         })
     }
@@ -542,24 +525,13 @@ impl Model for Cnn {
         if !ok || x.nrows() == 0 {
             return (f32::NAN, f32::NAN);
         }
-        let mut params_copy = Vec::new();
-        let flat = ops::contiguous(&params, &mut params_copy);
+        // Evaluation has its own scratch so it can run while another thread trains.
         let mut ws = Workspace::default();
         ws.ensure(EVAL_CHUNK.min(x.nrows()), &self.geo, self.classes, false);
-        let (mut loss, mut correct) = (0.0_f64, 0_usize);
-        for (chunk, chunk_labels) in x
-            .axis_chunks_iter(Axis(0), EVAL_CHUNK)
-            .zip(labels.chunks(EVAL_CHUNK))
-        {
-            if self.forward(&mut ws, flat, &chunk).is_err() {
-                return (f32::NAN, f32::NAN);
-            }
-            let logits = ops::head(&ws.a4, chunk.nrows());
-            let (l, c) = ops::softmax_xent_eval(&logits, chunk_labels);
-            loss += l;
-            correct += c;
-        }
-        let n = x.nrows() as f64;
-        ((loss / n) as f32, (correct as f64 / n) as f32)
+        ops::evaluate_in_chunks(&params, &x, labels, EVAL_CHUNK, |p, rows, chunk_labels| {
+            self.forward(&mut ws, p, rows)?;
+            let logits = ops::head(&ws.a4, rows.nrows());
+            Ok(ops::softmax_xent_eval(&logits, chunk_labels))
+        })
     }
 }

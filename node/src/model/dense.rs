@@ -2,7 +2,7 @@
 //! ReLU hidden layers, including the paper's 784-100-10 MNIST model (El-Mhamdi et al., PODC
 //! 2020, §6: "a fully connected network with one hidden layer of 100 units").
 
-use std::sync::{Mutex, TryLockError};
+use std::sync::Mutex;
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ShapeError};
 use rand::SeedableRng;
@@ -47,8 +47,6 @@ struct Workspace {
     activations: Vec<Array2<f32>>,
     /// Gradient with respect to a hidden layer's output before the ReLU mask is applied.
     delta: Array2<f32>,
-    /// Contiguous copies of non-contiguous parameter views (rare; see `ops::contiguous`).
-    params_copy: Vec<f32>,
 }
 
 impl Workspace {
@@ -61,7 +59,11 @@ impl Workspace {
             .iter()
             .map(|&w| Array2::zeros((rows, w)))
             .collect();
-        let widest_hidden = widths[1..widths.len() - 1].iter().copied().max().unwrap_or(0);
+        let widest_hidden = widths[1..widths.len() - 1]
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(0);
         self.delta = Array2::zeros((rows, widest_hidden));
     }
 }
@@ -95,16 +97,6 @@ impl Dense {
 
     fn layers(&self) -> usize {
         self.widths.len() - 1
-    }
-
-    /// Runs `f` with the shared workspace, or a private one if another thread holds it.
-    fn with_workspace<R>(&self, f: impl FnOnce(&mut Workspace) -> R) -> R {
-        match self.scratch.try_lock() {
-            Ok(mut ws) => f(&mut ws),
-            // A panic while holding the lock leaves buffers whose contents we overwrite anyway.
-            Err(TryLockError::Poisoned(poisoned)) => f(&mut poisoned.into_inner()),
-            Err(TryLockError::WouldBlock) => f(&mut Workspace::default()),
-        }
     }
 
     /// Forward pass of `x` (its `rows ≤ ws.capacity`) into `ws.activations[..][..rows]`.
@@ -225,22 +217,9 @@ impl Model for Dense {
             grad.fill(f32::NAN);
             return f32::NAN;
         }
-        self.with_workspace(|ws| {
-            let mut params_copy = std::mem::take(&mut ws.params_copy);
-            let flat = ops::contiguous(&params, &mut params_copy);
-            let result = match grad.as_slice_mut() {
-                Some(g) => self.train_step(ws, flat, &x, labels, g),
-                None => {
-                    let mut g = vec![0.0; self.num_params];
-                    let result = self.train_step(ws, flat, &x, labels, &mut g);
-                    grad.assign(&ArrayView1::from(&g));
-                    result
-                }
-            };
-            ws.params_copy = params_copy;
-            result.unwrap_or_else(|_| {
-                grad.fill(f32::NAN);
-                f32::NAN
+        ops::with_scratch(&self.scratch, |ws| {
+            ops::on_slices(&params, &mut grad, |p, g| {
+                self.train_step(ws, p, &x, labels, g)
             })
         })
     }
@@ -256,25 +235,14 @@ impl Model for Dense {
         if !ok || x.nrows() == 0 {
             return (f32::NAN, f32::NAN);
         }
-        let mut params_copy = Vec::new();
-        let flat = ops::contiguous(&params, &mut params_copy);
+        // Evaluation has its own scratch so it can run while another thread trains.
         let mut ws = Workspace::default();
         ws.ensure(EVAL_CHUNK.min(x.nrows()), &self.widths);
-        let (mut loss, mut correct) = (0.0_f64, 0_usize);
         let last = self.layers() - 1;
-        for (chunk, chunk_labels) in x
-            .axis_chunks_iter(ndarray::Axis(0), EVAL_CHUNK)
-            .zip(labels.chunks(EVAL_CHUNK))
-        {
-            if self.forward(&mut ws, flat, &chunk).is_err() {
-                return (f32::NAN, f32::NAN);
-            }
-            let logits = ops::head(&ws.activations[last], chunk.nrows());
-            let (l, c) = ops::softmax_xent_eval(&logits, chunk_labels);
-            loss += l;
-            correct += c;
-        }
-        let n = x.nrows() as f64;
-        ((loss / n) as f32, (correct as f64 / n) as f32)
+        ops::evaluate_in_chunks(&params, &x, labels, EVAL_CHUNK, |p, rows, chunk_labels| {
+            self.forward(&mut ws, p, rows)?;
+            let logits = ops::head(&ws.activations[last], rows.nrows());
+            Ok(ops::softmax_xent_eval(&logits, chunk_labels))
+        })
     }
 }

@@ -162,9 +162,7 @@ pub trait Model: Send + Sync + fmt::Debug {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ModelError {
     /// The input image has no pixels.
-    #[error(
-        "input shape {rows}x{cols} has no pixels; give the data set's image size (e.g. 28x28)"
-    )]
+    #[error("input shape {rows}x{cols} has no pixels; give the data set's image size (e.g. 28x28)")]
     EmptyInput {
         /// Rows given.
         rows: usize,

@@ -4,18 +4,24 @@
 //! Everything here works on caller-provided buffers so the models' training step allocates
 //! nothing.
 
+use std::sync::{Mutex, TryLockError};
+
 use ndarray::linalg::general_mat_mul;
-use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, ShapeError, Slice};
+use ndarray::{
+    Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, ShapeError, Slice,
+};
 use rand::Rng;
 use rand_distr::{Distribution, Normal, Uniform};
 
 /// `c = alpha · a · b + beta · c` on one thread.
 ///
 /// ndarray's `general_mat_mul` dispatches to `matrixmultiply`, which packs both operands into
-/// cache-sized panels and runs an AVX2/FMA (or AVX-512-free SSE fallback) micro-kernel chosen at
-/// run time; it accepts any strides, so transposed views cost nothing. `matrixmultiply` is
-/// single-threaded unless its `threading` feature is on, which this workspace never enables.
-/// See `bench::model` for the throughput it reaches on the paper's MLP.
+/// cache-sized panels and runs an FMA/AVX2 micro-kernel chosen at run time (SSE2 otherwise). It
+/// accepts any strides, so transposed views cost nothing, and it is single-threaded because
+/// the workspace never enables its `threading` feature. It was measured before reaching for
+/// `gemm` or OpenBLAS and was enough: the MLP 784-100-10 trains at 1.1–2× PyTorch's
+/// one-thread speed on the project's AMD EPYC machines (`byzsgd-node bench model`). Its only
+/// allocation is its own packing buffer, a few KiB per call.
 pub(crate) fn gemm(
     alpha: f32,
     a: &ArrayView2<'_, f32>,
@@ -55,7 +61,11 @@ pub(crate) fn matrix_mut(
 }
 
 /// A vector view of `len` values of a flat slice at `offset`.
-pub(crate) fn vector(flat: &[f32], offset: usize, len: usize) -> Result<ArrayView1<'_, f32>, ShapeError> {
+pub(crate) fn vector(
+    flat: &[f32],
+    offset: usize,
+    len: usize,
+) -> Result<ArrayView1<'_, f32>, ShapeError> {
     flat.get(offset..offset + len)
         .map(ArrayView1::from)
         .ok_or_else(|| ShapeError::from_kind(ndarray::ErrorKind::OutOfBounds))
@@ -74,6 +84,16 @@ pub(crate) fn vector_mut(
 
 /// Adds the bias row vector `bias` to every row of `z`.
 pub(crate) fn add_bias(z: &mut ArrayViewMut2<'_, f32>, bias: &ArrayView1<'_, f32>) {
+    // Convolution outputs have 8–16 columns and tens of thousands of rows: per-row ndarray
+    // iteration overhead dominates there, so contiguous data takes a plain-slice path.
+    if let (Some(flat), Some(b)) = (z.as_slice_mut(), bias.as_slice()) {
+        if !b.is_empty() {
+            for row in flat.chunks_exact_mut(b.len()) {
+                row.iter_mut().zip(b).for_each(|(v, &bi)| *v += bi);
+            }
+        }
+        return;
+    }
     for mut row in z.rows_mut() {
         row += bias;
     }
@@ -82,6 +102,14 @@ pub(crate) fn add_bias(z: &mut ArrayViewMut2<'_, f32>, bias: &ArrayView1<'_, f32
 /// Writes the column sums of `delta` into `out` (the bias gradient of a dense layer).
 pub(crate) fn column_sums(delta: &ArrayView2<'_, f32>, out: &mut ArrayViewMut1<'_, f32>) {
     out.fill(0.0);
+    if let (Some(flat), Some(sums)) = (delta.as_slice(), out.as_slice_mut()) {
+        if !sums.is_empty() {
+            for row in flat.chunks_exact(sums.len()) {
+                sums.iter_mut().zip(row).for_each(|(s, &v)| *s += v);
+            }
+        }
+        return;
+    }
     for row in delta.rows() {
         *out += &row;
     }
@@ -180,7 +208,7 @@ pub(crate) fn glorot_uniform(out: &mut [f32], fan_in: usize, fan_out: usize, rng
 }
 
 /// Makes a contiguous copy of `view` only when it is not contiguous already.
-pub(crate) fn contiguous<'a>(view: &'a ArrayView1<'_, f32>, copy: &'a mut Vec<f32>) -> &'a [f32] {
+fn contiguous<'a>(view: &'a ArrayView1<'_, f32>, copy: &'a mut Vec<f32>) -> &'a [f32] {
     if let Some(slice) = view.as_slice() {
         slice
     } else {
@@ -188,6 +216,67 @@ pub(crate) fn contiguous<'a>(view: &'a ArrayView1<'_, f32>, copy: &'a mut Vec<f3
         copy.extend(view.iter().copied());
         copy
     }
+}
+
+/// Runs `f` with a model's shared scratch space, or with a fresh one if another thread holds
+/// it: concurrent callers never wait on each other, and a single caller never allocates.
+pub(crate) fn with_scratch<W: Default, R>(scratch: &Mutex<W>, f: impl FnOnce(&mut W) -> R) -> R {
+    match scratch.try_lock() {
+        Ok(mut ws) => f(&mut ws),
+        // A panic while holding the lock leaves buffers whose contents are overwritten anyway.
+        Err(TryLockError::Poisoned(poisoned)) => f(&mut poisoned.into_inner()),
+        Err(TryLockError::WouldBlock) => f(&mut W::default()),
+    }
+}
+
+/// Runs a training step `step(params, grad)` on plain slices. Strided views (e.g. a column of
+/// a matrix of candidate models) are copied to contiguous memory first, and back for `grad`.
+/// An internal shape error yields a NaN loss and a NaN gradient instead of a panic.
+pub(crate) fn on_slices(
+    params: &ArrayView1<'_, f32>,
+    grad: &mut ArrayViewMut1<'_, f32>,
+    step: impl FnOnce(&[f32], &mut [f32]) -> Result<f32, ShapeError>,
+) -> f32 {
+    let mut params_copy = Vec::new();
+    let flat = contiguous(params, &mut params_copy);
+    let result = if let Some(g) = grad.as_slice_mut() {
+        step(flat, g)
+    } else {
+        let mut g = vec![0.0; grad.len()];
+        let result = step(flat, &mut g);
+        grad.assign(&ArrayView1::from(&g));
+        result
+    };
+    result.unwrap_or_else(|_| {
+        grad.fill(f32::NAN);
+        f32::NAN
+    })
+}
+
+/// Mean loss and accuracy over `x` in chunks of `chunk` rows; `score(params, rows, labels)`
+/// returns the summed loss and the number of correct predictions of one chunk. Any internal
+/// shape error gives `(NaN, NaN)`.
+pub(crate) fn evaluate_in_chunks(
+    params: &ArrayView1<'_, f32>,
+    x: &ArrayView2<'_, f32>,
+    labels: &[u8],
+    chunk: usize,
+    mut score: impl FnMut(&[f32], &ArrayView2<'_, f32>, &[u8]) -> Result<(f64, usize), ShapeError>,
+) -> (f32, f32) {
+    let mut params_copy = Vec::new();
+    let flat = contiguous(params, &mut params_copy);
+    let (mut loss, mut correct) = (0.0_f64, 0_usize);
+    for (rows, chunk_labels) in x.axis_chunks_iter(Axis(0), chunk).zip(labels.chunks(chunk)) {
+        match score(flat, &rows, chunk_labels) {
+            Ok((l, c)) => {
+                loss += l;
+                correct += c;
+            }
+            Err(_) => return (f32::NAN, f32::NAN),
+        }
+    }
+    let n = x.nrows() as f64;
+    ((loss / n) as f32, (correct as f64 / n) as f32)
 }
 
 /// The first `n` rows of a workspace buffer. (ndarray's `s!` macro expands to code marked

@@ -40,17 +40,25 @@ impl Sgd {
     /// Applies one update in place. `params` and `grad` must both have the length given to
     /// [`Sgd::new`] (checked with `debug_assert!`; in release builds a mismatch fills
     /// `params` with NaN rather than panicking, so the error surfaces in the next check).
+    // Views are the contract's currency and cost nothing to pass; taking `grad` by value keeps
+    // call sites symmetric with `params`.
+    #[allow(clippy::needless_pass_by_value)]
     pub fn step(&mut self, mut params: ArrayViewMut1<'_, f32>, grad: ArrayView1<'_, f32>) {
         let n = self.velocity.len();
         let ok = params.len() == n && grad.len() == n;
-        debug_assert!(ok, "Sgd::step: params {} / grad {} / optimizer {n}", params.len(), grad.len());
+        debug_assert!(
+            ok,
+            "Sgd::step: params {} / grad {} / optimizer {n}",
+            params.len(),
+            grad.len()
+        );
         if !ok {
             params.fill(f32::NAN);
             return;
         }
         let (lr, mu, wd) = (self.learning_rate, self.momentum, self.weight_decay);
         Zip::from(&mut params)
-            .and(&grad)
+            .and(grad)
             .and(&mut self.velocity)
             .for_each(|theta, &g, v| {
                 let g = g + wd * *theta;
