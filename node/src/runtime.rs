@@ -147,14 +147,15 @@ impl Shared {
     }
 }
 
-/// Runs `node` until it finished (plus `linger`) or `shutdown` resolves.
+/// Runs `node` until it finished (plus `linger`) or `shutdown` resolves; returns its last
+/// status.
 pub async fn run(
     mut node: Box<dyn Node>,
     options: RuntimeOptions,
     grpc: TcpListener,
     admin_listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Status> {
     let shared = Shared::new(&options)?;
     let (stop, stopped) = watch::channel(false);
     let max_message = wire::max_message_bytes(options.dimension);
@@ -219,7 +220,8 @@ pub async fn run(
     let _ = stop.send(true);
     let _ = grpc_task.await;
     let _ = admin_task.await;
-    Ok(())
+    let status = shared.status.lock().map(|status| status.clone()).unwrap_or_default();
+    Ok(status)
 }
 
 async fn sleep_until(at: Option<Instant>) {

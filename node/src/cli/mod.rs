@@ -84,7 +84,7 @@ impl Cli {
 fn print_summary(summary: &local::record::Summary) {
     let percent = |value: Option<f32>| value.map_or_else(|| "n/a".to_owned(), |value| format!("{:.1} %", value * 100.0));
     println!("final accuracy   {}", percent(summary.final_accuracy));
-    println!("max drift        {:.5}  (largest distance between correct servers' models)", summary.max_drift);
+    println!("max drift        {:.3e}  (largest distance between correct servers' models)", summary.max_drift);
     println!("wall time        {:.1} s  ({:.1} steps/s)", summary.wall_seconds, summary.steps_per_second);
     if let Some(target) = summary.target_accuracy {
         match summary.time_to_target_seconds {

@@ -152,7 +152,9 @@ pub fn run(role: Role, args: &NodeArgs) -> anyhow::Result<()> {
             }
         };
         tracing::info!(node = %me, job = %options.job, "starting");
-        runtime::run(node, options, grpc, admin, shutdown).await
+        let status = runtime::run(node, options, grpc, admin, shutdown).await?;
+        tracing::info!(node = %me, step = status.step, accuracy = status.accuracy, "stopped");
+        Ok(())
     })
 }
 

@@ -225,13 +225,21 @@ pub fn validate(spec: &JobSpec) -> Result<Plan, InvalidSpec> {
                 .parse::<WorkerAttackKind>()
                 .map(|kind| Behaviour::Worker(WorkerAttack { kind, params: injection.params.clone() })),
         };
+        let behaviour = behaviour.and_then(|behaviour| {
+            match &behaviour {
+                Behaviour::Server(attack) => attack.validate(),
+                Behaviour::Worker(attack) => attack.validate(n_w, f_w),
+                Behaviour::Honest => Ok(()),
+            }
+            .map(|()| behaviour)
+        });
         let behaviour = match behaviour {
             Ok(behaviour) => behaviour,
             Err(error) => {
                 problem(
                     &format!("{base}.attack"),
-                    format!("unknown {} attack `{}`", injection.role, injection.attack),
-                    format!("use one of the {} attacks: {error}", injection.role),
+                    error.to_string(),
+                    "name an attack listed here, with only the parameters it reads".into(),
                 );
                 continue;
             }

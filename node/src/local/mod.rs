@@ -288,7 +288,7 @@ impl Tracker {
 
     fn describe(&self) -> String {
         let accuracy = self.latest_accuracy.map_or_else(|| "-".to_owned(), |(_, accuracy)| format!("{:.1}%", accuracy * 100.0));
-        format!("accuracy {accuracy}  max drift {:.4}", self.max_drift)
+        format!("accuracy {accuracy}  max drift {:.3e}", self.max_drift)
     }
 
     fn all_correct_finished(&self) -> bool {

@@ -65,7 +65,7 @@ fn render_svg(recorder: &Recorder) -> anyhow::Result<String> {
             .draw()
             .map_err(|error| anyhow::anyhow!("{error}"))?;
 
-        let top = recorder.drift.iter().map(|point| point.value).fold(0.0_f32, f32::max).max(1e-6) * 1.1;
+        let top = recorder.drift.iter().map(|point| point.value).fold(0.0_f32, f32::max).max(1e-12) * 1.1;
         let mut drift = ChartBuilder::on(&right)
             .caption("Max distance between correct servers", ("sans-serif", 20))
             .margin(15)
@@ -77,6 +77,7 @@ fn render_svg(recorder: &Recorder) -> anyhow::Result<String> {
             .configure_mesh()
             .x_desc("step")
             .y_desc("L2 distance")
+            .y_label_formatter(&|value| format!("{value:.1e}"))
             .draw()
             .map_err(|error| anyhow::anyhow!("{error}"))?;
         drift
@@ -90,7 +91,10 @@ fn render_svg(recorder: &Recorder) -> anyhow::Result<String> {
 /// Rasterises an SVG to PNG bytes.
 pub fn rasterise(svg: &str) -> anyhow::Result<Vec<u8>> {
     let mut options = resvg::usvg::Options::default();
-    options.fontdb_mut().load_system_fonts();
+    let fonts = options.fontdb_mut();
+    fonts.load_system_fonts();
+    // fontdb maps `sans-serif` to Arial by default; Debian ships DejaVu (fonts-dejavu-core).
+    fonts.set_sans_serif_family("DejaVu Sans");
     let tree = resvg::usvg::Tree::from_str(svg, &options).context("invalid SVG")?;
     let size = tree.size().to_int_size();
     let mut pixmap =

@@ -1,0 +1,83 @@
+//! A job over real gRPC on loopback, in one process: 5 servers and 4 workers, one Byzantine
+//! of each (an equivocating server, an "a little is enough" worker). Every node binds
+//! `127.0.0.1:0`, so tests never collide on ports.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use byzsgd_node::assemble::{Assembly, JobData};
+use byzsgd_node::job::{Behaviour, Manifest, Role, validate};
+use byzsgd_node::protocol::NodeId;
+use byzsgd_node::rpc::identity::HeaderIdentity;
+use byzsgd_node::runtime::{self, RuntimeOptions};
+use tokio::net::TcpListener;
+
+const JOB: &str = "
+apiVersion: byzsgd.io/v1alpha1
+kind: ByzSGDJob
+metadata: {name: grpc-test}
+spec:
+  model: {kind: logistic}
+  dataset: {name: synthetic}
+  training: {steps: 120, batchSize: 16, learningRate: 0.05, seed: 5, evaluateEvery: 40}
+  servers: {replicas: 5, byzantine: 1}
+  workers: {replicas: 4, byzantine: 1}
+  inject:
+    - {role: server, count: 1, attack: equivocate}
+    - {role: worker, count: 1, attack: alie}
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_job_converges_over_grpc_with_byzantine_server_and_worker() {
+    let manifest = Manifest::parse(JOB, "<test>").unwrap();
+    let plan = validate(&manifest.spec).unwrap();
+    let data = JobData::load(&plan).unwrap();
+    let assembly = Assembly::new(plan.clone(), data).unwrap();
+    let nodes: Vec<NodeId> = (0..plan.servers).map(NodeId::server).chain((0..plan.workers).map(NodeId::worker)).collect();
+
+    let mut listeners = Vec::new();
+    let mut peers = BTreeMap::new();
+    for &id in &nodes {
+        let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        peers.insert(id, grpc.local_addr().unwrap().to_string());
+        listeners.push((id, grpc, admin));
+    }
+    let mut tasks = Vec::new();
+    for (id, grpc, admin) in listeners {
+        let options = RuntimeOptions {
+            job: manifest.name.clone(),
+            me: id,
+            dimension: assembly.config().dimension,
+            peers: peers.clone(),
+            identity: Arc::new(HeaderIdentity),
+            attack: match plan.behaviour(id.role, id.index) {
+                Behaviour::Honest => None,
+                _ => Some("injected".into()),
+            },
+            snapshot_every: 40,
+            linger: Duration::from_millis(500),
+            progress_lines: false,
+        };
+        let node = assembly.node(id.role, id.index).unwrap();
+        tasks.push((id, tokio::spawn(runtime::run(node, options, grpc, admin, std::future::pending()))));
+    }
+    let mut accuracies = Vec::new();
+    for (id, task) in tasks {
+        let status = tokio::time::timeout(Duration::from_secs(120), task)
+            .await
+            .unwrap_or_else(|_| panic!("{id} did not finish in time"))
+            .unwrap()
+            .unwrap();
+        assert!(status.finished, "{id} finished");
+        if id.role == Role::Server && plan.behaviour(id.role, id.index).is_honest() {
+            assert_eq!(status.step, 120, "{id} ran every step");
+            accuracies.push(status.accuracy.expect("servers evaluate"));
+        }
+    }
+    assert_eq!(accuracies.len(), 4, "four correct servers");
+    for accuracy in accuracies {
+        assert!(accuracy >= 0.8, "correct server accuracy {accuracy}");
+    }
+}
