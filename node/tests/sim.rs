@@ -86,16 +86,44 @@ fn honest_byzsgd_converges_and_gathers_contract_drift() {
     }
 }
 
+/// Every worker attack, with parameters strong enough to matter (the loud ones at a scale that
+/// breaks averaging, see below).
 const WORKER_ATTACKS: [&str; 12] = [
-    "random", "reverse", "partial-drop", "sign-flip", "gaussian", "alie", "foe", "mimic", "nan", "inf", "neg-inf",
-    "label-flip",
+    "{attack: random, params: {scale: 100}}",
+    "{attack: reverse}",
+    "{attack: partial-drop}",
+    "{attack: sign-flip}",
+    "{attack: gaussian, params: {std: 100}}",
+    "{attack: alie}",
+    "{attack: foe, params: {epsilon: 10}}",
+    "{attack: mimic}",
+    "{attack: nan}",
+    "{attack: inf}",
+    "{attack: neg-inf}",
+    "{attack: label-flip}",
 ];
-const SERVER_ATTACKS: [&str; 6] = ["random", "reverse", "partial-drop", "stale", "equivocate", "silence"];
+/// Every server attack.
+const SERVER_ATTACKS: [&str; 6] = [
+    "{attack: random, params: {scale: 100}}",
+    "{attack: reverse}",
+    "{attack: partial-drop}",
+    "{attack: stale}",
+    "{attack: equivocate}",
+    "{attack: silence}",
+];
+
+fn worker_injection(attack: &str) -> String {
+    attack.replacen('{', "{role: worker, count: 2, ", 1)
+}
+
+fn server_injection(attack: &str) -> String {
+    attack.replacen('{', "{role: server, count: 1, ", 1)
+}
 
 #[test]
 fn byzsgd_converges_under_every_worker_attack() {
     for attack in WORKER_ATTACKS {
-        let (report, correct) = byzsgd_with(&format!("{{role: worker, count: 2, attack: {attack}}}"));
+        let (report, correct) = byzsgd_with(&worker_injection(attack));
         assert_converged(attack, &report, &correct);
     }
 }
@@ -103,7 +131,7 @@ fn byzsgd_converges_under_every_worker_attack() {
 #[test]
 fn byzsgd_converges_under_every_server_attack() {
     for attack in SERVER_ATTACKS {
-        let (report, correct) = byzsgd_with(&format!("{{role: server, count: 1, attack: {attack}}}"));
+        let (report, correct) = byzsgd_with(&server_injection(attack));
         assert_converged(attack, &report, &correct);
     }
 }
@@ -115,19 +143,28 @@ fn byzsgd_converges_with_byzantine_servers_and_workers_together() {
     assert_converged("equivocate+alie", &report, &correct);
 }
 
-/// The attacks are real: the loud ones break plain averaging outright.
+/// The attacks are real: the same configurations break plain averaging (one rule, `average`,
+/// for gradients and models). The subtle attacks (ALIE, partial drop, mimic, label flip) are
+/// built to defeat robust rules and barely move an average on this easy synthetic task;
+/// non-finite vectors never reach any rule because the edge check drops them. Those are
+/// covered against robust rules by the experiments (`experiments/paper/`).
 #[test]
 fn the_same_attacks_break_plain_averaging() {
-    for attack in ["random", "reverse", "gaussian"] {
-        let (report, correct) = averaging_with(&format!("{{role: worker, count: 2, attack: {attack}}}"));
-        assert!(failed(&report, &correct), "averaging survived worker attack {attack}: {:?}", report.final_accuracy(&correct));
+    for attack in [WORKER_ATTACKS[0], WORKER_ATTACKS[1], WORKER_ATTACKS[4], WORKER_ATTACKS[6]] {
+        let (report, correct) = averaging_with(&worker_injection(attack));
+        assert!(
+            failed(&report, &correct),
+            "averaging survived worker attack {attack}: {:?}",
+            report.final_accuracy(&correct)
+        );
     }
-    // Fall of empires with a large ε flips the sign of the average (Xie et al. 2019).
-    let (report, correct) = averaging_with("{role: worker, count: 2, attack: foe, params: {epsilon: 10}}");
-    assert!(failed(&report, &correct), "averaging survived foe");
-    for attack in ["random", "reverse"] {
-        let (report, correct) = averaging_with(&format!("{{role: server, count: 1, attack: {attack}}}"));
-        assert!(failed(&report, &correct), "averaging survived server attack {attack}");
+    for attack in [SERVER_ATTACKS[0], SERVER_ATTACKS[1]] {
+        let (report, correct) = averaging_with(&server_injection(attack));
+        assert!(
+            failed(&report, &correct),
+            "averaging survived server attack {attack}: {:?}",
+            report.final_accuracy(&correct)
+        );
     }
 }
 
