@@ -39,7 +39,10 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::
 }
 
 async fn metrics_handler(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics::render(&shared.registry))
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics::render(&shared.registry),
+    )
 }
 
 async fn ready(State(shared): State<Arc<Shared>>) -> Response {
@@ -63,9 +66,19 @@ struct ModelQuery {
 }
 
 async fn model(State(shared): State<Arc<Shared>>, Query(query): Query<ModelQuery>) -> Response {
-    let snapshot = shared.snapshots.lock().ok().and_then(|snapshots| snapshots.get(&query.step).cloned());
+    let snapshot = shared
+        .snapshots
+        .lock()
+        .ok()
+        .and_then(|snapshots| snapshots.get(&query.step).cloned());
     match snapshot {
-        Some(bytes) => ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response(),
-        None => (StatusCode::NOT_FOUND, format!("no snapshot at step {}", query.step)).into_response(),
+        Some(bytes) => {
+            ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
+        }
+        None => (
+            StatusCode::NOT_FOUND,
+            format!("no snapshot at step {}", query.step),
+        )
+            .into_response(),
     }
 }

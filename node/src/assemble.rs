@@ -82,13 +82,21 @@ impl JobData {
         };
         spec.partition.validate().map_err(AssembleError::Shard)?;
         let shards = spec.partition.assign(&train.labels, plan.workers, seed);
-        Ok(Self { train: Arc::new(train), test: Arc::new(test), shards })
+        Ok(Self {
+            train: Arc::new(train),
+            test: Arc::new(test),
+            shards,
+        })
     }
 }
 
 /// The directory a plan's data set is read from.
 pub fn data_dir(plan: &Plan) -> PathBuf {
-    plan.spec.dataset.path.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
+    plan.spec
+        .dataset
+        .path
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
 }
 
 fn dataset_label(name: DatasetName) -> &'static str {
@@ -118,7 +126,8 @@ impl GradientSource for ShardGradients {
                 self.labels.clear();
                 self.labels.extend_from_slice(labels);
                 flip_labels(&mut self.labels, classes);
-                self.model.loss_and_gradient(params, x, &self.labels, gradient)
+                self.model
+                    .loss_and_gradient(params, x, &self.labels, gradient)
             }
         }
     }
@@ -133,7 +142,8 @@ pub struct TestSetEvaluator {
 
 impl Evaluator for TestSetEvaluator {
     fn evaluate(&mut self, params: ArrayView1<'_, f32>) -> (f32, f32) {
-        self.model.evaluate(params, self.test.images.view(), &self.test.labels)
+        self.model
+            .evaluate(params, self.test.images.view(), &self.test.labels)
     }
 }
 
@@ -156,7 +166,12 @@ impl Assembly {
                 .map_err(AssembleError::Model)?,
         );
         let config = Arc::new(ProtocolConfig::from_plan(&plan, model.num_params()));
-        Ok(Self { plan: Arc::new(plan), data, model, config })
+        Ok(Self {
+            plan: Arc::new(plan),
+            data,
+            model,
+            config,
+        })
     }
 
     /// The protocol settings every node shares.
@@ -183,12 +198,20 @@ impl Assembly {
                 // Same seed on every server: all correct servers start from one model
                 // (PAPER.md §3.1), with no "copy server 0's model" step to trust.
                 let initial = self.model.init(seed);
-                let evaluator = TestSetEvaluator { model: self.model.clone(), test: self.data.test.clone() };
-                let server = Server::new(self.config.clone(), index, initial, Some(Box::new(evaluator)));
+                let evaluator = TestSetEvaluator {
+                    model: self.model.clone(),
+                    test: self.data.test.clone(),
+                };
+                let server = Server::new(
+                    self.config.clone(),
+                    index,
+                    initial,
+                    Some(Box::new(evaluator)),
+                );
                 Ok(match plan.behaviour(role, index) {
                     Behaviour::Server(attack) => Box::new(ByzantineServer::new(
                         server,
-                        attack.clone(),
+                        *attack,
                         plan.servers,
                         plan.byzantine_servers,
                         seed ^ (index as u64).wrapping_mul(0x9E37_79B9),
@@ -212,12 +235,17 @@ impl Assembly {
                     seed.wrapping_add(1 + index as u64),
                 )
                 .map_err(AssembleError::Shard)?;
-                let source = ShardGradients { model: self.model.clone(), batches, flip, labels: Vec::new() };
+                let source = ShardGradients {
+                    model: self.model.clone(),
+                    batches,
+                    flip,
+                    labels: Vec::new(),
+                };
                 let worker = Worker::new(self.config.clone(), index, Box::new(source));
                 Ok(match behaviour {
                     Behaviour::Worker(attack) => Box::new(ByzantineWorker::new(
                         worker,
-                        attack.clone(),
+                        *attack,
                         plan.workers,
                         plan.byzantine_workers,
                         seed ^ (1 << 32 | index as u64),

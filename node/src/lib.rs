@@ -6,32 +6,33 @@
 //! # Layout
 //!
 //! Math core, no I/O:
-//! - [`gar`]: gradient/model aggregation rules (GARs) — average, median, trimmed mean, Krum,
+//! - [`gar`] — gradient/model aggregation rules (GARs) — average, median, trimmed mean, Krum,
 //!   Multi-Krum, Bulyan, geometric median, MDA, centered clipping, Meamed — and pre-aggregators.
-//! - [`attack`]: Byzantine behaviours as pure functions of what the attacker can see.
-//! - [`model`]: logistic regression, the paper's MLP 784-100-10, a small CNN; flat `f32`
+//! - [`attack`] — Byzantine behaviours as pure functions of what the attacker can see.
+//! - [`model`] — logistic regression, the paper's MLP 784-100-10, a small CNN; flat `f32`
 //!   parameter vectors; SGD with momentum and weight decay.
-//! - [`data`]: IDX (MNIST-format) loader and iid / Dirichlet partitions.
-//! - [`filter`]: the synchronous variant's Lipschitz and outliers filters.
+//! - [`data`] — IDX (MNIST-format) loader and iid / Dirichlet partitions.
+//! - [`filter`] — the synchronous variant's Lipschitz and outliers filters.
 //!
 //! Protocol, no I/O:
-//! - [`job`]: the `ByzSGDJob` manifest, its validation and the resolved [`job::Plan`].
-//! - [`protocol`]: server and worker state machines (`handle(message) -> outputs`), and the
+//! - [`job`] — the `ByzSGDJob` manifest, its validation and the resolved [`job::Plan`].
+//! - [`protocol`] — server and worker state machines (`handle(message) -> outputs`), and the
 //!   Byzantine wrappers that apply attacks at the output boundary.
-//! - [`assemble`]: builds the nodes of a plan (data, model, shared initial model, attacks).
-//! - [`sim`]: a deterministic in-memory network of nodes with delays, drops, partitions and
+//! - [`assemble`] — builds the nodes of a plan (data, model, shared initial model, attacks).
+//! - [`sim`] — a deterministic in-memory network of nodes with delays, drops, partitions and
 //!   crashes.
 //!
 //! Runtime, with I/O:
-//! - [`rpc`]: the gRPC transport (proto package `byzsgd.v1`), edge checks, identity seam.
-//! - [`runtime`]: drives one node over the transport; [`admin`] serves `/metrics`,
-//!   `/healthz`, `/readyz`, `/status`; [`metrics`] names every exported metric.
-//! - [`local`]: `byzsgd-node local FILE`, a whole job as separate processes on loopback.
-//! - [`telemetry`]: logging.
+//! - [`rpc`] — the gRPC transport (proto package `byzsgd.v1`), edge checks, identity seam.
+//! - [`runtime`] — drives one node over the transport.
+//! - [`admin`] — serves `/metrics`, `/healthz`, `/readyz`, `/status`.
+//! - [`metrics`] — names every exported metric.
+//! - [`local`] — `byzsgd-node local FILE`, a whole job as separate processes on loopback.
+//! - [`telemetry`] — logging.
 //!
 //! Tools:
-//! - [`bench`]: the figures printed by `byzsgd-node bench …` (JSON lines).
-//! - [`cli`]: the `byzsgd-node` command line.
+//! - [`mod@bench`] — the figures printed by `byzsgd-node bench …` (JSON lines).
+//! - [`cli`] — the `byzsgd-node` command line.
 //!
 //! # Glossary
 //!

@@ -6,8 +6,8 @@
 //! where "what happened" becomes "what is exported".
 
 use prometheus::{
-    Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry,
+    Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 
 use crate::protocol::{Event, Kind, NodeId, Rejection};
@@ -62,44 +62,76 @@ impl Metrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         let metrics = Self {
             step: IntGauge::new("step", "The node's current step")?,
-            train_loss: Gauge::new("train_loss", "Mini-batch training loss (median over the last quorum on servers)")?,
-            test_accuracy: Gauge::new("test_accuracy", "Test accuracy of the server's model at the last evaluation")?,
-            test_loss: Gauge::new("test_loss", "Test loss of the server's model at the last evaluation")?,
+            train_loss: Gauge::new(
+                "train_loss",
+                "Mini-batch training loss (median over the last quorum on servers)",
+            )?,
+            test_accuracy: Gauge::new(
+                "test_accuracy",
+                "Test accuracy of the server's model at the last evaluation",
+            )?,
+            test_loss: Gauge::new(
+                "test_loss",
+                "Test loss of the server's model at the last evaluation",
+            )?,
             steps_total: IntCounter::new("steps_total", "Learning steps completed")?,
             step_seconds: Histogram::with_opts(
-                HistogramOpts::new("step_seconds", "Wall time of one learning step").buckets(time_buckets()),
+                HistogramOpts::new("step_seconds", "Wall time of one learning step")
+                    .buckets(time_buckets()),
             )?,
             aggregation_seconds: HistogramVec::new(
-                HistogramOpts::new("aggregation_seconds", "Time spent in aggregation rules").buckets(time_buckets()),
+                HistogramOpts::new("aggregation_seconds", "Time spent in aggregation rules")
+                    .buckets(time_buckets()),
                 &["rule", "kind"],
             )?,
             quorum_wait_seconds: HistogramVec::new(
-                HistogramOpts::new("quorum_wait_seconds", "Time waiting for the first n - f distinct senders")
-                    .buckets(time_buckets()),
+                HistogramOpts::new(
+                    "quorum_wait_seconds",
+                    "Time waiting for the first n - f distinct senders",
+                )
+                .buckets(time_buckets()),
                 &["kind"],
             )?,
             gathers_total: IntCounter::new("gathers_total", "Gathers (DMC) completed")?,
-            drift_to_median: Gauge::new("drift_to_median", "Distance of the model to the DMC median at the last gather")?,
+            drift_to_median: Gauge::new(
+                "drift_to_median",
+                "Distance of the model to the DMC median at the last gather",
+            )?,
             peer_distance: GaugeVec::new(
-                Opts::new("peer_distance", "Distance to each peer model received at the last gather"),
+                Opts::new(
+                    "peer_distance",
+                    "Distance to each peer model received at the last gather",
+                ),
                 &["peer"],
             )?,
             excluded_total: IntCounterVec::new(
                 Opts::new("excluded_total", "Inputs an aggregation rule left out"),
                 &["peer", "kind"],
             )?,
-            rejected_total: IntCounterVec::new(Opts::new("rejected_total", "Incoming messages dropped"), &["reason"])?,
-            messages_total: IntCounterVec::new(Opts::new("messages_total", "Protocol messages"), &["direction", "kind"])?,
+            rejected_total: IntCounterVec::new(
+                Opts::new("rejected_total", "Incoming messages dropped"),
+                &["reason"],
+            )?,
+            messages_total: IntCounterVec::new(
+                Opts::new("messages_total", "Protocol messages"),
+                &["direction", "kind"],
+            )?,
             bytes_total: IntCounterVec::new(
                 Opts::new("bytes_total", "Bytes of vectors in protocol messages"),
                 &["direction", "kind"],
             )?,
             byzantine_active: IntGaugeVec::new(
-                Opts::new("byzantine_active", "1 while this node runs the named attack"),
+                Opts::new(
+                    "byzantine_active",
+                    "1 while this node runs the named attack",
+                ),
                 &["attack"],
             )?,
             filter_rejections_total: IntCounterVec::new(
-                Opts::new("filter_rejections_total", "Models refused by the synchronous filters"),
+                Opts::new(
+                    "filter_rejections_total",
+                    "Models refused by the synchronous filters",
+                ),
                 &["filter"],
             )?,
         };
@@ -125,50 +157,76 @@ impl Metrics {
 
     /// Counts a message sent or received.
     pub fn message(&self, direction: Direction, kind: Kind, bytes: usize) {
-        self.messages_total.with_label_values(&[direction.as_str(), kind.as_str()]).inc();
-        self.bytes_total.with_label_values(&[direction.as_str(), kind.as_str()]).inc_by(bytes as u64);
+        self.messages_total
+            .with_label_values(&[direction.as_str(), kind.as_str()])
+            .inc();
+        self.bytes_total
+            .with_label_values(&[direction.as_str(), kind.as_str()])
+            .inc_by(bytes as u64);
     }
 
     /// Counts a dropped message.
     pub fn rejected(&self, reason: Rejection) {
-        self.rejected_total.with_label_values(&[reason.as_str()]).inc();
+        self.rejected_total
+            .with_label_values(&[reason.as_str()])
+            .inc();
     }
 
     /// Applies one protocol event.
     pub fn observe(&self, event: &Event) {
         match event {
             Event::Stepped { step, loss } => {
-                self.step.set(*step as i64);
+                self.step.set(i64::try_from(*step).unwrap_or(i64::MAX));
                 self.steps_total.inc();
                 if loss.is_finite() {
                     self.train_loss.set(f64::from(*loss));
                 }
             }
             Event::GradientSent { step, loss } => {
-                self.step.set(*step as i64 + 1);
+                self.step
+                    .set(i64::try_from(*step).unwrap_or(i64::MAX).saturating_add(1));
                 self.steps_total.inc();
                 if loss.is_finite() {
                     self.train_loss.set(f64::from(*loss));
                 }
             }
-            Event::Aggregated { kind, rule, excluded, seconds, .. } => {
-                self.aggregation_seconds.with_label_values(&[rule.name(), kind.as_str()]).observe(*seconds);
+            Event::Aggregated {
+                kind,
+                rule,
+                excluded,
+                seconds,
+                ..
+            } => {
+                self.aggregation_seconds
+                    .with_label_values(&[rule.name(), kind.as_str()])
+                    .observe(*seconds);
                 for peer in excluded {
-                    self.excluded_total.with_label_values(&[&peer_label(*peer), kind.as_str()]).inc();
+                    self.excluded_total
+                        .with_label_values(&[&peer_label(*peer), kind.as_str()])
+                        .inc();
                 }
             }
-            Event::Gathered { drift_to_median, peer_distances, .. } => {
+            Event::Gathered {
+                drift_to_median,
+                peer_distances,
+                ..
+            } => {
                 self.gathers_total.inc();
                 self.drift_to_median.set(f64::from(*drift_to_median));
                 for (peer, distance) in peer_distances {
-                    self.peer_distance.with_label_values(&[&peer_label(*peer)]).set(f64::from(*distance));
+                    self.peer_distance
+                        .with_label_values(&[&peer_label(*peer)])
+                        .set(f64::from(*distance));
                 }
             }
             Event::Evaluated { accuracy, loss, .. } => {
                 self.test_accuracy.set(f64::from(*accuracy));
                 self.test_loss.set(f64::from(*loss));
             }
-            Event::FilterRejected { filter, .. } => self.filter_rejections_total.with_label_values(&[filter]).inc(),
+            Event::FilterRejected { filter, .. } => self
+                .filter_rejections_total
+                .with_label_values(&[filter])
+                .inc(),
             Event::Finished => {}
         }
     }
@@ -201,5 +259,7 @@ impl Direction {
 /// Renders a registry in the Prometheus text format.
 pub fn render(registry: &Registry) -> String {
     let encoder = prometheus::TextEncoder::new();
-    encoder.encode_to_string(&registry.gather()).unwrap_or_default()
+    encoder
+        .encode_to_string(&registry.gather())
+        .unwrap_or_default()
 }

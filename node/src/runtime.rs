@@ -34,6 +34,9 @@ use crate::rpc::wire;
 /// the true drift between correct servers).
 const SNAPSHOTS: usize = 8;
 
+/// How long shutdown waits for open connections before closing them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
 /// How a node process is wired.
 #[derive(Debug, Clone)]
 pub struct RuntimeOptions {
@@ -117,7 +120,9 @@ pub struct Shared {
 impl Shared {
     /// Fresh state with a registry under the `byzsgd` prefix.
     pub fn new(options: &RuntimeOptions) -> anyhow::Result<Arc<Self>> {
-        let labels = [("role".to_owned(), options.me.role.as_str().to_owned())].into_iter().collect();
+        let labels = [("role".to_owned(), options.me.role.as_str().to_owned())]
+            .into_iter()
+            .collect();
         let registry = Registry::new_custom(Some("byzsgd".into()), Some(labels))?;
         let metrics = Metrics::register(&registry)?;
         if let Some(attack) = &options.attack {
@@ -127,7 +132,12 @@ impl Shared {
             job: options.job.clone(),
             role: options.me.role.as_str().to_owned(),
             index: options.me.index,
-            peers: options.peers.keys().filter(|peer| **peer != options.me).map(ToString::to_string).collect(),
+            peers: options
+                .peers
+                .keys()
+                .filter(|peer| **peer != options.me)
+                .map(ToString::to_string)
+                .collect(),
             byzantine: options.attack.clone(),
             ..Status::default()
         };
@@ -160,26 +170,50 @@ pub async fn run(
     let (stop, stopped) = watch::channel(false);
     let max_message = wire::max_message_bytes(options.dimension);
 
-    let admin_task = tokio::spawn(admin::serve(admin_listener, shared.clone(), stopped.clone()));
+    let admin_task = tokio::spawn(admin::serve(
+        admin_listener,
+        shared.clone(),
+        stopped.clone(),
+    ));
 
     let (inbox, mut inbound) = mpsc::channel::<Inbound>(1024);
-    let service = NodeService::new(&options.job, options.dimension, options.identity.clone(), inbox, shared.metrics.clone());
-    let mut grpc_stopped = stopped.clone();
-    let grpc_task = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(
-                NodeServer::new(service)
-                    .max_decoding_message_size(max_message)
-                    .max_encoding_message_size(max_message),
-            )
-            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), async move {
-                let _ = grpc_stopped.wait_for(|stop| *stop).await;
-            }),
+    let service = NodeService::new(
+        &options.job,
+        options.dimension,
+        options.identity.clone(),
+        inbox,
+        shared.metrics.clone(),
     );
+    let mut grpc_stopped = stopped.clone();
+    let grpc_server = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .initial_stream_window_size(crate::rpc::STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(crate::rpc::CONNECTION_WINDOW_BYTES)
+        .add_service(
+            NodeServer::new(service)
+                .max_decoding_message_size(max_message)
+                .max_encoding_message_size(max_message),
+        )
+        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), async move {
+            let _ = grpc_stopped.wait_for(|stop| *stop).await;
+        });
+    let grpc_task = tokio::spawn(async move {
+        if let Err(error) = grpc_server.await {
+            tracing::error!(%error, "gRPC server failed");
+        }
+    });
     let peers = Peers::spawn(options.me, &options.peers, max_message, &stopped);
-    shared.ready.store(true, std::sync::atomic::Ordering::SeqCst);
+    shared
+        .ready
+        .store(true, std::sync::atomic::Ordering::SeqCst);
 
-    let mut driver = Driver { options: &options, shared: &shared, peers, waiting_since: Instant::now(), last_step: Instant::now() };
+    let mut driver = Driver {
+        options: &options,
+        shared: &shared,
+        peers,
+        waiting_since: Instant::now(),
+        last_step: Instant::now(),
+    };
     let started = Instant::now();
     let elapsed = move || started.elapsed().as_secs_f64();
     let out = tokio::task::block_in_place(|| node.start(elapsed()));
@@ -188,7 +222,9 @@ pub async fn run(
     tokio::pin!(shutdown);
     let mut finished_at: Option<Instant> = None;
     loop {
-        let deadline = node.next_deadline().map(|at| started + Duration::from_secs_f64(at.max(0.0)));
+        let deadline = node
+            .next_deadline()
+            .map(|at| started + Duration::from_secs_f64(at.max(0.0)));
         let linger_end = finished_at.map(|at| at + options.linger);
         let wake = [deadline, linger_end].into_iter().flatten().min();
         tokio::select! {
@@ -217,10 +253,20 @@ pub async fn run(
         }
     }
 
+    // Graceful shutdown waits for open streams, but peers keep theirs open for their whole
+    // life: give in-flight requests a moment, then stop regardless.
     let _ = stop.send(true);
-    let _ = grpc_task.await;
-    let _ = admin_task.await;
-    let status = shared.status.lock().map(|status| status.clone()).unwrap_or_default();
+    for task in [grpc_task, admin_task] {
+        let abort = task.abort_handle();
+        if tokio::time::timeout(SHUTDOWN_GRACE, task).await.is_err() {
+            abort.abort();
+        }
+    }
+    let status = shared
+        .status
+        .lock()
+        .map(|status| status.clone())
+        .unwrap_or_default();
     Ok(status)
 }
 
@@ -247,12 +293,17 @@ impl Driver<'_> {
         let mut encoded: HashMap<*const Array1<f32>, Tensor> = HashMap::new();
         for (to, payload) in out.messages {
             let tensor = payload.vector().map(|vector| {
-                encoded.entry(Arc::as_ptr(vector)).or_insert_with(|| wire::encode_tensor(vector)).clone()
+                encoded
+                    .entry(Arc::as_ptr(vector))
+                    .or_insert_with(|| wire::encode_tensor(vector))
+                    .clone()
             });
             let envelope = wire::envelope(&self.options.job, &payload, tensor);
             let bytes = payload.vector_bytes();
             if self.peers.send(to, envelope) {
-                self.shared.metrics.message(Direction::Out, payload.kind(), bytes);
+                self.shared
+                    .metrics
+                    .message(Direction::Out, payload.kind(), bytes);
             } else {
                 tracing::debug!(peer = %to, kind = payload.kind().as_str(), "peer queue full or unknown; message dropped");
             }
@@ -272,46 +323,66 @@ impl Driver<'_> {
             _ => None,
         };
         if let Some(kind) = progress {
-            metrics.quorum_wait_seconds.with_label_values(&[kind]).observe(received.duration_since(self.waiting_since).as_secs_f64());
+            metrics
+                .quorum_wait_seconds
+                .with_label_values(&[kind])
+                .observe(received.duration_since(self.waiting_since).as_secs_f64());
             self.waiting_since = Instant::now();
         }
         match event {
             Event::Stepped { step, loss } => {
-                metrics.step_seconds.observe(self.last_step.elapsed().as_secs_f64());
+                metrics
+                    .step_seconds
+                    .observe(self.last_step.elapsed().as_secs_f64());
                 self.last_step = Instant::now();
                 self.shared.update_status(|status| {
                     status.step = *step;
                     status.loss = loss.is_finite().then_some(*loss);
                 });
-                if self.options.me.role == Role::Server && step % self.options.snapshot_every.max(1) == 0 {
+                if self.options.me.role == Role::Server
+                    && step % self.options.snapshot_every.max(1) == 0
+                {
                     self.snapshot(node, *step);
                 }
             }
             Event::GradientSent { step, loss } => {
-                metrics.step_seconds.observe(self.last_step.elapsed().as_secs_f64());
+                metrics
+                    .step_seconds
+                    .observe(self.last_step.elapsed().as_secs_f64());
                 self.last_step = Instant::now();
                 self.shared.update_status(|status| {
                     status.step = step + 1;
                     status.loss = loss.is_finite().then_some(*loss);
                 });
             }
-            Event::Evaluated { step, loss, accuracy } => self.shared.update_status(|status| {
+            Event::Evaluated {
+                step,
+                loss,
+                accuracy,
+            } => self.shared.update_status(|status| {
                 status.accuracy = Some(*accuracy);
                 status.accuracy_step = Some(*step);
                 status.test_loss = Some(*loss);
             }),
-            Event::Gathered { step, drift_to_median, .. } => self.shared.update_status(|status| {
-                status.last_gather = Some(GatherStatus { step: *step, drift_to_median: *drift_to_median });
+            Event::Gathered {
+                step,
+                drift_to_median,
+                ..
+            } => self.shared.update_status(|status| {
+                status.last_gather = Some(GatherStatus {
+                    step: *step,
+                    drift_to_median: *drift_to_median,
+                });
             }),
             Event::Finished => self.shared.update_status(|status| status.finished = true),
             _ => {}
         }
-        if self.options.progress_lines {
-            if let Some(line) = progress_line(self.options.me, event) {
-                let mut stdout = std::io::stdout().lock();
-                let _ = writeln!(stdout, "{line}");
-                let _ = stdout.flush();
-            }
+        if self.options.progress_lines
+            && let Some(line) = progress_line(self.options.me, event)
+        {
+            let mut stdout = std::io::stdout().lock();
+            let _ = writeln!(stdout, "{line}");
+            let _ = stdout.flush();
         }
     }
 
@@ -330,11 +401,21 @@ impl Driver<'_> {
 /// One JSON line per interesting event, for the local runner.
 pub fn progress_line(me: NodeId, event: &Event) -> Option<String> {
     let value = match event {
-        Event::Stepped { step, loss } => serde_json::json!({"event": "stepped", "node": me.to_string(), "step": step, "loss": finite(*loss)}),
-        Event::Evaluated { step, loss, accuracy } => serde_json::json!({
+        Event::Stepped { step, loss } => {
+            serde_json::json!({"event": "stepped", "node": me.to_string(), "step": step, "loss": finite(*loss)})
+        }
+        Event::Evaluated {
+            step,
+            loss,
+            accuracy,
+        } => serde_json::json!({
             "event": "evaluated", "node": me.to_string(), "step": step, "loss": finite(*loss), "accuracy": finite(*accuracy)
         }),
-        Event::Gathered { step, drift_to_median, .. } => serde_json::json!({
+        Event::Gathered {
+            step,
+            drift_to_median,
+            ..
+        } => serde_json::json!({
             "event": "gathered", "node": me.to_string(), "step": step, "driftToMedian": finite(*drift_to_median)
         }),
         Event::Finished => serde_json::json!({"event": "finished", "node": me.to_string()}),

@@ -37,7 +37,14 @@ pub struct Network {
 
 impl Default for Network {
     fn default() -> Self {
-        Self { seed: 0, min_delay: 0.001, max_delay: 0.010, drop_rate: 0.0, partitions: Vec::new(), crashes: Vec::new() }
+        Self {
+            seed: 0,
+            min_delay: 0.001,
+            max_delay: 0.010,
+            drop_rate: 0.0,
+            partitions: Vec::new(),
+            crashes: Vec::new(),
+        }
     }
 }
 
@@ -98,6 +105,8 @@ pub struct Report {
     pub largest_gradient_quorum: usize,
     /// Times each worker was excluded by a gradient rule, summed over servers.
     pub excluded_workers: BTreeMap<usize, u64>,
+    /// Models refused by a synchronous worker's filters.
+    pub filter_rejections: u64,
     /// Whether every correct node finished.
     pub finished: bool,
     /// Final step of each server.
@@ -125,8 +134,14 @@ impl Report {
 
 #[derive(Debug)]
 enum Scheduled {
-    Deliver { from: NodeId, to: NodeId, payload: Payload },
-    Tick { node: NodeId },
+    Deliver {
+        from: NodeId,
+        to: NodeId,
+        payload: Payload,
+    },
+    Tick {
+        node: NodeId,
+    },
 }
 
 /// A simulation: nodes, a network and a virtual clock.
@@ -147,9 +162,19 @@ pub struct Sim {
 }
 
 /// Total order on virtual time (never NaN: delays are validated finite).
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+#[derive(Debug, Clone, Copy)]
 struct Time(f64);
+impl PartialEq for Time {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
 impl Eq for Time {}
+impl PartialOrd for Time {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 impl Ord for Time {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.0.total_cmp(&other.0)
@@ -190,15 +215,17 @@ impl Sim {
                 break;
             }
             self.now = time;
-            let Some(event) = self.pending.remove(&sequence) else { continue };
+            let Some(event) = self.pending.remove(&sequence) else {
+                continue;
+            };
             match event {
                 Scheduled::Deliver { from, to, payload } => self.deliver(from, to, payload),
                 Scheduled::Tick { node } => {
-                    if !self.crashed(node) {
-                        if let Some(target) = self.nodes.get_mut(&node) {
-                            let out = target.tick(time);
-                            self.absorb(node, out);
-                        }
+                    if !self.crashed(node)
+                        && let Some(target) = self.nodes.get_mut(&node)
+                    {
+                        let out = target.tick(time);
+                        self.absorb(node, out);
                     }
                 }
             }
@@ -223,7 +250,10 @@ impl Sim {
     }
 
     fn crashed(&self, node: NodeId) -> bool {
-        self.network.crashes.iter().any(|(crashed, at)| *crashed == node && self.now >= *at)
+        self.network
+            .crashes
+            .iter()
+            .any(|(crashed, at)| *crashed == node && self.now >= *at)
     }
 
     fn schedule(&mut self, at: f64, event: Scheduled) {
@@ -263,13 +293,18 @@ impl Sim {
         }
         for (to, payload) in out.messages {
             let lost = self.rng.random_bool(self.network.drop_rate.clamp(0.0, 1.0))
-                || self.network.partitions.iter().any(|partition| partition.cuts(from, to, self.now));
+                || self
+                    .network
+                    .partitions
+                    .iter()
+                    .any(|partition| partition.cuts(from, to, self.now));
             if lost {
                 self.report.lost += 1;
                 continue;
             }
             let delay = if self.network.max_delay > self.network.min_delay {
-                self.rng.random_range(self.network.min_delay..self.network.max_delay)
+                self.rng
+                    .random_range(self.network.min_delay..self.network.max_delay)
             } else {
                 self.network.min_delay
             };
@@ -281,21 +316,49 @@ impl Sim {
     }
 
     fn record(&mut self, from: NodeId, event: Event) {
-        let correct_server = from.role == Role::Server && self.correct_servers.contains(&from.index);
+        let correct_server =
+            from.role == Role::Server && self.correct_servers.contains(&from.index);
         match event {
-            Event::Evaluated { step, loss, accuracy } => {
-                self.report.evaluations.push(Evaluation { server: from.index, step, loss, accuracy });
+            Event::Evaluated {
+                step,
+                loss,
+                accuracy,
+            } => {
+                self.report.evaluations.push(Evaluation {
+                    server: from.index,
+                    step,
+                    loss,
+                    accuracy,
+                });
             }
             Event::Stepped { step, .. } if correct_server => self.snapshot(from, step, false),
-            Event::Gathered { step, drift_to_median, .. } if correct_server => {
-                self.report.gathers.push((step, from.index, drift_to_median));
+            Event::Gathered {
+                step,
+                drift_to_median,
+                ..
+            } if correct_server => {
+                self.report
+                    .gathers
+                    .push((step, from.index, drift_to_median));
                 self.snapshot(from, step, true);
             }
-            Event::Aggregated { kind: Kind::Gradient, selected, excluded, .. } => {
-                self.report.largest_gradient_quorum =
-                    self.report.largest_gradient_quorum.max(selected.len() + excluded.len());
+            Event::FilterRejected { .. } => self.report.filter_rejections += 1,
+            Event::Aggregated {
+                kind: Kind::Gradient,
+                selected,
+                excluded,
+                ..
+            } => {
+                self.report.largest_gradient_quorum = self
+                    .report
+                    .largest_gradient_quorum
+                    .max(selected.len() + excluded.len());
                 for worker in excluded {
-                    *self.report.excluded_workers.entry(worker.index).or_default() += 1;
+                    *self
+                        .report
+                        .excluded_workers
+                        .entry(worker.index)
+                        .or_default() += 1;
                 }
             }
             _ => {}
@@ -305,7 +368,12 @@ impl Sim {
     /// Keeps a correct server's model at `step` until every correct server has one, then
     /// records their largest pairwise distance.
     fn snapshot(&mut self, from: NodeId, step: u64, gathered: bool) {
-        let Some(model) = self.nodes.get(&from).and_then(|node| node.model()).map(|model| model.to_owned()) else {
+        let Some(model) = self
+            .nodes
+            .get(&from)
+            .and_then(|node| node.model())
+            .map(|model| model.to_owned())
+        else {
             return;
         };
         let expected = self.correct_servers.len();

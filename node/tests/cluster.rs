@@ -34,7 +34,10 @@ async fn small_job_converges_over_grpc_with_byzantine_server_and_worker() {
     let plan = validate(&manifest.spec).unwrap();
     let data = JobData::load(&plan).unwrap();
     let assembly = Assembly::new(plan.clone(), data).unwrap();
-    let nodes: Vec<NodeId> = (0..plan.servers).map(NodeId::server).chain((0..plan.workers).map(NodeId::worker)).collect();
+    let nodes: Vec<NodeId> = (0..plan.servers)
+        .map(NodeId::server)
+        .chain((0..plan.workers).map(NodeId::worker))
+        .collect();
 
     let mut listeners = Vec::new();
     let mut peers = BTreeMap::new();
@@ -61,7 +64,16 @@ async fn small_job_converges_over_grpc_with_byzantine_server_and_worker() {
             progress_lines: false,
         };
         let node = assembly.node(id.role, id.index).unwrap();
-        tasks.push((id, tokio::spawn(runtime::run(node, options, grpc, admin, std::future::pending()))));
+        tasks.push((
+            id,
+            tokio::spawn(runtime::run(
+                node,
+                options,
+                grpc,
+                admin,
+                std::future::pending(),
+            )),
+        ));
     }
     let mut accuracies = Vec::new();
     for (id, task) in tasks {

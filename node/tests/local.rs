@@ -39,8 +39,12 @@ spec:
 fn processes_mentioning(needle: &str) -> Vec<u32> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
         if String::from_utf8_lossy(&cmdline).contains(needle) && pid != std::process::id() {
             found.push(pid);
         }
@@ -71,30 +75,61 @@ fn local_run_converges_writes_results_and_leaves_no_process() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(stdout.contains("final accuracy"), "{stdout}");
 
-    let run_dir = std::fs::read_dir(&runs).unwrap().next().unwrap().unwrap().path();
+    let run_dir = std::fs::read_dir(&runs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap())
+            .unwrap();
     assert_eq!(summary["steps"], 120);
-    assert!(summary["finalAccuracy"].as_f64().unwrap() >= 0.8, "{summary}");
+    assert!(
+        summary["finalAccuracy"].as_f64().unwrap() >= 0.8,
+        "{summary}"
+    );
     assert_eq!(summary["converged"], true);
     assert!(summary["maxDrift"].as_f64().unwrap().is_finite());
 
     let csv = std::fs::read_to_string(run_dir.join("metrics.csv")).unwrap();
-    assert!(csv.starts_with("wall_seconds,step,node,role,byzantine,loss,accuracy"), "{csv}");
-    assert!(csv.lines().any(|line| line.contains(",runner,runner,")), "drift rows from the runner");
-    assert!(csv.lines().filter(|line| line.contains(",server-")).count() >= 4 * 120, "a row per server step");
+    assert!(
+        csv.starts_with("wall_seconds,step,node,role,byzantine,loss,accuracy"),
+        "{csv}"
+    );
+    assert!(
+        csv.lines().any(|line| line.contains(",runner,runner,")),
+        "drift rows from the runner"
+    );
+    assert!(
+        csv.lines().filter(|line| line.contains(",server-")).count() >= 4 * 120,
+        "a row per server step"
+    );
 
     let targets: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run_dir.join("targets.json")).unwrap()).unwrap();
-    assert_eq!(targets.as_array().unwrap().len(), 5 + 4 + 1, "every node plus the runner");
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("targets.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        targets.as_array().unwrap().len(),
+        5 + 4 + 1,
+        "every node plus the runner"
+    );
     let png = std::fs::read(run_dir.join("plot.png")).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
 
     let needle = file.to_string_lossy().to_string();
-    assert_eq!(wait_until_gone(&needle, Duration::from_secs(5)), Vec::<u32>::new(), "children left behind");
+    assert_eq!(
+        wait_until_gone(&needle, Duration::from_secs(5)),
+        Vec::<u32>::new(),
+        "children left behind"
+    );
 }
 
 #[test]
@@ -128,9 +163,18 @@ fn bad_manifests_fail_before_any_process_starts() {
     let cases = [
         ("servers: {replicas: 4, byzantine: 1}", "n_ps ≥ 3·f_ps + 2"),
         ("workers: {replicas: 3, byzantine: 1}", "n_w ≥ 3·f_w + 1"),
-        ("aggregation: {gradients: krumm}", "spec.aggregation.gradients"),
-        ("inject: [{role: worker, attack: sleepy}]", "spec.inject[0].attack"),
-        ("dataset: {name: fashion-mnist, path: /nonexistent/data}", "/nonexistent/data"),
+        (
+            "aggregation: {gradients: krumm}",
+            "spec.aggregation.gradients",
+        ),
+        (
+            "inject: [{role: worker, attack: sleepy}]",
+            "spec.inject[0].attack",
+        ),
+        (
+            "dataset: {name: fashion-mnist, path: /nonexistent/data}",
+            "/nonexistent/data",
+        ),
     ];
     for (index, (change, expected)) in cases.into_iter().enumerate() {
         let name = format!("bad-{index}");
@@ -147,7 +191,10 @@ fn bad_manifests_fail_before_any_process_starts() {
         spec.push(change.to_owned());
         let text = format!(
             "apiVersion: byzsgd.io/v1alpha1\nkind: ByzSGDJob\nmetadata: {{name: {name}}}\nspec:\n{}\n",
-            spec.iter().map(|line| format!("  {line}")).collect::<Vec<_>>().join("\n")
+            spec.iter()
+                .map(|line| format!("  {line}"))
+                .collect::<Vec<_>>()
+                .join("\n")
         );
         std::fs::write(&path, text).unwrap();
         let output = Command::new(BINARY)
@@ -158,7 +205,10 @@ fn bad_manifests_fail_before_any_process_starts() {
             .unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{change} was accepted");
-        assert!(stderr.contains(expected), "{change}: error does not name `{expected}`:\n{stderr}");
+        assert!(
+            stderr.contains(expected),
+            "{change}: error does not name `{expected}`:\n{stderr}"
+        );
         assert!(!dir.path().join("runs").exists(), "{change}: a run started");
         assert!(processes_mentioning(&path.to_string_lossy()).is_empty());
     }

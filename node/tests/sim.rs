@@ -28,7 +28,13 @@ fn plan(yaml_spec: &str) -> Plan {
     validate(&manifest.spec).expect("test manifest is valid")
 }
 
-fn job(servers: (usize, usize), workers: (usize, usize), rules: (&str, &str), gather: &str, inject: &str) -> Plan {
+fn job(
+    servers: (usize, usize),
+    workers: (usize, usize),
+    rules: (&str, &str),
+    gather: &str,
+    inject: &str,
+) -> Plan {
     plan(&format!(
         "  model: {{kind: logistic}}
   dataset: {{name: synthetic}}
@@ -47,25 +53,46 @@ fn run(plan: Plan, network: Network) -> (Report, Vec<usize>) {
     let data = JobData::load(&plan).expect("synthetic data loads");
     let assembly = Assembly::new(plan, data).expect("job assembles");
     let nodes = assembly.all_nodes().expect("nodes build");
-    (Sim::new(nodes, correct.clone(), network).run(10_000.0), correct)
+    (
+        Sim::new(nodes, correct.clone(), network).run(10_000.0),
+        correct,
+    )
 }
 
 fn byzsgd_with(inject: &str) -> (Report, Vec<usize>) {
-    run(job((5, 1), (7, 2), ("mda", "median"), "5", inject), Network { seed: 3, ..Network::default() })
+    run(
+        job((5, 1), (7, 2), ("mda", "median"), "5", inject),
+        Network {
+            seed: 3,
+            ..Network::default()
+        },
+    )
 }
 
 fn averaging_with(inject: &str) -> (Report, Vec<usize>) {
-    run(job((5, 1), (7, 2), ("average", "average"), "5", inject), Network { seed: 3, ..Network::default() })
+    run(
+        job((5, 1), (7, 2), ("average", "average"), "5", inject),
+        Network {
+            seed: 3,
+            ..Network::default()
+        },
+    )
 }
 
 fn assert_converged(name: &str, report: &Report, correct: &[usize]) {
-    assert!(report.finished, "{name}: correct nodes did not finish: {report:?}");
+    assert!(
+        report.finished,
+        "{name}: correct nodes did not finish: {report:?}"
+    );
     let accuracy = report.final_accuracy(correct).expect("servers evaluated");
     assert!(accuracy >= TARGET, "{name}: accuracy {accuracy} < {TARGET}");
     // The drift between correct servers stays bounded: a few learning-rate-sized steps, far
     // from what an attack that succeeded in splitting them would produce.
     let drift = report.max_drift();
-    assert!(drift.is_finite() && drift < 5.0, "{name}: max drift {drift}");
+    assert!(
+        drift.is_finite() && drift < 5.0,
+        "{name}: max drift {drift}"
+    );
 }
 
 fn failed(report: &Report, correct: &[usize]) -> bool {
@@ -82,7 +109,10 @@ fn honest_byzsgd_converges_and_gathers_contract_drift() {
     assert!(!report.gathered_drift.is_empty(), "gathers happened");
     for (step, after) in &report.gathered_drift {
         let before = report.drift[step];
-        assert!(*after <= before + 1e-6, "gather at {step} grew the drift: {before} -> {after}");
+        assert!(
+            *after <= before + 1e-6,
+            "gather at {step} grew the drift: {before} -> {after}"
+        );
     }
 }
 
@@ -138,8 +168,9 @@ fn byzsgd_converges_under_every_server_attack() {
 
 #[test]
 fn byzsgd_converges_with_byzantine_servers_and_workers_together() {
-    let (report, correct) =
-        byzsgd_with("{role: server, count: 1, attack: equivocate}, {role: worker, count: 2, attack: alie}");
+    let (report, correct) = byzsgd_with(
+        "{role: server, count: 1, attack: equivocate}, {role: worker, count: 2, attack: alie}",
+    );
     assert_converged("equivocate+alie", &report, &correct);
 }
 
@@ -150,7 +181,12 @@ fn byzsgd_converges_with_byzantine_servers_and_workers_together() {
 /// covered against robust rules by the experiments (`experiments/paper/`).
 #[test]
 fn the_same_attacks_break_plain_averaging() {
-    for attack in [WORKER_ATTACKS[0], WORKER_ATTACKS[1], WORKER_ATTACKS[4], WORKER_ATTACKS[6]] {
+    for attack in [
+        WORKER_ATTACKS[0],
+        WORKER_ATTACKS[1],
+        WORKER_ATTACKS[4],
+        WORKER_ATTACKS[6],
+    ] {
         let (report, correct) = averaging_with(&worker_injection(attack));
         assert!(
             failed(&report, &correct),
@@ -177,11 +213,18 @@ fn no_gradient_quorum_waits_for_more_than_n_minus_f() {
 
     let crashed = Network {
         seed: 3,
-        crashes: vec![(NodeId::worker(0), 0.0), (NodeId::worker(1), 0.0), (NodeId::server(0), 0.0)],
+        crashes: vec![
+            (NodeId::worker(0), 0.0),
+            (NodeId::worker(1), 0.0),
+            (NodeId::server(0), 0.0),
+        ],
         ..Network::default()
     };
     let (report, _) = run(job((5, 1), (7, 2), ("mda", "median"), "5", ""), crashed);
-    assert!(report.finished, "f_w crashed workers and f_ps crashed servers must not block progress");
+    assert!(
+        report.finished,
+        "f_w crashed workers and f_ps crashed servers must not block progress"
+    );
     let alive: Vec<usize> = correct.into_iter().filter(|&server| server != 0).collect();
     assert!(report.final_accuracy(&alive).unwrap() >= TARGET);
 }
@@ -196,21 +239,47 @@ fn a_sender_fills_at_most_one_quorum_slot_per_step() {
     let mut server = assembly.node(Role::Server, 0).unwrap();
     server.start(0.0);
     let gradient = Arc::new(Array1::<f32>::zeros(assembly.config().dimension));
-    let message = |gradient: &Arc<Array1<f32>>| Payload::Gradient { step: 0, gradient: gradient.clone(), loss: 1.0 };
+    let message = |gradient: &Arc<Array1<f32>>| Payload::Gradient {
+        step: 0,
+        gradient: gradient.clone(),
+        loss: 1.0,
+    };
     // Worker 6 sends ten times, workers 0..3 once each: 5 messages accepted would be a quorum
     // only if the duplicates counted.
-    assert!(server.handle(0.0, NodeId::worker(6), message(&gradient)).is_ok());
+    assert!(
+        server
+            .handle(0.0, NodeId::worker(6), message(&gradient))
+            .is_ok()
+    );
     for _ in 0..9 {
-        assert_eq!(server.handle(0.0, NodeId::worker(6), message(&gradient)).unwrap_err(), Rejection::Duplicate);
+        assert_eq!(
+            server
+                .handle(0.0, NodeId::worker(6), message(&gradient))
+                .unwrap_err(),
+            Rejection::Duplicate
+        );
     }
     for worker in 0..3 {
-        server.handle(0.0, NodeId::worker(worker), message(&gradient)).unwrap();
+        server
+            .handle(0.0, NodeId::worker(worker), message(&gradient))
+            .unwrap();
     }
     assert_eq!(server.step(), 0, "4 distinct senders are below q_w = 5");
-    server.handle(0.0, NodeId::worker(3), message(&gradient)).unwrap();
-    assert_eq!(server.step(), 1, "the fifth distinct sender completes the quorum");
+    server
+        .handle(0.0, NodeId::worker(3), message(&gradient))
+        .unwrap();
+    assert_eq!(
+        server.step(),
+        1,
+        "the fifth distinct sender completes the quorum"
+    );
     // Unknown identities are refused rather than given a slot.
-    assert_eq!(server.handle(0.0, NodeId::worker(99), message(&gradient)).unwrap_err(), Rejection::UnknownSender);
+    assert_eq!(
+        server
+            .handle(0.0, NodeId::worker(99), message(&gradient))
+            .unwrap_err(),
+        Rejection::UnknownSender
+    );
 }
 
 #[test]
@@ -219,4 +288,67 @@ fn simulations_are_deterministic() {
     let second = byzsgd_with("{role: worker, count: 2, attack: gaussian}").0;
     assert_eq!(first.evaluations, second.evaluations);
     assert_eq!(first.drift, second.drift);
+}
+
+fn synchronous_with(inject: &str) -> (Report, Vec<usize>) {
+    let plan = plan(&format!(
+        "  model: {{kind: logistic}}
+  dataset: {{name: synthetic}}
+  training: {{steps: {STEPS}, batchSize: 16, learningRate: 0.05, seed: 7, evaluateEvery: 50}}
+  mode: synchronous
+  servers: {{replicas: 5, byzantine: 1, gatherEvery: 5}}
+  workers: {{replicas: 7, byzantine: 2}}
+  inject: [{inject}]
+"
+    ));
+    run(
+        plan,
+        Network {
+            seed: 3,
+            ..Network::default()
+        },
+    )
+}
+
+/// Synchronous variant: one server's model per step, checked by the Lipschitz and outliers
+/// filters; a lying or silent server is suspected and the worker moves on.
+#[test]
+fn synchronous_mode_converges_and_its_filters_catch_a_lying_server() {
+    let (report, correct) = synchronous_with("");
+    assert_converged("synchronous honest", &report, &correct);
+    let pulls = report
+        .messages
+        .get(&byzsgd_node::protocol::Kind::Pull)
+        .copied()
+        .unwrap_or(0);
+    assert!(pulls > 0, "workers pull in synchronous mode");
+    let models = report
+        .messages
+        .get(&byzsgd_node::protocol::Kind::Model)
+        .copied()
+        .unwrap_or(0);
+    let (asynchronous, _) = byzsgd_with("");
+    let asynchronous_models = asynchronous.messages[&byzsgd_node::protocol::Kind::Model];
+    assert!(
+        models * 2 < asynchronous_models,
+        "fewer model messages: {models} vs {asynchronous_models}"
+    );
+
+    assert_eq!(
+        report.filter_rejections, 0,
+        "no false alarms without Byzantine servers"
+    );
+    for attack in [
+        "{attack: random, params: {scale: 100}}",
+        "{attack: reverse}",
+    ] {
+        let (report, correct) = synchronous_with(&server_injection(attack));
+        assert_converged(attack, &report, &correct);
+        assert!(
+            report.filter_rejections > 0,
+            "{attack}: the filters never fired"
+        );
+    }
+    let (report, correct) = synchronous_with(&server_injection("{attack: silence}"));
+    assert_converged("silence", &report, &correct);
 }

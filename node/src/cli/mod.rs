@@ -82,10 +82,21 @@ impl Cli {
 
 /// The last lines of `byzsgd-node local`.
 fn print_summary(summary: &local::record::Summary) {
-    let percent = |value: Option<f32>| value.map_or_else(|| "n/a".to_owned(), |value| format!("{:.1} %", value * 100.0));
+    let percent = |value: Option<f32>| {
+        value.map_or_else(
+            || "n/a".to_owned(),
+            |value| format!("{:.1} %", value * 100.0),
+        )
+    };
     println!("final accuracy   {}", percent(summary.final_accuracy));
-    println!("max drift        {:.3e}  (largest distance between correct servers' models)", summary.max_drift);
-    println!("wall time        {:.1} s  ({:.1} steps/s)", summary.wall_seconds, summary.steps_per_second);
+    println!(
+        "max drift        {:.3e}  (largest distance between correct servers' models)",
+        summary.max_drift
+    );
+    println!(
+        "wall time        {:.1} s  ({:.1} steps/s; plus {:.1} s start-up)",
+        summary.wall_seconds, summary.steps_per_second, summary.startup_seconds
+    );
     if let Some(target) = summary.target_accuracy {
         match summary.time_to_target_seconds {
             Some(seconds) => println!("time to {}    {seconds:.1} s", percent(Some(target))),

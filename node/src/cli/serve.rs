@@ -35,11 +35,21 @@ pub struct NodeArgs {
     #[arg(long, env = "BYZSGD_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
     pub admin_listen: SocketAddr,
     /// Peer addresses as `server-0=host:port,worker-3=host:port,…` (every node of the job).
-    #[arg(long, env = "BYZSGD_PEERS", value_delimiter = ',', value_name = "NAME=HOST:PORT")]
+    #[arg(
+        long,
+        env = "BYZSGD_PEERS",
+        value_delimiter = ',',
+        value_name = "NAME=HOST:PORT"
+    )]
     pub peers: Vec<String>,
     /// Peer address template, e.g. `{job}-{role}-{index}.{job}:7070` (the operator's headless
     /// Service names); `{job}`, `{role}` and `{index}` are substituted for every node.
-    #[arg(long, env = "BYZSGD_PEER_TEMPLATE", value_name = "TEMPLATE", conflicts_with = "peers")]
+    #[arg(
+        long,
+        env = "BYZSGD_PEER_TEMPLATE",
+        value_name = "TEMPLATE",
+        conflicts_with = "peers"
+    )]
     pub peer_template: Option<String>,
     /// Print the bound addresses as a JSON line on stdout, then read the peer table (a JSON
     /// object `{"server-0": "host:port", …}`) from stdin; exit when stdin closes. Used by
@@ -80,9 +90,15 @@ pub fn run(role: Role, args: &NodeArgs) -> anyhow::Result<()> {
         Role::Worker => plan.workers,
     };
     if args.index >= replicas {
-        bail!("--index {} is out of range: the job has {replicas} {role}s (indices 0..{replicas})", args.index);
+        bail!(
+            "--index {} is out of range: the job has {replicas} {role}s (indices 0..{replicas})",
+            args.index
+        );
     }
-    let me = NodeId { role, index: args.index };
+    let me = NodeId {
+        role,
+        index: args.index,
+    };
     let attack = match plan.behaviour(role, args.index) {
         Behaviour::Honest => None,
         Behaviour::Server(attack) => Some(attack.kind.to_string()),
@@ -94,7 +110,10 @@ pub fn run(role: Role, args: &NodeArgs) -> anyhow::Result<()> {
     let dimension = assembly.config().dimension;
     let node = assembly.node(role, args.index)?;
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let grpc = TcpListener::bind(args.listen).await.with_context(|| format!("cannot bind --listen {}", args.listen))?;
         let admin = TcpListener::bind(args.admin_listen)
@@ -162,9 +181,10 @@ async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(_) => return std::future::pending().await,
+        let Ok(mut terminate) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            return std::future::pending().await;
         };
         tokio::select! {
             _ = interrupt => {}
@@ -180,7 +200,9 @@ async fn shutdown_signal() {
 fn parse_peer_map(map: &BTreeMap<String, String>) -> anyhow::Result<BTreeMap<NodeId, String>> {
     map.iter()
         .map(|(name, address)| {
-            let id = parse_node_name(name).with_context(|| format!("peer name `{name}` is not like `server-0` or `worker-3`"))?;
+            let id = parse_node_name(name).with_context(|| {
+                format!("peer name `{name}` is not like `server-0` or `worker-3`")
+            })?;
             Ok((id, address.clone()))
         })
         .collect()
@@ -190,16 +212,24 @@ fn parse_peer_map(map: &BTreeMap<String, String>) -> anyhow::Result<BTreeMap<Nod
 pub fn parse_peer_list(entries: &[String]) -> anyhow::Result<BTreeMap<NodeId, String>> {
     let mut map = BTreeMap::new();
     for entry in entries {
-        let (name, address) =
-            entry.split_once('=').with_context(|| format!("--peers entry `{entry}` is not NAME=HOST:PORT"))?;
+        let (name, address) = entry
+            .split_once('=')
+            .with_context(|| format!("--peers entry `{entry}` is not NAME=HOST:PORT"))?;
         map.insert(name.to_owned(), address.to_owned());
     }
     parse_peer_map(&map)
 }
 
 /// Expands a `{job}-{role}-{index}` template for every node of the job.
-pub fn template_peers(template: &str, job: &str, servers: usize, workers: usize) -> BTreeMap<NodeId, String> {
-    let nodes = (0..servers).map(NodeId::server).chain((0..workers).map(NodeId::worker));
+pub fn template_peers(
+    template: &str,
+    job: &str,
+    servers: usize,
+    workers: usize,
+) -> BTreeMap<NodeId, String> {
+    let nodes = (0..servers)
+        .map(NodeId::server)
+        .chain((0..workers).map(NodeId::worker));
     nodes
         .map(|id| {
             let address = template
@@ -211,7 +241,11 @@ pub fn template_peers(template: &str, job: &str, servers: usize, workers: usize)
         .collect()
 }
 
-fn check_peers(peers: &BTreeMap<NodeId, String>, servers: usize, workers: usize) -> anyhow::Result<()> {
+fn check_peers(
+    peers: &BTreeMap<NodeId, String>,
+    servers: usize,
+    workers: usize,
+) -> anyhow::Result<()> {
     let missing: Vec<String> = (0..servers)
         .map(NodeId::server)
         .chain((0..workers).map(NodeId::worker))

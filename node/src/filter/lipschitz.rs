@@ -15,8 +15,16 @@ impl LipschitzFilter {
     /// A filter for n_ps servers of which f_ps may be Byzantine. The first `warmup`
     /// coefficients are accepted unconditionally: a percentile of nothing means nothing.
     pub fn new(servers: usize, byzantine_servers: usize, warmup: usize) -> Self {
-        let quantile = if servers == 0 { 1.0 } else { (servers - byzantine_servers) as f64 / servers as f64 };
-        Self { history: Vec::new(), quantile, warmup }
+        let quantile = if servers == 0 {
+            1.0
+        } else {
+            (servers - byzantine_servers) as f64 / servers as f64
+        };
+        Self {
+            history: Vec::new(),
+            quantile,
+            warmup,
+        }
     }
 
     /// The empirical coefficient between two (model, gradient) pairs; None when the models are
@@ -61,7 +69,10 @@ mod tests {
             assert!(filter.check(k));
         }
         assert!(filter.check(1.1));
-        assert!(!filter.check(50.0), "a coefficient far above the 80th percentile must fail");
+        assert!(
+            !filter.check(50.0),
+            "a coefficient far above the 80th percentile must fail"
+        );
         assert!(!filter.check(f64::NAN));
     }
 

@@ -21,7 +21,9 @@ pub fn outliers_bound(
     let t = gather_every as f64;
     let correct = (workers - byzantine_workers) as f64;
     let since_gather = (step.saturating_sub(1) % gather_every.max(1)) as f64;
-    f64::from(learning_rate) * gradient_norm * ((3.0 * t + 2.0) * correct / (4.0 * byzantine_workers as f64) + 2.0 * since_gather)
+    f64::from(learning_rate)
+        * gradient_norm
+        * ((3.0 * t + 2.0) * correct / (4.0 * byzantine_workers as f64) + 2.0 * since_gather)
 }
 
 #[cfg(test)]

@@ -74,8 +74,10 @@ struct RawMetadata {
 impl Manifest {
     /// Reads and parses a manifest file.
     pub fn from_file(path: &Path) -> Result<Self, ManifestError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ManifestError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::parse(&text, &path.display().to_string())
     }
 
@@ -86,8 +88,11 @@ impl Manifest {
             field: field.to_owned(),
             message,
         };
-        let raw: RawManifest = serde_yaml_ng::from_str(text)
-            .map_err(|error| ManifestError::Yaml { origin: origin.to_owned(), message: error.to_string() })?;
+        let raw: RawManifest =
+            serde_yaml_ng::from_str(text).map_err(|error| ManifestError::Yaml {
+                origin: origin.to_owned(),
+                message: error.to_string(),
+            })?;
         match raw.api_version.as_deref() {
             Some(API_VERSION) => {}
             other => {
@@ -99,7 +104,12 @@ impl Manifest {
         }
         match raw.kind.as_deref() {
             Some(KIND) => {}
-            other => return Err(field("kind", format!("expected `{KIND}`, found {}", describe(other)))),
+            other => {
+                return Err(field(
+                    "kind",
+                    format!("expected `{KIND}`, found {}", describe(other)),
+                ));
+            }
         }
         let name = raw
             .metadata
@@ -136,7 +146,9 @@ fn describe(value: Option<&str>) -> String {
 /// DNS label limit.
 fn is_dns_label(name: &str) -> bool {
     name.len() <= 50
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !name.starts_with('-')
         && !name.ends_with('-')
 }

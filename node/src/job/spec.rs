@@ -63,7 +63,11 @@ pub struct DatasetSpec {
 
 impl Default for DatasetSpec {
     fn default() -> Self {
-        Self { name: DatasetName::default(), path: None, partition: Partition::Iid }
+        Self {
+            name: DatasetName::default(),
+            path: None,
+            partition: Partition::Iid,
+        }
     }
 }
 
@@ -139,7 +143,7 @@ pub enum Mode {
 pub struct ServerSpec {
     /// n_ps, the number of parameter servers.
     pub replicas: usize,
-    /// f_ps, how many servers may be Byzantine; needs n_ps ≥ 3·f_ps + 2.
+    /// f_ps, how many servers may be Byzantine; needs n_ps ≥ 3·f_ps + 2 when f_ps > 0.
     #[serde(default)]
     pub byzantine: usize,
     /// Gather period T in steps, or `auto` for T = ⌊1/(3·l·η)⌋ (at least 1).

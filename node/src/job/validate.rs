@@ -106,7 +106,9 @@ impl Plan {
     /// Indices of the servers that follow the protocol (whose drift the scatter/gather bound is
     /// about).
     pub fn correct_servers(&self) -> Vec<usize> {
-        (0..self.servers).filter(|&i| self.server_behaviours[i].is_honest()).collect()
+        (0..self.servers)
+            .filter(|&i| self.server_behaviours[i].is_honest())
+            .collect()
     }
 }
 
@@ -114,196 +116,84 @@ impl Plan {
 /// servers gather at every step).
 pub fn auto_gather_every(lipschitz: f32, learning_rate: f32) -> u64 {
     let period = 1.0 / (3.0 * f64::from(lipschitz) * f64::from(learning_rate));
-    if period.is_finite() && period >= 1.0 { period.floor() as u64 } else { 1 }
+    if period.is_finite() && period >= 1.0 {
+        period.floor() as u64
+    } else {
+        1
+    }
+}
+
+/// Problems collected while validating.
+#[derive(Debug, Default)]
+struct Problems(Vec<SpecProblem>);
+
+impl Problems {
+    fn push(&mut self, field: &str, message: String, fix: String) {
+        self.0.push(SpecProblem {
+            field: field.to_owned(),
+            message,
+            fix,
+        });
+    }
 }
 
 /// Validates a spec and resolves it into a [`Plan`].
 pub fn validate(spec: &JobSpec) -> Result<Plan, InvalidSpec> {
-    let mut problems = Vec::new();
-    let mut problem = |field: &str, message: String, fix: String| {
-        problems.push(SpecProblem { field: field.to_owned(), message, fix });
-    };
+    let mut problems = Problems::default();
+    check_training(spec, &mut problems);
+    check_bounds(spec, &mut problems);
 
-    let n_ps = spec.servers.replicas;
-    let f_ps = spec.servers.byzantine;
-    let n_w = spec.workers.replicas;
-    let f_w = spec.workers.byzantine;
-    let training = &spec.training;
-
-    if training.steps == 0 {
-        problem("spec.training.steps", "must be at least 1".into(), "set a positive number of steps".into());
-    }
-    if training.batch_size == 0 {
-        problem("spec.training.batchSize", "must be at least 1".into(), "set e.g. batchSize: 32".into());
-    }
-    if !(training.learning_rate.is_finite() && training.learning_rate > 0.0) {
-        problem(
-            "spec.training.learningRate",
-            format!("must be a positive number, got {}", training.learning_rate),
-            "set e.g. learningRate: 0.05".into(),
-        );
-    }
-    if !(training.momentum.is_finite() && (0.0..1.0).contains(&training.momentum)) {
-        problem(
-            "spec.training.momentum",
-            format!("must be in [0, 1), got {}", training.momentum),
-            "set momentum: 0 for plain SGD, or e.g. 0.9".into(),
-        );
-    }
-    if !(training.weight_decay.is_finite() && training.weight_decay >= 0.0) {
-        problem(
-            "spec.training.weightDecay",
-            format!("must be ≥ 0, got {}", training.weight_decay),
-            "set weightDecay: 0 or a small positive value".into(),
-        );
-    }
-    if !(training.lipschitz.is_finite() && training.lipschitz > 0.0) {
-        problem(
-            "spec.training.lipschitz",
-            format!("must be a positive number, got {}", training.lipschitz),
-            "leave it out (defaults to 1) or set the gradient's Lipschitz constant".into(),
-        );
-    }
-    if training.evaluate_every == 0 {
-        problem("spec.training.evaluateEvery", "must be at least 1".into(), "set e.g. evaluateEvery: 100".into());
-    }
-
-    // The paper's resilience bounds (PAPER.md §2): n_ps > 3·f_ps + 1 and n_w > 3·f_w.
-    if n_ps < 3 * f_ps + 2 {
-        problem(
-            "spec.servers.replicas",
-            format!(
-                "n_ps = {n_ps} servers cannot tolerate f_ps = {f_ps} Byzantine servers: ByzSGD needs n_ps ≥ 3·f_ps + 2 = {}",
-                3 * f_ps + 2
-            ),
-            format!("use at least {} servers or lower spec.servers.byzantine", 3 * f_ps + 2),
-        );
-    }
-    if n_w < 3 * f_w + 1 {
-        problem(
-            "spec.workers.replicas",
-            format!(
-                "n_w = {n_w} workers cannot tolerate f_w = {f_w} Byzantine workers: ByzSGD needs n_w ≥ 3·f_w + 1 = {}",
-                3 * f_w + 1
-            ),
-            format!("use at least {} workers or lower spec.workers.byzantine", 3 * f_w + 1),
-        );
-    }
-    if n_ps == 0 {
-        problem("spec.servers.replicas", "must be at least 1".into(), "set replicas: 1 or more".into());
-    }
-    if n_w == 0 {
-        problem("spec.workers.replicas", "must be at least 1".into(), "set replicas: 1 or more".into());
-    }
-
+    let (n_ps, f_ps) = (spec.servers.replicas, spec.servers.byzantine);
+    let (n_w, f_w) = (spec.workers.replicas, spec.workers.byzantine);
     let server_quorum = n_ps.saturating_sub(f_ps);
     let worker_quorum = n_w.saturating_sub(f_w);
 
     // Each rule's own bound applies to what it receives: a quorum of n − f inputs with f of them
     // possibly Byzantine (PAPER.md §11.1).
     let mut gradient_rule = GarConfig::new(spec.aggregation.gradients, f_w);
-    gradient_rule.pre.clone_from(&spec.aggregation.pre_aggregators);
+    gradient_rule
+        .pre
+        .clone_from(&spec.aggregation.pre_aggregators);
     let model_rule = GarConfig::new(spec.aggregation.models, f_ps);
-    check_rule_bound(&mut problem, "spec.aggregation.gradients", spec.aggregation.gradients, worker_quorum, f_w, "workers");
-    check_rule_bound(&mut problem, "spec.aggregation.models", spec.aggregation.models, server_quorum, f_ps, "servers");
+    check_rule_bound(
+        &mut problems,
+        "spec.aggregation.gradients",
+        spec.aggregation.gradients,
+        worker_quorum,
+        f_w,
+        "workers",
+    );
+    check_rule_bound(
+        &mut problems,
+        "spec.aggregation.models",
+        spec.aggregation.models,
+        server_quorum,
+        f_ps,
+        "servers",
+    );
 
-    let mut server_behaviours = vec![Behaviour::Honest; n_ps];
-    let mut worker_behaviours = vec![Behaviour::Honest; n_w];
-    for (position, injection) in spec.inject.iter().enumerate() {
-        let base = format!("spec.inject[{position}]");
-        let (replicas, behaviours) = match injection.role {
-            Role::Server => (n_ps, &mut server_behaviours),
-            Role::Worker => (n_w, &mut worker_behaviours),
-        };
-        let behaviour = match injection.role {
-            Role::Server => injection
-                .attack
-                .parse::<ServerAttackKind>()
-                .map(|kind| Behaviour::Server(ServerAttack { kind, params: injection.params.clone() })),
-            Role::Worker => injection
-                .attack
-                .parse::<WorkerAttackKind>()
-                .map(|kind| Behaviour::Worker(WorkerAttack { kind, params: injection.params.clone() })),
-        };
-        let behaviour = behaviour.and_then(|behaviour| {
-            match &behaviour {
-                Behaviour::Server(attack) => attack.validate(),
-                Behaviour::Worker(attack) => attack.validate(n_w, f_w),
-                Behaviour::Honest => Ok(()),
-            }
-            .map(|()| behaviour)
-        });
-        let behaviour = match behaviour {
-            Ok(behaviour) => behaviour,
-            Err(error) => {
-                problem(
-                    &format!("{base}.attack"),
-                    error.to_string(),
-                    "name an attack listed here, with only the parameters it reads".into(),
-                );
-                continue;
-            }
-        };
-        if injection.count > replicas {
-            problem(
-                &format!("{base}.count"),
-                format!("{} {}s are injected but the job has only {replicas}", injection.count, injection.role),
-                format!("lower count to at most {replicas}"),
-            );
-            continue;
-        }
-        let indices: Vec<usize> = match &injection.indices {
-            Some(indices) => {
-                if indices.len() != injection.count {
-                    problem(
-                        &format!("{base}.indices"),
-                        format!("{} indices given but count is {}", indices.len(), injection.count),
-                        "make count equal to the number of indices (or drop count)".into(),
-                    );
-                    continue;
-                }
-                if let Some(bad) = indices.iter().find(|&&i| i >= replicas) {
-                    problem(
-                        &format!("{base}.indices"),
-                        format!("index {bad} is out of range for {replicas} {}s", injection.role),
-                        format!("use indices in 0..{replicas}"),
-                    );
-                    continue;
-                }
-                indices.clone()
-            }
-            None => (replicas - injection.count..replicas).collect(),
-        };
-        for index in indices {
-            if !behaviours[index].is_honest() {
-                problem(
-                    &format!("{base}.indices"),
-                    format!("{}-{index} is already made Byzantine by an earlier entry", injection.role),
-                    "give each node at most one attack (use indices to choose which)".into(),
-                );
-                continue;
-            }
-            behaviours[index] = behaviour.clone();
-        }
+    let (server_behaviours, worker_behaviours) = resolve_injections(spec, &mut problems);
+
+    if let Some(convergence) = &spec.convergence
+        && !(0.0..=1.0).contains(&convergence.target_accuracy)
+    {
+        problems.push(
+            "spec.convergence.targetAccuracy",
+            format!("must be in [0, 1], got {}", convergence.target_accuracy),
+            "write accuracy as a fraction, e.g. 0.8 for 80 %".into(),
+        );
     }
 
-    if let Some(convergence) = &spec.convergence {
-        if !(0.0..=1.0).contains(&convergence.target_accuracy) {
-            problem(
-                "spec.convergence.targetAccuracy",
-                format!("must be in [0, 1], got {}", convergence.target_accuracy),
-                "write accuracy as a fraction, e.g. 0.8 for 80 %".into(),
-            );
-        }
-    }
-
+    let training = &spec.training;
     let gather_every = match spec.servers.gather_every {
         GatherEvery::Steps(steps) => steps,
         GatherEvery::Auto => auto_gather_every(training.lipschitz, training.learning_rate),
     };
 
-    if !problems.is_empty() {
-        return Err(InvalidSpec { problems });
+    if !problems.0.is_empty() {
+        return Err(InvalidSpec {
+            problems: problems.0,
+        });
     }
     Ok(Plan {
         spec: spec.clone(),
@@ -321,8 +211,222 @@ pub fn validate(spec: &JobSpec) -> Result<Plan, InvalidSpec> {
     })
 }
 
+/// Hyper-parameters: positive, finite, in range.
+fn check_training(spec: &JobSpec, problems: &mut Problems) {
+    let training = &spec.training;
+    if training.steps == 0 {
+        problems.push(
+            "spec.training.steps",
+            "must be at least 1".into(),
+            "set a positive number of steps".into(),
+        );
+    }
+    if training.batch_size == 0 {
+        problems.push(
+            "spec.training.batchSize",
+            "must be at least 1".into(),
+            "set e.g. batchSize: 32".into(),
+        );
+    }
+    if !(training.learning_rate.is_finite() && training.learning_rate > 0.0) {
+        problems.push(
+            "spec.training.learningRate",
+            format!("must be a positive number, got {}", training.learning_rate),
+            "set e.g. learningRate: 0.05".into(),
+        );
+    }
+    if !(training.momentum.is_finite() && (0.0..1.0).contains(&training.momentum)) {
+        problems.push(
+            "spec.training.momentum",
+            format!("must be in [0, 1), got {}", training.momentum),
+            "set momentum: 0 for plain SGD, or e.g. 0.9".into(),
+        );
+    }
+    if !(training.weight_decay.is_finite() && training.weight_decay >= 0.0) {
+        problems.push(
+            "spec.training.weightDecay",
+            format!("must be ≥ 0, got {}", training.weight_decay),
+            "set weightDecay: 0 or a small positive value".into(),
+        );
+    }
+    if !(training.lipschitz.is_finite() && training.lipschitz > 0.0) {
+        problems.push(
+            "spec.training.lipschitz",
+            format!("must be a positive number, got {}", training.lipschitz),
+            "leave it out (defaults to 1) or set the gradient's Lipschitz constant".into(),
+        );
+    }
+    if training.evaluate_every == 0 {
+        problems.push(
+            "spec.training.evaluateEvery",
+            "must be at least 1".into(),
+            "set e.g. evaluateEvery: 100".into(),
+        );
+    }
+}
+
+/// The paper's resilience bounds (PAPER.md §2): n_ps > 3·f_ps + 1 and n_w > 3·f_w.
+fn check_bounds(spec: &JobSpec, problems: &mut Problems) {
+    let (n_ps, f_ps) = (spec.servers.replicas, spec.servers.byzantine);
+    let (n_w, f_w) = (spec.workers.replicas, spec.workers.byzantine);
+    // The server bound protects DMC against Byzantine servers; with f_ps = 0 there is nothing
+    // to contract against and one server (vanilla SGD, the paper's baseline) is legitimate.
+    if f_ps > 0 && n_ps < 3 * f_ps + 2 {
+        problems.push(
+            "spec.servers.replicas",
+            format!(
+                "n_ps = {n_ps} servers cannot tolerate f_ps = {f_ps} Byzantine servers: ByzSGD needs n_ps ≥ 3·f_ps + 2 = {}",
+                3 * f_ps + 2
+            ),
+            format!("use at least {} servers or lower spec.servers.byzantine", 3 * f_ps + 2),
+        );
+    }
+    if n_w < 3 * f_w + 1 {
+        problems.push(
+            "spec.workers.replicas",
+            format!(
+                "n_w = {n_w} workers cannot tolerate f_w = {f_w} Byzantine workers: ByzSGD needs n_w ≥ 3·f_w + 1 = {}",
+                3 * f_w + 1
+            ),
+            format!("use at least {} workers or lower spec.workers.byzantine", 3 * f_w + 1),
+        );
+    }
+    if n_ps == 0 {
+        problems.push(
+            "spec.servers.replicas",
+            "must be at least 1".into(),
+            "set replicas: 1 or more".into(),
+        );
+    }
+    if n_w == 0 {
+        problems.push(
+            "spec.workers.replicas",
+            "must be at least 1".into(),
+            "set replicas: 1 or more".into(),
+        );
+    }
+}
+
+/// Turns `spec.inject` into one behaviour per server and per worker.
+fn resolve_injections(spec: &JobSpec, problems: &mut Problems) -> (Vec<Behaviour>, Vec<Behaviour>) {
+    let (n_ps, n_w, f_w) = (
+        spec.servers.replicas,
+        spec.workers.replicas,
+        spec.workers.byzantine,
+    );
+    let mut server_behaviours = vec![Behaviour::Honest; n_ps];
+    let mut worker_behaviours = vec![Behaviour::Honest; n_w];
+    for (position, injection) in spec.inject.iter().enumerate() {
+        let base = format!("spec.inject[{position}]");
+        let (replicas, behaviours) = match injection.role {
+            Role::Server => (n_ps, &mut server_behaviours),
+            Role::Worker => (n_w, &mut worker_behaviours),
+        };
+        let behaviour = match injection.role {
+            Role::Server => injection
+                .attack
+                .parse::<ServerAttackKind>()
+                .and_then(|kind| {
+                    let attack = ServerAttack {
+                        kind,
+                        params: injection.params,
+                    };
+                    attack.validate().map(|()| Behaviour::Server(attack))
+                }),
+            Role::Worker => injection
+                .attack
+                .parse::<WorkerAttackKind>()
+                .and_then(|kind| {
+                    let attack = WorkerAttack {
+                        kind,
+                        params: injection.params,
+                    };
+                    attack
+                        .validate(n_w, f_w)
+                        .map(|()| Behaviour::Worker(attack))
+                }),
+        };
+        let behaviour = match behaviour {
+            Ok(behaviour) => behaviour,
+            Err(error) => {
+                problems.push(
+                    &format!("{base}.attack"),
+                    error.to_string(),
+                    "name an attack listed here, with only the parameters it reads".into(),
+                );
+                continue;
+            }
+        };
+        if injection.count > replicas {
+            problems.push(
+                &format!("{base}.count"),
+                format!(
+                    "{} {}s are injected but the job has only {replicas}",
+                    injection.count, injection.role
+                ),
+                format!("lower count to at most {replicas}"),
+            );
+            continue;
+        }
+        let Some(indices) = injection_indices(injection, replicas, &base, problems) else {
+            continue;
+        };
+        for index in indices {
+            if !behaviours[index].is_honest() {
+                problems.push(
+                    &format!("{base}.indices"),
+                    format!(
+                        "{}-{index} is already made Byzantine by an earlier entry",
+                        injection.role
+                    ),
+                    "give each node at most one attack (use indices to choose which)".into(),
+                );
+                continue;
+            }
+            behaviours[index] = behaviour.clone();
+        }
+    }
+    (server_behaviours, worker_behaviours)
+}
+
+/// Which nodes an injection hits: its `indices`, or by default the highest `count` indices.
+fn injection_indices(
+    injection: &super::spec::Injection,
+    replicas: usize,
+    base: &str,
+    problems: &mut Problems,
+) -> Option<Vec<usize>> {
+    let Some(indices) = &injection.indices else {
+        return Some((replicas - injection.count..replicas).collect());
+    };
+    if indices.len() != injection.count {
+        problems.push(
+            &format!("{base}.indices"),
+            format!(
+                "{} indices given but count is {}",
+                indices.len(),
+                injection.count
+            ),
+            "make count equal to the number of indices (or drop count)".into(),
+        );
+        return None;
+    }
+    if let Some(bad) = indices.iter().find(|&&i| i >= replicas) {
+        problems.push(
+            &format!("{base}.indices"),
+            format!(
+                "index {bad} is out of range for {replicas} {}s",
+                injection.role
+            ),
+            format!("use indices in 0..{replicas}"),
+        );
+        return None;
+    }
+    Some(indices.clone())
+}
+
 fn check_rule_bound(
-    problem: &mut impl FnMut(&str, String, String),
+    problems: &mut Problems,
     field: &str,
     rule: Rule,
     quorum: usize,
@@ -331,7 +435,7 @@ fn check_rule_bound(
 ) {
     let needed = rule.min_inputs(f);
     if quorum < needed {
-        problem(
+        problems.push(
             field,
             format!(
                 "rule `{rule}` receives a quorum of {quorum} {role} (n − f) with f = {f}, but needs {}: {needed} inputs",

@@ -71,22 +71,33 @@ pub async fn spawn_all(
             Ok(Ok(line)) => line,
             Ok(Err(_)) => {
                 let status = child.process.wait().await?;
-                bail!("{} exited ({status}) before announcing its ports; its log is above", child.id);
+                bail!(
+                    "{} exited ({status}) before announcing its ports; its log is above",
+                    child.id
+                );
             }
-            Err(_) => bail!("{} did not announce its ports within {ANNOUNCE_TIMEOUT:?}", child.id),
+            Err(_) => bail!(
+                "{} did not announce its ports within {ANNOUNCE_TIMEOUT:?}",
+                child.id
+            ),
         };
-        let listening: Listening =
-            serde_json::from_str(&first).with_context(|| format!("{} announced something unexpected: {first}", child.id))?;
+        let listening: Listening = serde_json::from_str(&first)
+            .with_context(|| format!("{} announced something unexpected: {first}", child.id))?;
         child.grpc = listening.grpc;
         child.admin = listening.admin;
         children.push(child);
     }
-    let table: BTreeMap<String, String> =
-        children.iter().map(|child| (child.id.to_string(), child.grpc.clone())).collect();
+    let table: BTreeMap<String, String> = children
+        .iter()
+        .map(|child| (child.id.to_string(), child.grpc.clone()))
+        .collect();
     let line = format!("{}\n", serde_json::json!({ "peers": table }));
     for child in &mut children {
         let stdin = child.stdin.as_mut().context("child stdin already closed")?;
-        stdin.write_all(line.as_bytes()).await.with_context(|| format!("cannot send the peer table to {}", child.id))?;
+        stdin
+            .write_all(line.as_bytes())
+            .await
+            .with_context(|| format!("cannot send the peer table to {}", child.id))?;
         stdin.flush().await?;
     }
     Ok(children)
@@ -109,7 +120,12 @@ fn spawn_one(
         .arg(job_file)
         .args(["--index", &id.index.to_string()])
         .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-        .args(["--peers-from-stdin", "--progress-lines", "--linger-seconds", "1"])
+        .args([
+            "--peers-from-stdin",
+            "--progress-lines",
+            "--linger-seconds",
+            "1",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -121,7 +137,9 @@ fn spawn_one(
         // Children's info logs would drown the progress bar; warnings still come through.
         command.env("RUST_LOG", "warn");
     }
-    let mut process = command.spawn().with_context(|| format!("cannot start {} for {id}", executable.display()))?;
+    let mut process = command
+        .spawn()
+        .with_context(|| format!("cannot start {} for {id}", executable.display()))?;
     let stdin = process.stdin.take();
     let stdout = process.stdout.take().context("child stdout not captured")?;
     let stderr = process.stderr.take().context("child stderr not captured")?;
@@ -137,7 +155,11 @@ fn spawn_one(
             _ => return,
         }
         while let Ok(Some(line)) = stdout.next_line().await {
-            if progress.send(ChildOutput::Progress(id, line)).await.is_err() {
+            if progress
+                .send(ChildOutput::Progress(id, line))
+                .await
+                .is_err()
+            {
                 return;
             }
         }
@@ -152,6 +174,12 @@ fn spawn_one(
             }
         }
     });
-    let child = ChildNode { id, process, stdin, grpc: String::new(), admin: String::new() };
+    let child = ChildNode {
+        id,
+        process,
+        stdin,
+        grpc: String::new(),
+        admin: String::new(),
+    };
     Ok((child, announced))
 }

@@ -37,13 +37,22 @@ pub struct LocalArgs {
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
     /// Where run directories are created.
-    #[arg(long, env = "BYZSGD_RUNS_DIR", default_value = "runs", value_name = "DIR")]
+    #[arg(
+        long,
+        env = "BYZSGD_RUNS_DIR",
+        default_value = "runs",
+        value_name = "DIR"
+    )]
     pub runs_dir: PathBuf,
     /// Override the data set directory of the manifest.
     #[arg(long, env = "BYZSGD_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Address of the runner's own /metrics (byzsgd_correct_servers_max_drift); port 0 picks one.
-    #[arg(long, env = "BYZSGD_RUNNER_ADMIN_LISTEN", default_value = "127.0.0.1:0")]
+    #[arg(
+        long,
+        env = "BYZSGD_RUNNER_ADMIN_LISTEN",
+        default_value = "127.0.0.1:0"
+    )]
     pub admin_listen: std::net::SocketAddr,
     /// No progress bar (plain progress lines instead), e.g. in CI logs.
     #[arg(long, env = "BYZSGD_NO_PROGRESS")]
@@ -54,10 +63,20 @@ pub struct LocalArgs {
 #[derive(Debug, Deserialize)]
 #[serde(tag = "event", rename_all = "camelCase")]
 enum Progress {
-    Stepped { step: u64, loss: Option<f32> },
-    Evaluated { step: u64, loss: Option<f32>, accuracy: Option<f32> },
+    Stepped {
+        step: u64,
+        loss: Option<f32>,
+    },
+    Evaluated {
+        step: u64,
+        loss: Option<f32>,
+        accuracy: Option<f32>,
+    },
     #[serde(rename_all = "camelCase")]
-    Gathered { step: u64, drift_to_median: Option<f32> },
+    Gathered {
+        step: u64,
+        drift_to_median: Option<f32>,
+    },
     Finished,
 }
 
@@ -74,20 +93,42 @@ pub fn run(args: &LocalArgs) -> anyhow::Result<Summary> {
     let data = JobData::load(&plan)?;
     let dimension = Assembly::new(plan.clone(), data)?.config().dimension;
     let executable = std::env::current_exe().context("cannot locate the byzsgd-node executable")?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     runtime.block_on(run_job(args, &manifest.name, plan, dimension, &executable))
 }
 
-async fn run_job(args: &LocalArgs, name: &str, plan: Plan, dimension: usize, executable: &Path) -> anyhow::Result<Summary> {
+async fn run_job(
+    args: &LocalArgs,
+    name: &str,
+    plan: Plan,
+    dimension: usize,
+    executable: &Path,
+) -> anyhow::Result<Summary> {
     let run_dir = record::create_run_dir(&args.runs_dir, name)?;
-    let nodes: Vec<NodeId> =
-        (0..plan.servers).map(NodeId::server).chain((0..plan.workers).map(NodeId::worker)).collect();
+    let nodes: Vec<NodeId> = (0..plan.servers)
+        .map(NodeId::server)
+        .chain((0..plan.workers).map(NodeId::worker))
+        .collect();
     let correct = plan.correct_servers();
     let (output, mut outputs) = mpsc::channel(4096);
     let job_file = std::fs::canonicalize(&args.file)?;
-    let started = Instant::now();
-    let mut children = children::spawn_all(executable, &job_file, args.data_dir.as_deref(), &nodes, &output).await?;
+    let launched = Instant::now();
+    let mut children = children::spawn_all(
+        executable,
+        &job_file,
+        args.data_dir.as_deref(),
+        &nodes,
+        &output,
+    )
+    .await?;
     drop(output);
+    // Times in the CSV and the summary count from here: every node loaded its data and is
+    // wired, so start-up (loading the data set in each process) does not blur comparisons.
+    let started = Instant::now();
+    let startup_seconds = started.duration_since(launched).as_secs_f64();
 
     let runner_metrics = RunnerMetrics::serve(args.admin_listen, name).await?;
     record::write_targets(&run_dir, name, &children, &plan, &runner_metrics.address)?;
@@ -96,8 +137,13 @@ async fn run_job(args: &LocalArgs, name: &str, plan: Plan, dimension: usize, exe
     let bar = progress_bar(args.no_progress, steps);
     let mut recorder = Recorder::new(&run_dir, &plan)?;
     let mut tracker = Tracker::new(&plan);
-    let admin: BTreeMap<NodeId, String> = children.iter().map(|child| (child.id, child.admin.clone())).collect();
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+    let admin: BTreeMap<NodeId, String> = children
+        .iter()
+        .map(|child| (child.id, child.admin.clone()))
+        .collect();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
     let mut interrupted = false;
 
     let interrupt = tokio::signal::ctrl_c();
@@ -115,23 +161,11 @@ async fn run_job(args: &LocalArgs, name: &str, plan: Plan, dimension: usize, exe
                 tracker.closed.insert(id);
             }
             ChildOutput::Progress(id, line) => {
-                let Ok(progress) = serde_json::from_str::<Progress>(&line) else { continue };
-                match progress {
-                    Progress::Stepped { step, loss } => {
-                        recorder.row(wall, step, id, loss, None, None)?;
-                        tracker.stepped(id, step);
-                    }
-                    Progress::Evaluated { step, loss, accuracy } => {
-                        recorder.evaluation(wall, step, id, loss, accuracy)?;
-                        tracker.evaluated(id, step, accuracy, wall);
-                    }
-                    Progress::Gathered { step, drift_to_median } => recorder.row(wall, step, id, None, None, drift_to_median)?,
-                    Progress::Finished => {
-                        tracker.finished.insert(id);
-                    }
-                }
+                record_progress(&mut recorder, &mut tracker, id, &line, wall)?;
                 for step in tracker.snapshots_ready() {
-                    if let Some(drift) = measure_drift(&http, &admin, &correct, step, dimension).await {
+                    if let Some(drift) =
+                        measure_drift(&http, &admin, &correct, step, dimension).await
+                    {
                         runner_metrics.max_drift.set(f64::from(drift));
                         recorder.drift(started.elapsed().as_secs_f64(), step, drift)?;
                         tracker.max_drift = tracker.max_drift.max(drift);
@@ -148,11 +182,49 @@ async fn run_job(args: &LocalArgs, name: &str, plan: Plan, dimension: usize, exe
     bar.finish_and_clear();
     let wall_seconds = started.elapsed().as_secs_f64();
     stop_children(&mut children).await;
-    let summary = recorder.finish(&tracker.outcome(&plan, wall_seconds, interrupted), &run_dir)?;
+    let summary = recorder.finish(
+        &tracker.outcome(&plan, wall_seconds, startup_seconds, interrupted),
+        &run_dir,
+    )?;
     if let Err(error) = plot::write(&run_dir, &recorder) {
         eprintln!("warning: no plot: {error:#}");
     }
     Ok(summary)
+}
+
+/// Records one progress line of a child; lines that are not progress events are ignored.
+fn record_progress(
+    recorder: &mut Recorder,
+    tracker: &mut Tracker,
+    id: NodeId,
+    line: &str,
+    wall: f64,
+) -> anyhow::Result<()> {
+    let Ok(progress) = serde_json::from_str::<Progress>(line) else {
+        return Ok(());
+    };
+    match progress {
+        Progress::Stepped { step, loss } => {
+            recorder.row(wall, step, id, loss, None, None)?;
+            tracker.stepped(id, step);
+        }
+        Progress::Evaluated {
+            step,
+            loss,
+            accuracy,
+        } => {
+            recorder.evaluation(wall, step, id, loss, accuracy)?;
+            tracker.evaluated(id, step, accuracy, wall);
+        }
+        Progress::Gathered {
+            step,
+            drift_to_median,
+        } => recorder.row(wall, step, id, None, None, drift_to_median)?,
+        Progress::Finished => {
+            tracker.finished.insert(id);
+        }
+    }
+    Ok(())
 }
 
 fn progress_bar(hidden: bool, steps: u64) -> ProgressBar {
@@ -161,8 +233,10 @@ fn progress_bar(hidden: bool, steps: u64) -> ProgressBar {
     }
     let bar = ProgressBar::new(steps);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} step {pos}/{len} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} step {pos}/{len} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
     bar
@@ -174,7 +248,10 @@ async fn stop_children(children: &mut [ChildNode]) {
         child.stdin.take();
     }
     for child in children.iter_mut() {
-        if tokio::time::timeout(Duration::from_secs(5), child.process.wait()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(5), child.process.wait())
+            .await
+            .is_err()
+        {
             let _ = child.process.kill().await;
         }
     }
@@ -191,12 +268,19 @@ async fn measure_drift(
     let mut models = Vec::with_capacity(correct.len());
     for &server in correct {
         let address = admin.get(&NodeId::server(server))?;
-        let response = http.get(format!("http://{address}/model?step={step}")).send().await.ok()?;
+        let response = http
+            .get(format!("http://{address}/model?step={step}"))
+            .send()
+            .await
+            .ok()?;
         if !response.status().is_success() {
             return None;
         }
         let bytes = response.bytes().await.ok()?;
-        let tensor = crate::rpc::proto::Tensor { length: (bytes.len() / 4) as u32, data: bytes };
+        let tensor = crate::rpc::proto::Tensor {
+            length: (bytes.len() / 4) as u32,
+            data: bytes,
+        };
         models.push(wire::decode_tensor(&tensor, dimension).ok()?);
     }
     let mut largest = 0.0_f32;
@@ -212,7 +296,7 @@ async fn measure_drift(
 #[derive(Debug)]
 struct Tracker {
     correct: BTreeSet<usize>,
-    workers: usize,
+    honest_workers: Vec<usize>,
     steps: BTreeMap<NodeId, u64>,
     /// Accuracy of each correct server per evaluated step.
     evaluations: BTreeMap<u64, BTreeMap<usize, f32>>,
@@ -231,7 +315,9 @@ impl Tracker {
     fn new(plan: &Plan) -> Self {
         Self {
             correct: plan.correct_servers().into_iter().collect(),
-            workers: plan.workers,
+            honest_workers: (0..plan.workers)
+                .filter(|&index| plan.worker_behaviours[index].is_honest())
+                .collect(),
             steps: BTreeMap::new(),
             evaluations: BTreeMap::new(),
             finished: BTreeSet::new(),
@@ -240,7 +326,11 @@ impl Tracker {
             measured: BTreeSet::new(),
             max_drift: 0.0,
             latest_accuracy: None,
-            target: plan.spec.convergence.as_ref().map(|convergence| convergence.target_accuracy),
+            target: plan
+                .spec
+                .convergence
+                .as_ref()
+                .map(|convergence| convergence.target_accuracy),
             time_to_target: None,
             total_steps: plan.spec.training.steps,
         }
@@ -255,7 +345,9 @@ impl Tracker {
     }
 
     fn evaluated(&mut self, id: NodeId, step: u64, accuracy: Option<f32>, wall: f64) {
-        let (Some(accuracy), true) = (accuracy, self.is_correct_server(id)) else { return };
+        let (Some(accuracy), true) = (accuracy, self.is_correct_server(id)) else {
+            return;
+        };
         let entry = self.evaluations.entry(step).or_default();
         entry.insert(id.index, accuracy);
         if entry.len() == self.correct.len() {
@@ -270,7 +362,12 @@ impl Tracker {
 
     /// Snapshot steps every correct server has passed and that are not measured yet.
     fn snapshots_ready(&mut self) -> Vec<u64> {
-        let reached = self.correct.iter().map(|&index| self.steps.get(&NodeId::server(index)).copied().unwrap_or(0)).min().unwrap_or(0);
+        let reached = self
+            .correct
+            .iter()
+            .map(|&index| self.steps.get(&NodeId::server(index)).copied().unwrap_or(0))
+            .min()
+            .unwrap_or(0);
         let mut ready = Vec::new();
         let mut step = self.snapshot_every;
         while step <= reached {
@@ -283,27 +380,51 @@ impl Tracker {
     }
 
     fn progress_step(&self) -> u64 {
-        self.correct.iter().map(|&index| self.steps.get(&NodeId::server(index)).copied().unwrap_or(0)).min().unwrap_or(0)
+        self.correct
+            .iter()
+            .map(|&index| self.steps.get(&NodeId::server(index)).copied().unwrap_or(0))
+            .min()
+            .unwrap_or(0)
     }
 
     fn describe(&self) -> String {
-        let accuracy = self.latest_accuracy.map_or_else(|| "-".to_owned(), |(_, accuracy)| format!("{:.1}%", accuracy * 100.0));
+        let accuracy = self.latest_accuracy.map_or_else(
+            || "-".to_owned(),
+            |(_, accuracy)| format!("{:.1}%", accuracy * 100.0),
+        );
         format!("accuracy {accuracy}  max drift {:.3e}", self.max_drift)
     }
 
+    /// Whether every node that follows the protocol is done. Byzantine nodes are not waited
+    /// for: an attacker may lag or stop at will.
     fn all_correct_finished(&self) -> bool {
-        let servers_done = self.correct.iter().all(|&index| self.finished.contains(&NodeId::server(index)));
-        let workers_done = (0..self.workers).all(|index| self.finished.contains(&NodeId::worker(index)) || self.closed.contains(&NodeId::worker(index)));
+        let servers_done = self
+            .correct
+            .iter()
+            .all(|&index| self.finished.contains(&NodeId::server(index)));
+        let workers_done = self.honest_workers.iter().all(|&index| {
+            self.finished.contains(&NodeId::worker(index))
+                || self.closed.contains(&NodeId::worker(index))
+        });
         servers_done && workers_done
     }
 
     fn correct_closed(&self) -> bool {
-        self.correct.iter().all(|&index| self.closed.contains(&NodeId::server(index)))
+        self.correct
+            .iter()
+            .all(|&index| self.closed.contains(&NodeId::server(index)))
     }
 
-    fn outcome(&self, plan: &Plan, wall_seconds: f64, interrupted: bool) -> record::Outcome {
+    fn outcome(
+        &self,
+        plan: &Plan,
+        wall_seconds: f64,
+        startup_seconds: f64,
+        interrupted: bool,
+    ) -> record::Outcome {
         record::Outcome {
             wall_seconds,
+            startup_seconds,
             steps_reached: self.progress_step(),
             total_steps: self.total_steps,
             final_accuracy: self.latest_accuracy.map(|(_, accuracy)| accuracy),
@@ -329,14 +450,18 @@ struct RunnerMetrics {
 
 impl RunnerMetrics {
     async fn serve(listen: std::net::SocketAddr, job: &str) -> anyhow::Result<Self> {
-        let labels = [("job_name".to_owned(), job.to_owned())].into_iter().collect();
+        let labels = [("job_name".to_owned(), job.to_owned())]
+            .into_iter()
+            .collect();
         let registry = prometheus::Registry::new_custom(Some("byzsgd".into()), Some(labels))?;
         let max_drift = prometheus::Gauge::new(
             "correct_servers_max_drift",
             "Largest pairwise distance between correct servers' models at the last measured step",
         )?;
         registry.register(Box::new(max_drift.clone()))?;
-        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot bind {listen}"))?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot bind {listen}"))?;
         let address = listener.local_addr()?.to_string();
         let registry = Arc::new(registry);
         let router = axum::Router::new().route(

@@ -24,7 +24,8 @@ fn render_svg(recorder: &Recorder) -> anyhow::Result<String> {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE).map_err(|error| anyhow::anyhow!("{error}"))?;
+        root.fill(&WHITE)
+            .map_err(|error| anyhow::anyhow!("{error}"))?;
         let (left, right) = root.split_horizontally(WIDTH / 2);
         let last_step = recorder
             .accuracy
@@ -52,7 +53,10 @@ fn render_svg(recorder: &Recorder) -> anyhow::Result<String> {
         for (position, (node, points)) in recorder.accuracy.iter().enumerate() {
             let color = Palette99::pick(position).to_rgba();
             accuracy
-                .draw_series(LineSeries::new(points.iter().map(|point| (point.step, point.value)), color.stroke_width(2)))
+                .draw_series(LineSeries::new(
+                    points.iter().map(|point| (point.step, point.value)),
+                    color.stroke_width(2),
+                ))
                 .map_err(|error| anyhow::anyhow!("{error}"))?
                 .label(node.to_string())
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
@@ -65,7 +69,13 @@ fn render_svg(recorder: &Recorder) -> anyhow::Result<String> {
             .draw()
             .map_err(|error| anyhow::anyhow!("{error}"))?;
 
-        let top = recorder.drift.iter().map(|point| point.value).fold(0.0_f32, f32::max).max(1e-12) * 1.1;
+        let top = recorder
+            .drift
+            .iter()
+            .map(|point| point.value)
+            .fold(0.0_f32, f32::max)
+            .max(1e-12)
+            * 1.1;
         let mut drift = ChartBuilder::on(&right)
             .caption("Max distance between correct servers", ("sans-serif", 20))
             .margin(15)
@@ -81,7 +91,10 @@ fn render_svg(recorder: &Recorder) -> anyhow::Result<String> {
             .draw()
             .map_err(|error| anyhow::anyhow!("{error}"))?;
         drift
-            .draw_series(LineSeries::new(recorder.drift.iter().map(|point| (point.step, point.value)), RED.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                recorder.drift.iter().map(|point| (point.step, point.value)),
+                RED.stroke_width(2),
+            ))
             .map_err(|error| anyhow::anyhow!("{error}"))?;
         root.present().map_err(|error| anyhow::anyhow!("{error}"))?;
     }
@@ -99,6 +112,10 @@ pub fn rasterise(svg: &str) -> anyhow::Result<Vec<u8>> {
     let size = tree.size().to_int_size();
     let mut pixmap =
         resvg::tiny_skia::Pixmap::new(size.width(), size.height()).context("plot size is zero")?;
-    resvg::render(&tree, resvg::tiny_skia::Transform::default(), &mut pixmap.as_mut());
+    resvg::render(
+        &tree,
+        resvg::tiny_skia::Transform::default(),
+        &mut pixmap.as_mut(),
+    );
     pixmap.encode_png().context("cannot encode PNG")
 }

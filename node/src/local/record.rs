@@ -17,19 +17,28 @@ use super::children::ChildNode;
 
 /// Creates `runs/<name>-<UTC timestamp>` (with a numeric suffix if it exists).
 pub fn create_run_dir(runs: &Path, name: &str) -> anyhow::Result<PathBuf> {
-    let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string();
+    let stamp = jiff::Timestamp::now()
+        .strftime("%Y%m%dT%H%M%SZ")
+        .to_string();
     let mut dir = runs.join(format!("{name}-{stamp}"));
     let mut suffix = 1;
     while dir.exists() {
         suffix += 1;
         dir = runs.join(format!("{name}-{stamp}-{suffix}"));
     }
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create run directory {}", dir.display()))?;
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create run directory {}", dir.display()))?;
     Ok(dir)
 }
 
 /// Writes the Prometheus `file_sd` targets of a run.
-pub fn write_targets(dir: &Path, job: &str, children: &[ChildNode], plan: &Plan, runner: &str) -> anyhow::Result<()> {
+pub fn write_targets(
+    dir: &Path,
+    job: &str,
+    children: &[ChildNode],
+    plan: &Plan,
+    runner: &str,
+) -> anyhow::Result<()> {
     let mut groups: Vec<serde_json::Value> = children
         .iter()
         .map(|child| {
@@ -51,7 +60,8 @@ pub fn write_targets(dir: &Path, job: &str, children: &[ChildNode], plan: &Plan,
         "labels": {"job_name": job, "node": "runner", "role": "runner", "byzantine": "false", "attack": ""}
     }));
     let path = dir.join("targets.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&groups)?).with_context(|| format!("cannot write {}", path.display()))
+    std::fs::write(&path, serde_json::to_string_pretty(&groups)?)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn attack_name(behaviour: &Behaviour) -> Option<String> {
@@ -65,8 +75,10 @@ fn attack_name(behaviour: &Behaviour) -> Option<String> {
 /// How a run ended.
 #[derive(Debug, Clone)]
 pub struct Outcome {
-    /// Wall time of the run.
+    /// Wall time of the run, from the moment every node was wired.
     pub wall_seconds: f64,
+    /// Time to start the processes, load data and wire them.
+    pub startup_seconds: f64,
     /// Steps every correct server reached.
     pub steps_reached: u64,
     /// Steps asked for.
@@ -91,8 +103,10 @@ pub struct Outcome {
 pub struct Summary {
     /// The run directory.
     pub run_dir: PathBuf,
-    /// Wall time of the run, seconds.
+    /// Wall time of the training, seconds (from the moment every node was wired).
     pub wall_seconds: f64,
+    /// Seconds spent starting processes, loading data and wiring them before that.
+    pub startup_seconds: f64,
     /// Steps every correct server completed.
     pub steps: u64,
     /// Steps per second (slowest correct server).
@@ -137,20 +151,46 @@ impl Recorder {
     /// Opens `metrics.csv` in `dir`.
     pub fn new(dir: &Path, plan: &Plan) -> anyhow::Result<Self> {
         let path = dir.join("metrics.csv");
-        let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        let file =
+            File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
         let mut csv = csv::Writer::from_writer(BufWriter::new(file));
         csv.write_record([
-            "wall_seconds", "step", "node", "role", "byzantine", "loss", "accuracy", "drift_to_median", "max_correct_drift",
+            "wall_seconds",
+            "step",
+            "node",
+            "role",
+            "byzantine",
+            "loss",
+            "accuracy",
+            "drift_to_median",
+            "max_correct_drift",
         ])?;
         let plan_behaviours = (0..plan.servers)
-            .map(|index| (NodeId::server(index), !plan.server_behaviours[index].is_honest()))
-            .chain((0..plan.workers).map(|index| (NodeId::worker(index), !plan.worker_behaviours[index].is_honest())))
+            .map(|index| {
+                (
+                    NodeId::server(index),
+                    !plan.server_behaviours[index].is_honest(),
+                )
+            })
+            .chain((0..plan.workers).map(|index| {
+                (
+                    NodeId::worker(index),
+                    !plan.worker_behaviours[index].is_honest(),
+                )
+            }))
             .collect();
-        Ok(Self { csv, plan_behaviours, accuracy: std::collections::BTreeMap::new(), drift: Vec::new() })
+        Ok(Self {
+            csv,
+            plan_behaviours,
+            accuracy: std::collections::BTreeMap::new(),
+            drift: Vec::new(),
+        })
     }
 
     fn byzantine(&self, id: NodeId) -> bool {
-        self.plan_behaviours.iter().any(|(node, byzantine)| *node == id && *byzantine)
+        self.plan_behaviours
+            .iter()
+            .any(|(node, byzantine)| *node == id && *byzantine)
     }
 
     /// A server's step or gather.
@@ -179,10 +219,20 @@ impl Recorder {
     }
 
     /// A server's evaluation.
-    pub fn evaluation(&mut self, wall: f64, step: u64, id: NodeId, loss: Option<f32>, accuracy: Option<f32>) -> anyhow::Result<()> {
+    pub fn evaluation(
+        &mut self,
+        wall: f64,
+        step: u64,
+        id: NodeId,
+        loss: Option<f32>,
+        accuracy: Option<f32>,
+    ) -> anyhow::Result<()> {
         self.row(wall, step, id, loss, accuracy, None)?;
         if let (Some(accuracy), false) = (accuracy, self.byzantine(id)) {
-            self.accuracy.entry(id).or_default().push(Point { step, value: accuracy });
+            self.accuracy.entry(id).or_default().push(Point {
+                step,
+                value: accuracy,
+            });
         }
         Ok(())
     }
@@ -210,8 +260,13 @@ impl Recorder {
         let summary = Summary {
             run_dir: dir.to_owned(),
             wall_seconds: outcome.wall_seconds,
+            startup_seconds: outcome.startup_seconds,
             steps: outcome.steps_reached,
-            steps_per_second: if outcome.wall_seconds > 0.0 { outcome.steps_reached as f64 / outcome.wall_seconds } else { 0.0 },
+            steps_per_second: if outcome.wall_seconds > 0.0 {
+                outcome.steps_reached as f64 / outcome.wall_seconds
+            } else {
+                0.0
+            },
             final_accuracy: outcome.final_accuracy,
             max_drift: outcome.max_drift,
             target_accuracy: outcome.target,
@@ -224,7 +279,8 @@ impl Recorder {
             byzantine_nodes: outcome.byzantine,
         };
         let path = dir.join("summary.json");
-        let mut file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        let mut file =
+            File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
         writeln!(file, "{}", serde_json::to_string_pretty(&summary)?)?;
         Ok(summary)
     }

@@ -42,14 +42,32 @@ pub struct ByzantineServer {
 
 impl ByzantineServer {
     /// Wraps an honest server.
-    pub fn new(inner: Server, attack: ServerAttack, servers: usize, byzantine: usize, seed: u64) -> Self {
-        Self { inner, attack, servers, byzantine, seed, history: VecDeque::new(), last_gather: Vec::new() }
+    pub fn new(
+        inner: Server,
+        attack: ServerAttack,
+        servers: usize,
+        byzantine: usize,
+        seed: u64,
+    ) -> Self {
+        Self {
+            inner,
+            attack,
+            servers,
+            byzantine,
+            seed,
+            history: VecDeque::new(),
+            last_gather: Vec::new(),
+        }
     }
 
     fn rewrite(&mut self, out: Outputs) -> Outputs {
-        let mut rewritten = Outputs { messages: Vec::with_capacity(out.messages.len()), events: out.events };
+        let mut rewritten = Outputs {
+            messages: Vec::with_capacity(out.messages.len()),
+            events: out.events,
+        };
         let history: Vec<Array1<f32>> = self.history.iter().cloned().collect();
-        let honest: Vec<ArrayView1<'_, f32>> = self.last_gather.iter().map(|model| model.view()).collect();
+        let honest: Vec<ArrayView1<'_, f32>> =
+            self.last_gather.iter().map(|model| model.view()).collect();
         let mut recorded = false;
         for (to, payload) in out.messages {
             let (step, params, gather) = match &payload {
@@ -60,7 +78,11 @@ impl ByzantineServer {
                     continue;
                 }
             };
-            let receivers = if gather { self.servers } else { self.inner_workers() };
+            let receivers = if gather {
+                self.servers
+            } else {
+                self.inner_workers()
+            };
             let view = ServerView {
                 own: params.view(),
                 honest: &honest,
@@ -75,9 +97,15 @@ impl ByzantineServer {
             if let Some(crafted) = self.attack.craft(&view) {
                 let crafted = Arc::new(crafted);
                 let payload = if gather {
-                    Payload::Gather { step, params: crafted }
+                    Payload::Gather {
+                        step,
+                        params: crafted,
+                    }
                 } else {
-                    Payload::Model { step, params: crafted }
+                    Payload::Model {
+                        step,
+                        params: crafted,
+                    }
                 };
                 rewritten.messages.push((to, payload));
             }
@@ -146,29 +174,56 @@ pub struct ByzantineWorker {
 impl ByzantineWorker {
     /// Wraps an honest worker. For `label-flip`, the wrapped worker's gradient source must
     /// already read flipped labels (the attack acts on data, not on the vector).
-    pub fn new(inner: Worker, attack: WorkerAttack, workers: usize, byzantine: usize, seed: u64) -> Self {
-        Self { inner, attack, workers, byzantine, seed }
+    pub fn new(
+        inner: Worker,
+        attack: WorkerAttack,
+        workers: usize,
+        byzantine: usize,
+        seed: u64,
+    ) -> Self {
+        Self {
+            inner,
+            attack,
+            workers,
+            byzantine,
+            seed,
+        }
     }
 
     fn needs_estimates(&self) -> bool {
-        matches!(self.attack.kind, WorkerAttackKind::Alie | WorkerAttackKind::Foe | WorkerAttackKind::Mimic)
+        matches!(
+            self.attack.kind,
+            WorkerAttackKind::Alie | WorkerAttackKind::Foe | WorkerAttackKind::Mimic
+        )
     }
 
     fn rewrite(&mut self, out: Outputs) -> Outputs {
-        let has_gradient = out.messages.iter().any(|(_, payload)| matches!(payload, Payload::Gradient { .. }));
+        let has_gradient = out
+            .messages
+            .iter()
+            .any(|(_, payload)| matches!(payload, Payload::Gradient { .. }));
         let estimates = if has_gradient && self.needs_estimates() {
             let count = (self.workers - self.byzantine).clamp(2, MAX_ESTIMATES);
             self.inner.sample_gradients(count)
         } else {
             Vec::new()
         };
-        let mut rewritten = Outputs { messages: Vec::with_capacity(out.messages.len()), events: out.events };
+        let mut rewritten = Outputs {
+            messages: Vec::with_capacity(out.messages.len()),
+            events: out.events,
+        };
         for (to, payload) in out.messages {
-            let Payload::Gradient { step, gradient, loss } = &payload else {
+            let Payload::Gradient {
+                step,
+                gradient,
+                loss,
+            } = &payload
+            else {
                 rewritten.messages.push((to, payload));
                 continue;
             };
-            let mut honest: Vec<ArrayView1<'_, f32>> = estimates.iter().map(|estimate| estimate.view()).collect();
+            let mut honest: Vec<ArrayView1<'_, f32>> =
+                estimates.iter().map(|estimate| estimate.view()).collect();
             honest.push(gradient.view());
             let view = WorkerView {
                 honest: &honest,
@@ -180,7 +235,14 @@ impl ByzantineWorker {
                 seed: self.seed,
             };
             if let Some(crafted) = self.attack.craft(&view) {
-                rewritten.messages.push((to, Payload::Gradient { step: *step, gradient: Arc::new(crafted), loss: *loss }));
+                rewritten.messages.push((
+                    to,
+                    Payload::Gradient {
+                        step: *step,
+                        gradient: Arc::new(crafted),
+                        loss: *loss,
+                    },
+                ));
             }
         }
         rewritten

@@ -16,7 +16,9 @@ pub struct Inbox<T> {
 
 impl<T> Default for Inbox<T> {
     fn default() -> Self {
-        Self { steps: BTreeMap::new() }
+        Self {
+            steps: BTreeMap::new(),
+        }
     }
 }
 
@@ -128,7 +130,11 @@ mod tests {
         for sender in [5, 1, 3] {
             inbox.insert(0, sender, sender * 10, 0, 0).unwrap();
         }
-        let taken: Vec<usize> = inbox.take(0).into_iter().map(|(sender, _)| sender).collect();
+        let taken: Vec<usize> = inbox
+            .take(0)
+            .into_iter()
+            .map(|(sender, _)| sender)
+            .collect();
         assert_eq!(taken, vec![5, 1, 3]);
     }
 }

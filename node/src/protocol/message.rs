@@ -22,11 +22,17 @@ pub struct NodeId {
 impl NodeId {
     /// Server `index`.
     pub fn server(index: usize) -> Self {
-        Self { role: Role::Server, index }
+        Self {
+            role: Role::Server,
+            index,
+        }
     }
     /// Worker `index`.
     pub fn worker(index: usize) -> Self {
-        Self { role: Role::Worker, index }
+        Self {
+            role: Role::Worker,
+            index,
+        }
     }
 }
 

@@ -114,7 +114,7 @@ impl ProtocolConfig {
 
     /// Whether servers gather before the scatter of `step`.
     pub fn is_gather_step(&self, step: u64) -> bool {
-        step > 0 && step % self.gather_every == 0 && step < self.steps
+        step > 0 && step.is_multiple_of(self.gather_every) && step < self.steps
     }
 }
 
@@ -249,5 +249,9 @@ pub(crate) fn median_of(values: &mut [f32]) -> f32 {
     }
     values.sort_by(f32::total_cmp);
     let middle = values.len() / 2;
-    if values.len() % 2 == 1 { values[middle] } else { 0.5 * (values[middle - 1] + values[middle]) }
+    if values.len() % 2 == 1 {
+        values[middle]
+    } else {
+        0.5 * (values[middle - 1] + values[middle])
+    }
 }

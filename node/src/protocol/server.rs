@@ -59,7 +59,12 @@ impl Server {
         initial: Array1<f32>,
         evaluator: Option<Box<dyn Evaluator>>,
     ) -> Self {
-        let sgd = Sgd::new(config.learning_rate, config.momentum, config.weight_decay, initial.len());
+        let sgd = Sgd::new(
+            config.learning_rate,
+            config.momentum,
+            config.weight_decay,
+            initial.len(),
+        );
         Self {
             config,
             index,
@@ -106,11 +111,23 @@ impl Server {
             self.phase = Phase::Gather;
             let params = Arc::new(self.params.clone());
             for peer in (0..self.config.servers).filter(|&peer| peer != self.index) {
-                out.messages.push((NodeId::server(peer), Payload::Gather { step: self.step, params: params.clone() }));
+                out.messages.push((
+                    NodeId::server(peer),
+                    Payload::Gather {
+                        step: self.step,
+                        params: params.clone(),
+                    },
+                ));
             }
             // NB: the own model counts in the gather quorum (module docs of `protocol`). It
             // cannot collide: peers never send under our index.
-            let _ = self.gathers.insert(self.step, self.index, params, self.step, self.gather_horizon());
+            let _ = self.gathers.insert(
+                self.step,
+                self.index,
+                params,
+                self.step,
+                self.gather_horizon(),
+            );
         } else {
             self.scatter(out);
         }
@@ -122,7 +139,13 @@ impl Server {
         match self.config.mode {
             Mode::Asynchronous => {
                 for worker in 0..self.config.workers {
-                    out.messages.push((NodeId::worker(worker), Payload::Model { step: self.step, params: params.clone() }));
+                    out.messages.push((
+                        NodeId::worker(worker),
+                        Payload::Model {
+                            step: self.step,
+                            params: params.clone(),
+                        },
+                    ));
                 }
             }
             Mode::Synchronous => {
@@ -132,7 +155,13 @@ impl Server {
                     waiting.push(worker);
                 }
                 for worker in waiting {
-                    out.messages.push((NodeId::worker(worker), Payload::Model { step: self.step, params: params.clone() }));
+                    out.messages.push((
+                        NodeId::worker(worker),
+                        Payload::Model {
+                            step: self.step,
+                            params: params.clone(),
+                        },
+                    ));
                 }
             }
         }
@@ -163,7 +192,9 @@ impl Server {
                             if count >= self.config.workers {
                                 true
                             } else if count >= self.config.worker_quorum {
-                                let deadline = *self.sync_deadline.get_or_insert(now + self.config.sync_timeout);
+                                let deadline = *self
+                                    .sync_deadline
+                                    .get_or_insert(now + self.config.sync_timeout);
                                 now >= deadline
                             } else {
                                 false
@@ -188,14 +219,18 @@ impl Server {
             received.truncate(self.config.worker_quorum);
         }
         self.sync_deadline = None;
-        let views: Vec<ArrayView1<'_, f32>> = received.iter().map(|(_, (gradient, _))| gradient.view()).collect();
+        let views: Vec<ArrayView1<'_, f32>> = received
+            .iter()
+            .map(|(_, (gradient, _))| gradient.view())
+            .collect();
         let started = Instant::now();
         let aggregated = gar::aggregate(&self.config.gradient_rule, &views);
         let seconds = started.elapsed().as_secs_f64();
         let mut losses: Vec<f32> = received.iter().map(|(_, (_, loss))| *loss).collect();
         match aggregated {
             Ok(aggregation) => {
-                let (selected, excluded) = split_selected(&received, &aggregation.selected, NodeId::worker);
+                let (selected, excluded) =
+                    split_selected(&received, &aggregation.selected, NodeId::worker);
                 out.events.push(Event::Aggregated {
                     kind: Kind::Gradient,
                     rule: self.config.gradient_rule.rule,
@@ -203,7 +238,8 @@ impl Server {
                     excluded,
                     seconds,
                 });
-                self.sgd.step(self.params.view_mut(), aggregation.value.view());
+                self.sgd
+                    .step(self.params.view_mut(), aggregation.value.view());
             }
             Err(error) => {
                 // Validation checks every bound before a job starts, so this is unreachable in
@@ -213,8 +249,11 @@ impl Server {
         }
         self.step += 1;
         self.gradients.discard_below(self.step);
-        out.events.push(Event::Stepped { step: self.step, loss: median_of(&mut losses) });
-        if self.step % self.config.evaluate_every == 0 || self.step == self.config.steps {
+        out.events.push(Event::Stepped {
+            step: self.step,
+            loss: median_of(&mut losses),
+        });
+        if self.step.is_multiple_of(self.config.evaluate_every) || self.step == self.config.steps {
             self.evaluate(out);
         }
         self.begin_step(out);
@@ -241,7 +280,8 @@ impl Server {
     fn adopt_gather(&mut self, step: u64, out: &mut Outputs) {
         let mut received = self.gathers.take(step);
         received.truncate(self.config.server_quorum);
-        let views: Vec<ArrayView1<'_, f32>> = received.iter().map(|(_, params)| params.view()).collect();
+        let views: Vec<ArrayView1<'_, f32>> =
+            received.iter().map(|(_, params)| params.view()).collect();
         let started = Instant::now();
         let aggregated = gar::aggregate(&self.config.model_rule, &views);
         let seconds = started.elapsed().as_secs_f64();
@@ -249,10 +289,16 @@ impl Server {
             let peer_distances = received
                 .iter()
                 .filter(|(sender, _)| *sender != self.index)
-                .map(|(sender, params)| (NodeId::server(*sender), distance(self.params.view(), params.view())))
+                .map(|(sender, params)| {
+                    (
+                        NodeId::server(*sender),
+                        distance(self.params.view(), params.view()),
+                    )
+                })
                 .collect();
             let drift_to_median = distance(self.params.view(), aggregation.value.view());
-            let (selected, excluded) = split_selected(&received, &aggregation.selected, NodeId::server);
+            let (selected, excluded) =
+                split_selected(&received, &aggregation.selected, NodeId::server);
             out.events.push(Event::Aggregated {
                 kind: Kind::Gather,
                 rule: self.config.model_rule.rule,
@@ -260,7 +306,11 @@ impl Server {
                 excluded,
                 seconds,
             });
-            out.events.push(Event::Gathered { step, drift_to_median, peer_distances });
+            out.events.push(Event::Gathered {
+                step,
+                drift_to_median,
+                peer_distances,
+            });
             self.params = aggregation.value;
         } else {
             debug_assert!(false, "model aggregation failed");
@@ -277,13 +327,29 @@ impl Server {
     fn evaluate(&mut self, out: &mut Outputs) {
         if let Some(evaluator) = &mut self.evaluator {
             let (loss, accuracy) = evaluator.evaluate(self.params.view());
-            out.events.push(Event::Evaluated { step: self.step, loss, accuracy });
+            out.events.push(Event::Evaluated {
+                step: self.step,
+                loss,
+                accuracy,
+            });
         }
     }
 
-    fn receive(&mut self, from: NodeId, payload: Payload, out: &mut Outputs) -> Result<(), Rejection> {
+    fn receive(
+        &mut self,
+        from: NodeId,
+        payload: Payload,
+        out: &mut Outputs,
+    ) -> Result<(), Rejection> {
         match (from.role, payload) {
-            (crate::job::Role::Worker, Payload::Gradient { step, gradient, loss }) => {
+            (
+                crate::job::Role::Worker,
+                Payload::Gradient {
+                    step,
+                    gradient,
+                    loss,
+                },
+            ) => {
                 if from.index >= self.config.workers {
                     return Err(Rejection::UnknownSender);
                 }
@@ -291,12 +357,19 @@ impl Server {
                 if !loss.is_finite() {
                     return Err(Rejection::NonFinite);
                 }
-                let current = if self.phase == Phase::Finished { u64::MAX } else { self.step };
+                let current = if self.phase == Phase::Finished {
+                    u64::MAX
+                } else {
+                    self.step
+                };
                 let horizon = self.step + self.config.max_lead;
-                self.gradients.insert(step, from.index, (gradient, loss), current, horizon)?;
+                self.gradients
+                    .insert(step, from.index, (gradient, loss), current, horizon)?;
                 Ok(())
             }
-            (crate::job::Role::Worker, Payload::Pull { step }) if self.config.mode == Mode::Synchronous => {
+            (crate::job::Role::Worker, Payload::Pull { step })
+                if self.config.mode == Mode::Synchronous =>
+            {
                 if from.index >= self.config.workers {
                     return Err(Rejection::UnknownSender);
                 }
@@ -304,19 +377,28 @@ impl Server {
                     // Behind or on time: the current model is the freshest answer.
                     out.messages.push((
                         NodeId::worker(from.index),
-                        Payload::Model { step: self.step, params: Arc::new(self.params.clone()) },
+                        Payload::Model {
+                            step: self.step,
+                            params: Arc::new(self.params.clone()),
+                        },
                     ));
                     return Ok(());
                 }
                 let wanted = step.max(self.step);
-                self.pulls.insert(wanted, from.index, (), self.step, self.step + self.config.max_lead)?;
+                self.pulls.insert(
+                    wanted,
+                    from.index,
+                    (),
+                    self.step,
+                    self.step + self.config.max_lead,
+                )?;
                 Ok(())
             }
             (crate::job::Role::Server, Payload::Gather { step, params }) => {
                 if from.index >= self.config.servers || from.index == self.index {
                     return Err(Rejection::UnknownSender);
                 }
-                if step == 0 || step % self.config.gather_every != 0 {
+                if step == 0 || !step.is_multiple_of(self.config.gather_every) {
                     return Err(Rejection::UnexpectedKind);
                 }
                 check_vector(params.view(), self.config.dimension)?;
@@ -326,7 +408,8 @@ impl Server {
                     Phase::Scatter => self.step + 1,
                     Phase::Finished => u64::MAX,
                 };
-                self.gathers.insert(step, from.index, params, current, self.gather_horizon())?;
+                self.gathers
+                    .insert(step, from.index, params, current, self.gather_horizon())?;
                 Ok(())
             }
             _ => Err(Rejection::UnexpectedKind),

@@ -66,7 +66,8 @@ impl Worker {
     pub fn new(config: Arc<ProtocolConfig>, index: usize, source: Box<dyn GradientSource>) -> Self {
         let byzantine_servers = config.servers - config.server_quorum;
         let sync = SyncState {
-            chosen: ((index as u64).wrapping_add(config.seed) % config.servers.max(1) as u64) as usize,
+            chosen: ((index as u64).wrapping_add(config.seed) % config.servers.max(1) as u64)
+                as usize,
             suspects: BTreeSet::new(),
             local: None,
             previous: None,
@@ -75,14 +76,26 @@ impl Worker {
             requested_at: 0.0,
         };
         let gradient = Array1::zeros(config.dimension);
-        Self { config, index, step: 0, models: Inbox::default(), source, gradient, last_point: None, finished: false, sync }
+        Self {
+            config,
+            index,
+            step: 0,
+            models: Inbox::default(),
+            source,
+            gradient,
+            last_point: None,
+            finished: false,
+            sync,
+        }
     }
 
     /// Computes `count` more gradients at the last point this worker computed at, on fresh
     /// mini-batches. Byzantine wrappers use this to estimate the honest gradient distribution
     /// (as Garfield's attackers do, PAPER.md §11.12); honest code never calls it.
     pub fn sample_gradients(&mut self, count: usize) -> Vec<Array1<f32>> {
-        let Some(point) = self.last_point.clone() else { return Vec::new() };
+        let Some(point) = self.last_point.clone() else {
+            return Vec::new();
+        };
         (0..count)
             .map(|_| {
                 let mut gradient = Array1::zeros(self.config.dimension);
@@ -106,10 +119,12 @@ impl Worker {
         let step = self.step;
         if self.needs_all_servers(step) {
             for server in 0..self.config.servers {
-                out.messages.push((NodeId::server(server), Payload::Pull { step }));
+                out.messages
+                    .push((NodeId::server(server), Payload::Pull { step }));
             }
         } else {
-            out.messages.push((NodeId::server(self.sync.chosen), Payload::Pull { step }));
+            out.messages
+                .push((NodeId::server(self.sync.chosen), Payload::Pull { step }));
         }
     }
 
@@ -118,7 +133,14 @@ impl Worker {
         let loss = self.source.gradient(point.view(), self.gradient.view_mut());
         let gradient = Arc::new(self.gradient.clone());
         for server in 0..self.config.servers {
-            out.messages.push((NodeId::server(server), Payload::Gradient { step, gradient: gradient.clone(), loss }));
+            out.messages.push((
+                NodeId::server(server),
+                Payload::Gradient {
+                    step,
+                    gradient: gradient.clone(),
+                    loss,
+                },
+            ));
         }
         out.events.push(Event::GradientSent { step, loss });
         if self.config.mode == Mode::Synchronous {
@@ -139,12 +161,16 @@ impl Worker {
     fn compute_at_median(&mut self, step: u64, out: &mut Outputs) {
         let mut received = self.models.take(step);
         received.truncate(self.config.server_quorum);
-        let views: Vec<ArrayView1<'_, f32>> = received.iter().map(|(_, params)| params.view()).collect();
+        let views: Vec<ArrayView1<'_, f32>> =
+            received.iter().map(|(_, params)| params.view()).collect();
         let started = Instant::now();
         let aggregated = gar::aggregate(&self.config.model_rule, &views);
         let seconds = started.elapsed().as_secs_f64();
         let Ok(aggregation) = aggregated else {
-            debug_assert!(false, "model aggregation failed although bounds were validated");
+            debug_assert!(
+                false,
+                "model aggregation failed although bounds were validated"
+            );
             return;
         };
         let mut selected = Vec::new();
@@ -156,19 +182,30 @@ impl Worker {
                 excluded.push(NodeId::server(*sender));
             }
         }
-        out.events.push(Event::Aggregated { kind: Kind::Model, rule: self.config.model_rule.rule, selected, excluded, seconds });
+        out.events.push(Event::Aggregated {
+            kind: Kind::Model,
+            rule: self.config.model_rule.rule,
+            selected,
+            excluded,
+            seconds,
+        });
         self.send_gradient(step, aggregation.value, out);
     }
 
     fn advance(&mut self, now: f64, out: &mut Outputs) {
         while !self.finished {
             if self.needs_all_servers(self.step) || self.config.mode == Mode::Asynchronous {
-                match self.models.latest_ready(self.step, self.config.server_quorum) {
+                match self
+                    .models
+                    .latest_ready(self.step, self.config.server_quorum)
+                {
                     Some(step) => self.compute_at_median(step, out),
                     None => break,
                 }
             } else {
-                let Some(step) = self.pulled_step() else { break };
+                let Some(step) = self.pulled_step() else {
+                    break;
+                };
                 self.check_pulled(step, out);
             }
         }
@@ -197,8 +234,12 @@ impl Worker {
     /// Synchronous mode: the step of a model received from the chosen server, if any.
     fn pulled_step(&self) -> Option<u64> {
         let chosen = self.sync.chosen;
-        (self.step..=self.step + self.config.max_lead)
-            .find(|&step| self.models.get(step).iter().any(|(sender, _)| *sender == chosen))
+        (self.step..=self.step + self.config.max_lead).find(|&step| {
+            self.models
+                .get(step)
+                .iter()
+                .any(|(sender, _)| *sender == chosen)
+        })
     }
 
     /// Synchronous mode: runs both filters on the chosen server's model for `step`.
@@ -214,10 +255,14 @@ impl Worker {
             return;
         };
         let mut failed = None;
-        if let (Some(local), Some((_, previous_gradient))) = (&self.sync.local, &self.sync.previous) {
+        if let (Some(local), Some((_, previous_gradient))) = (&self.sync.local, &self.sync.previous)
+        {
             let bound = outliers_bound(
                 self.config.learning_rate,
-                f64::from(distance(previous_gradient.view(), Array1::zeros(previous_gradient.len()).view())),
+                f64::from(distance(
+                    previous_gradient.view(),
+                    Array1::zeros(previous_gradient.len()).view(),
+                )),
                 self.config.gather_every,
                 self.config.workers,
                 self.config.workers - self.config.worker_quorum,
@@ -227,17 +272,17 @@ impl Worker {
                 failed = Some("outliers");
             }
         }
-        if failed.is_none() {
-            if let Some((previous_model, previous_gradient)) = &self.sync.previous {
-                let mut probe = Array1::zeros(self.config.dimension);
-                self.source.gradient(params.view(), probe.view_mut());
-                let gradient_delta = f64::from(distance(probe.view(), previous_gradient.view()));
-                let model_delta = f64::from(distance(params.view(), previous_model.view()));
-                if let Some(k) = LipschitzFilter::coefficient(gradient_delta, model_delta) {
-                    if !self.sync.lipschitz.check(k) {
-                        failed = Some("lipschitz");
-                    }
-                }
+        if failed.is_none()
+            && let Some((previous_model, previous_gradient)) = &self.sync.previous
+        {
+            let mut probe = Array1::zeros(self.config.dimension);
+            self.source.gradient(params.view(), probe.view_mut());
+            let gradient_delta = f64::from(distance(probe.view(), previous_gradient.view()));
+            let model_delta = f64::from(distance(params.view(), previous_model.view()));
+            if let Some(k) = LipschitzFilter::coefficient(gradient_delta, model_delta)
+                && !self.sync.lipschitz.check(k)
+            {
+                failed = Some("lipschitz");
             }
         }
         match failed {
@@ -248,11 +293,19 @@ impl Worker {
                 self.send_gradient(step, (*params).clone(), out);
             }
             Some(filter) => {
-                out.events.push(Event::FilterRejected { step, server: NodeId::server(chosen), filter });
+                out.events.push(Event::FilterRejected {
+                    step,
+                    server: NodeId::server(chosen),
+                    filter,
+                });
                 self.models.discard_below(step);
                 // Drop the refused model so it is not checked again.
-                let kept: Vec<(usize, Arc<Array1<f32>>)> =
-                    self.models.take(step).into_iter().filter(|(sender, _)| *sender != chosen).collect();
+                let kept: Vec<(usize, Arc<Array1<f32>>)> = self
+                    .models
+                    .take(step)
+                    .into_iter()
+                    .filter(|(sender, _)| *sender != chosen)
+                    .collect();
                 for (sender, model) in kept {
                     let _ = self.models.insert(step, sender, model, step, step);
                 }
@@ -279,7 +332,9 @@ impl Node for Worker {
     }
 
     fn handle(&mut self, now: f64, from: NodeId, payload: Payload) -> Result<Outputs, Rejection> {
-        let Payload::Model { step, params } = payload else { return Err(Rejection::UnexpectedKind) };
+        let Payload::Model { step, params } = payload else {
+            return Err(Rejection::UnexpectedKind);
+        };
         if from.role != Role::Server {
             return Err(Rejection::UnexpectedKind);
         }
@@ -288,7 +343,13 @@ impl Node for Worker {
         }
         check_vector(params.view(), self.config.dimension)?;
         let current = if self.finished { u64::MAX } else { self.step };
-        self.models.insert(step, from.index, params, current, self.step + self.config.max_lead)?;
+        self.models.insert(
+            step,
+            from.index,
+            params,
+            current,
+            self.step + self.config.max_lead,
+        )?;
         let mut out = Outputs::default();
         self.advance(now, &mut out);
         Ok(out)
@@ -296,11 +357,11 @@ impl Node for Worker {
 
     fn tick(&mut self, now: f64) -> Outputs {
         let mut out = Outputs::default();
-        if let Some(deadline) = self.next_deadline() {
-            if now >= deadline {
-                self.switch_server();
-                self.request(now, &mut out);
-            }
+        if let Some(deadline) = self.next_deadline()
+            && now >= deadline
+        {
+            self.switch_server();
+            self.request(now, &mut out);
         }
         out
     }
@@ -318,7 +379,8 @@ impl Node for Worker {
     }
 
     fn next_deadline(&self) -> Option<f64> {
-        let waiting_for_one = self.config.mode == Mode::Synchronous && !self.needs_all_servers(self.step);
+        let waiting_for_one =
+            self.config.mode == Mode::Synchronous && !self.needs_all_servers(self.step);
         (waiting_for_one && !self.finished && self.sync.requested.is_some())
             .then_some(self.sync.requested_at + self.config.sync_timeout)
     }

@@ -41,7 +41,14 @@ impl Peers {
             }
             let (sender, receiver) = mpsc::channel(QUEUE);
             let uri = format!("http://{address}");
-            tokio::spawn(run_link(me, peer, uri, receiver, max_message_bytes, shutdown.clone()));
+            tokio::spawn(run_link(
+                me,
+                peer,
+                uri,
+                receiver,
+                max_message_bytes,
+                shutdown.clone(),
+            ));
             senders.insert(peer, sender);
         }
         Self { senders }
@@ -49,7 +56,9 @@ impl Peers {
 
     /// Queues `envelope` for `to`. Returns false when the peer is unknown or its queue is full.
     pub fn send(&self, to: NodeId, envelope: Envelope) -> bool {
-        self.senders.get(&to).is_some_and(|sender| sender.try_send(envelope).is_ok())
+        self.senders
+            .get(&to)
+            .is_some_and(|sender| sender.try_send(envelope).is_ok())
     }
 }
 
@@ -67,7 +76,11 @@ async fn run_link(
         tracing::error!(%peer, %uri, "invalid peer address");
         return;
     };
-    let endpoint = endpoint.connect_timeout(Duration::from_secs(5)).tcp_nodelay(true);
+    let endpoint = endpoint
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .initial_stream_window_size(super::STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(super::CONNECTION_WINDOW_BYTES);
     loop {
         if *shutdown.borrow() {
             return;
@@ -98,11 +111,11 @@ async fn run_link(
             request.metadata_mut().insert(NODE_HEADER, name);
         }
         let mut call = tokio::spawn(async move { client.deliver(request).await });
-        if let Some(envelope) = pending.take() {
-            if let Err(error) = stream.send(envelope).await {
-                pending = Some(error.0);
-                continue;
-            }
+        if let Some(envelope) = pending.take()
+            && let Err(error) = stream.send(envelope).await
+        {
+            pending = Some(error.0);
+            continue;
         }
         loop {
             tokio::select! {

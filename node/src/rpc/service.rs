@@ -44,17 +44,31 @@ impl NodeService {
         inbox: mpsc::Sender<Inbound>,
         metrics: Metrics,
     ) -> Self {
-        Self { job: job.into(), dimension, identity, inbox, metrics }
+        Self {
+            job: job.into(),
+            dimension,
+            identity,
+            inbox,
+            metrics,
+        }
     }
 }
 
 #[tonic::async_trait]
 impl NodeRpc for NodeService {
-    async fn deliver(&self, request: Request<Streaming<Envelope>>) -> Result<Response<DeliverSummary>, Status> {
-        let info = StreamInfo { metadata: request.metadata(), remote: request.remote_addr() };
+    async fn deliver(
+        &self,
+        request: Request<Streaming<Envelope>>,
+    ) -> Result<Response<DeliverSummary>, Status> {
+        let info = StreamInfo {
+            metadata: request.metadata(),
+            remote: request.remote_addr(),
+        };
         let Some(from) = self.identity.identify(&info) else {
             self.metrics.rejected(Rejection::UnknownSender);
-            return Err(Status::unauthenticated("the stream does not identify a node of this job"));
+            return Err(Status::unauthenticated(
+                "the stream does not identify a node of this job",
+            ));
         };
         let mut stream = request.into_inner();
         let mut summary = DeliverSummary::default();
@@ -70,10 +84,14 @@ impl NodeRpc for NodeService {
                     break;
                 }
             };
-            let kind_bytes = envelope.tensor.as_ref().map_or(0, |tensor| tensor.data.len());
+            let kind_bytes = envelope
+                .tensor
+                .as_ref()
+                .map_or(0, |tensor| tensor.data.len());
             match wire::decode(&envelope, &self.job, self.dimension) {
                 Ok(payload) => {
-                    self.metrics.message(Direction::In, payload.kind(), kind_bytes);
+                    self.metrics
+                        .message(Direction::In, payload.kind(), kind_bytes);
                     if self.inbox.send(Inbound { from, payload }).await.is_err() {
                         // The driver stopped: the node is shutting down.
                         break;

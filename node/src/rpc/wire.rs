@@ -18,7 +18,10 @@ pub fn encode_tensor(values: &Array1<f32>) -> Tensor {
     for value in values {
         data.extend_from_slice(&value.to_le_bytes());
     }
-    Tensor { length: values.len() as u32, data: data.freeze() }
+    Tensor {
+        length: values.len() as u32,
+        data: data.freeze(),
+    }
 }
 
 /// Decodes a tensor that must hold exactly `dimension` values.
@@ -51,13 +54,27 @@ pub fn wire_kind(payload: &Payload) -> WireKind {
 /// Builds the envelope for `payload` with an already encoded `tensor` (a broadcast encodes its
 /// vector once and shares the bytes).
 pub fn envelope(job: &str, payload: &Payload, tensor: Option<Tensor>) -> Envelope {
-    let loss = if let Payload::Gradient { loss, .. } = payload { *loss } else { 0.0 };
-    Envelope { job: job.to_owned(), step: payload.step(), kind: wire_kind(payload) as i32, tensor, loss }
+    let loss = if let Payload::Gradient { loss, .. } = payload {
+        *loss
+    } else {
+        0.0
+    };
+    Envelope {
+        job: job.to_owned(),
+        step: payload.step(),
+        kind: wire_kind(payload) as i32,
+        tensor,
+        loss,
+    }
 }
 
 /// Builds the envelope for `payload` of job `job`.
 pub fn encode(job: &str, payload: &Payload) -> Envelope {
-    envelope(job, payload, payload.vector().map(|vector| encode_tensor(vector)))
+    envelope(
+        job,
+        payload,
+        payload.vector().map(|vector| encode_tensor(vector)),
+    )
 }
 
 /// Decodes an envelope of job `job` whose vectors must have `dimension` values.
@@ -68,12 +85,27 @@ pub fn decode(envelope: &Envelope, job: &str, dimension: usize) -> Result<Payloa
     let step = envelope.step;
     let kind = WireKind::try_from(envelope.kind).map_err(|_| Rejection::Malformed)?;
     let vector = || {
-        envelope.tensor.as_ref().ok_or(Rejection::Malformed).and_then(|tensor| decode_tensor(tensor, dimension)).map(Arc::new)
+        envelope
+            .tensor
+            .as_ref()
+            .ok_or(Rejection::Malformed)
+            .and_then(|tensor| decode_tensor(tensor, dimension))
+            .map(Arc::new)
     };
     match kind {
-        WireKind::Model => Ok(Payload::Model { step, params: vector()? }),
-        WireKind::Gather => Ok(Payload::Gather { step, params: vector()? }),
-        WireKind::Gradient => Ok(Payload::Gradient { step, gradient: vector()?, loss: envelope.loss }),
+        WireKind::Model => Ok(Payload::Model {
+            step,
+            params: vector()?,
+        }),
+        WireKind::Gather => Ok(Payload::Gather {
+            step,
+            params: vector()?,
+        }),
+        WireKind::Gradient => Ok(Payload::Gradient {
+            step,
+            gradient: vector()?,
+            loss: envelope.loss,
+        }),
         WireKind::Pull => Ok(Payload::Pull { step }),
         WireKind::Unspecified => Err(Rejection::Malformed),
     }
@@ -92,7 +124,11 @@ mod tests {
     use super::*;
 
     fn gradient(values: Vec<f32>) -> Payload {
-        Payload::Gradient { step: 3, gradient: Arc::new(Array1::from(values)), loss: 0.5 }
+        Payload::Gradient {
+            step: 3,
+            gradient: Arc::new(Array1::from(values)),
+            loss: 0.5,
+        }
     }
 
     #[test]
