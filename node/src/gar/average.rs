@@ -13,7 +13,7 @@ use super::rows::Rows;
 
 /// Coordinates per block: a 16 KiB output block stays in L1, and each row is read in 16 KiB
 /// runs, long enough for the hardware prefetchers.
-const BLOCK: usize = 4096;
+const BLOCK: usize = 65536;
 
 /// Mean of all rows.
 pub(crate) fn mean(rows: &Rows<'_>) -> Array1<f32> {

@@ -35,7 +35,7 @@ const TILE: usize = 4;
 /// SIMD vectors per block and row: 4 KiB per row with AVX-512, so a block of up to 31 rows stays
 /// in L2 while every tile reads it, and each `f32` lane sums at most 64 terms before the block's
 /// sums go into the `f64` Gram matrix.
-const BLOCK_VECTORS: usize = 64;
+const BLOCK_VECTORS: usize = 512;
 
 /// SIMD vectors touched at the start of each row's next block to start its prefetch.
 const TOUCH_VECTORS: usize = 3;
@@ -96,9 +96,6 @@ impl WithSimd for GramKernel<'_, '_> {
             .iter()
             .map(|row| S::as_simd_f32s(&row[..whole]).0)
             .collect();
-        // Tiles past the last row reuse row 0; their results are dropped.
-        let padded = n.div_ceil(TILE) * TILE;
-        let row_of = |index: usize| if index < n { index } else { 0 };
         let count = whole / lanes;
         let mut touched = simd.splat_f32s(0.0);
         let mut start = 0;
@@ -116,27 +113,26 @@ impl WithSimd for GramKernel<'_, '_> {
                     touched = simd.add_f32s(touched, x);
                 }
             }
-            // Column by column, so each tile brings in at most four new rows and the block's
-            // memory reads spread over its arithmetic.
-            for side in (0..padded).step_by(TILE) {
-                let right: [&[S::f32s]; TILE] =
-                    std::array::from_fn(|k| &vectors[row_of(side + k)][start..start + len]);
-                for top in (0..=side).step_by(TILE) {
-                    let left: [&[S::f32s]; TILE] =
-                        std::array::from_fn(|k| &vectors[row_of(top + k)][start..start + len]);
-                    let sums = if side == top {
-                        tile::<S, true>(simd, &left, &right, len)
-                    } else {
-                        tile::<S, false>(simd, &left, &right, len)
-                    };
-                    for (p, row_sums) in sums.iter().enumerate() {
-                        for (q, &sum) in row_sums.iter().enumerate() {
-                            let (i, j) = (top + p, side + q);
-                            if i < n && j < n && i <= j {
-                                gram[[i, j]] += f64::from(simd.reduce_sum_f32s(sum));
-                            }
-                        }
+            let block: Vec<&[S::f32s]> =
+                vectors.iter().map(|row| &row[start..start + len]).collect();
+            // Column by column, so each column brings in at most four new rows and the block's
+            // memory reads spread over its arithmetic. The last column and the diagonal tiles
+            // are cut to size, so exactly the n(n + 1)/2 needed products are computed.
+            for side in (0..n).step_by(TILE) {
+                let width = TILE.min(n - side);
+                for top in (0..side).step_by(TILE) {
+                    match width {
+                        1 => tile::<S, TILE, 1, false>(simd, &block, top, side, gram),
+                        2 => tile::<S, TILE, 2, false>(simd, &block, top, side, gram),
+                        3 => tile::<S, TILE, 3, false>(simd, &block, top, side, gram),
+                        _ => tile::<S, TILE, TILE, false>(simd, &block, top, side, gram),
                     }
+                }
+                match width {
+                    1 => tile::<S, 1, 1, true>(simd, &block, side, side, gram),
+                    2 => tile::<S, 2, 2, true>(simd, &block, side, side, gram),
+                    3 => tile::<S, 3, 3, true>(simd, &block, side, side, gram),
+                    _ => tile::<S, TILE, TILE, true>(simd, &block, side, side, gram),
                 }
             }
             start += len;
@@ -156,31 +152,40 @@ impl WithSimd for GramKernel<'_, '_> {
     }
 }
 
-/// The 4 × 4 dot products of `left` and `right` rows over their first `len` vectors, as SIMD
-/// partial sums; a `DIAGONAL` tile (left = right) computes only its upper triangle.
+/// Adds to `gram` the `H × W` dot products of block rows `top..top + H` with rows
+/// `side..side + W` (all present); a `DIAGONAL` tile (top = side, H = W) computes only its upper
+/// triangle. The products are summed in SIMD `f32` lanes, then in `f64`.
 #[inline(always)]
-fn tile<S: Simd, const DIAGONAL: bool>(
+fn tile<S: Simd, const H: usize, const W: usize, const DIAGONAL: bool>(
     simd: S,
-    left: &[&[S::f32s]; TILE],
-    right: &[&[S::f32s]; TILE],
-    len: usize,
-) -> [[S::f32s; TILE]; TILE] {
+    block: &[&[S::f32s]],
+    top: usize,
+    side: usize,
+    gram: &mut Array2<f64>,
+) {
+    let len = block[top].len();
+    let left: [&[S::f32s]; H] = std::array::from_fn(|p| &block[top + p][..len]);
+    let right: [&[S::f32s]; W] = std::array::from_fn(|q| &block[side + q][..len]);
     let zero = simd.splat_f32s(0.0);
-    let mut sums = [[zero; TILE]; TILE];
-    let left = left.map(|row| &row[..len]);
-    let right = right.map(|row| &row[..len]);
+    let mut sums = [[zero; W]; H];
     for c in 0..len {
         let x = left.map(|row| row[c]);
         let y = right.map(|row| row[c]);
-        for p in 0..TILE {
-            for q in 0..TILE {
+        for p in 0..H {
+            for q in 0..W {
                 if !DIAGONAL || p <= q {
                     sums[p][q] = simd.mul_add_e_f32s(x[p], y[q], sums[p][q]);
                 }
             }
         }
     }
-    sums
+    for (p, row_sums) in sums.iter().enumerate() {
+        for (q, &sum) in row_sums.iter().enumerate() {
+            if !DIAGONAL || p <= q {
+                gram[[top + p, side + q]] += f64::from(simd.reduce_sum_f32s(sum));
+            }
+        }
+    }
 }
 
 /// The fallback without wide SIMD: blocks packed into one contiguous matrix and multiplied by
