@@ -28,6 +28,12 @@ pub(crate) fn mean_of(rows: &Rows<'_>, indices: &[usize]) -> Array1<f32> {
     combine(rows, indices, &weights, 1.0 / indices.len() as f32)
 }
 
+/// Sum of the rows listed in `indices`, in that order.
+pub(crate) fn sum_of(rows: &Rows<'_>, indices: &[usize]) -> Array1<f32> {
+    let weights = vec![1.0f32; indices.len()];
+    combine(rows, indices, &weights, 1.0)
+}
+
 /// `Σₖ weights[k] · row(indices[k])`. Callers leave out rows of weight 0, since `0 · ∞` is NaN.
 pub(crate) fn weighted_sum(rows: &Rows<'_>, indices: &[usize], weights: &[f32]) -> Array1<f32> {
     combine(rows, indices, weights, 1.0)
@@ -71,23 +77,15 @@ impl WithSimd for SumKernel<'_, '_> {
         while start < out.len() {
             let end = out.len().min(start + BLOCK);
             let target = &mut out[start..end];
-            let mut terms = indices
-                .iter()
-                .zip(weights)
-                .map(|(&index, &weight)| (&rows.row(index)[start..end], weight));
-            // Four rows per pass over the output block: a quarter of the block's loads and stores.
-            loop {
-                let group: [Option<(&[f32], f32)>; 4] = std::array::from_fn(|_| terms.next());
-                match group {
-                    [Some(a), Some(b), Some(c), Some(d)] if unweighted => {
-                        add_rows(simd, target, [a.0, b.0, c.0, d.0]);
-                    }
-                    [None, ..] => break,
-                    _ => {
-                        for (row, weight) in group.into_iter().flatten() {
-                            add_scaled(simd, target, row, weight);
-                        }
-                    }
+            if unweighted {
+                let block: Vec<&[f32]> = indices
+                    .iter()
+                    .map(|&index| &rows.row(index)[start..end])
+                    .collect();
+                add_all(simd, target, &block);
+            } else {
+                for (&index, &weight) in indices.iter().zip(weights) {
+                    add_scaled(simd, target, &rows.row(index)[start..end], weight);
                 }
             }
             if scale != 1.0 {
@@ -105,7 +103,20 @@ impl WithSimd for SumKernel<'_, '_> {
     }
 }
 
-/// `target += a + b + c + d`, all of the same length.
+/// `target += Σ rows`, adding the rows one after the other in order (so every caller gets the
+/// same rounding), four per pass over `target`. Every row is at least as long as `target`.
+#[inline(always)]
+pub(crate) fn add_all<S: Simd>(simd: S, target: &mut [f32], rows: &[&[f32]]) {
+    let mut groups = rows.chunks_exact(4);
+    for group in groups.by_ref() {
+        add_rows(simd, target, [group[0], group[1], group[2], group[3]]);
+    }
+    for row in groups.remainder() {
+        add_scaled(simd, target, row, 1.0);
+    }
+}
+
+/// `target += a + b + c + d`, added in that order; every row at least as long as `target`.
 #[inline(always)]
 fn add_rows<S: Simd>(simd: S, target: &mut [f32], rows: [&[f32]; 4]) {
     let len = target.len();

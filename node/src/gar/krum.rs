@@ -89,16 +89,31 @@ pub(crate) fn multi_krum(
     rule: Rule,
 ) -> Result<(Array1<f32>, Vec<usize>), GarError> {
     let n = rows.len();
-    let distances = distances::sq_distances(rows);
     let members: Vec<usize> = (0..n).collect();
-    let scores = scores(&distances, &members, n - f - 2);
-    let mut selected = best(&scores, m, rule, f)?;
-    selected.sort_unstable();
+    let choose = |distances: &Array2<f64>| {
+        let scores = scores(distances, &members, n - f - 2);
+        best(&scores, m, rule, f).map(|mut chosen| {
+            chosen.sort_unstable();
+            chosen
+        })
+    };
+    // With m > 1, the inputs chosen on the first coordinates are summed during the distance
+    // pass; they are almost always the final ones (see `distances::Guess`).
+    let (distances, guess) =
+        distances::sq_distances_guessing(
+            rows,
+            |partial| {
+                if m > 1 { choose(partial).ok() } else { None }
+            },
+        );
+    let selected = choose(&distances)?;
     let value = if let [only] = selected[..] {
         // Krum returns the chosen input itself, bit for bit.
         Array1::from_vec(rows.row(only).to_vec())
     } else {
-        average::mean_of(rows, &selected)
+        guess
+            .and_then(|guess| guess.mean_if(rows, &selected))
+            .unwrap_or_else(|| average::mean_of(rows, &selected))
     };
     Ok((value, selected))
 }

@@ -43,13 +43,18 @@ type Bits = u128;
 /// and their sorted indices.
 pub(crate) fn mda(rows: &Rows<'_>, f: usize) -> Result<(Array1<f32>, Vec<usize>), GarError> {
     let n = rows.len();
-    let distances = distances::sq_distances(rows);
+    // The subset chosen on the first coordinates is summed during the distance pass; it is
+    // almost always the final one, which then costs no second pass (see `distances::Guess`).
+    let (distances, guess) =
+        distances::sq_distances_guessing(rows, |partial| select(partial, n - f));
     let selected = select(&distances, n - f).ok_or(GarError::NoFiniteChoice {
         rule: Rule::Mda,
         n,
         f,
     })?;
-    let value = average::mean_of(rows, &selected);
+    let value = guess
+        .and_then(|guess| guess.mean_if(rows, &selected))
+        .unwrap_or_else(|| average::mean_of(rows, &selected));
     Ok((value, selected))
 }
 

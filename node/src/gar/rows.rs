@@ -73,6 +73,17 @@ impl<'a> Rows<'a> {
 }
 
 impl Rows<'_> {
+    /// Coordinates `range` of every row, borrowed.
+    pub(crate) fn slice(&self, range: std::ops::Range<usize>) -> Rows<'_> {
+        Rows {
+            rows: self
+                .iter()
+                .map(|row| Cow::Borrowed(&row[range.clone()]))
+                .collect(),
+            dim: range.len(),
+        }
+    }
+
     /// The rows listed in `indices`, borrowed.
     pub(crate) fn subset(&self, indices: &[usize]) -> Rows<'_> {
         Rows {
