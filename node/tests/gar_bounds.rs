@@ -1,6 +1,10 @@
 //! Every rule and pre-aggregator rejects too few inputs with an error naming its bound (never a
 //! panic), accepts exactly its bound, and rejects bad parameters and shapes.
 
+// Exact float comparisons are intended: results must match references bit for bit, and the
+// approximate ones spell out their tolerance.
+#![allow(clippy::float_cmp)]
+
 use byzsgd_node::gar::{self, GarConfig, GarError, PreAggregator, Rule};
 use ndarray::{Array1, ArrayView1};
 

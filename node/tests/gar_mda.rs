@@ -3,6 +3,10 @@
 //! lexicographically first optimal subset: in index order for `min_diameter_subset`, in the
 //! order of the vectors' contents for `aggregate`.
 
+// Exact float comparisons are intended: results must match references bit for bit, and the
+// approximate ones spell out their tolerance.
+#![allow(clippy::float_cmp)]
+
 use byzsgd_node::gar::{self, GarConfig, GarError, Rule};
 use ndarray::{Array2, ArrayView1};
 use proptest::prelude::*;
@@ -73,7 +77,7 @@ proptest! {
 
     #[test]
     fn mda_equals_brute_force((f, rows) in rows()) {
-        let views: Vec<ArrayView1<'_, f32>> = rows.iter().map(|row| ArrayView1::from(row)).collect();
+        let views: Vec<ArrayView1<'_, f32>> = rows.iter().map(ArrayView1::from).collect();
         let distances = gar::pairwise_sq_distances(&views).unwrap();
         let n = rows.len();
         let expected = brute_force(&distances, n - f);
@@ -116,7 +120,7 @@ fn mda_finds_a_planted_cluster_among_many_subsets() {
             vec![radius * angle.cos(), radius * angle.sin()]
         })
         .collect();
-    let views: Vec<ArrayView1<'_, f32>> = rows.iter().map(|row| ArrayView1::from(row)).collect();
+    let views: Vec<ArrayView1<'_, f32>> = rows.iter().map(ArrayView1::from).collect();
     let result = gar::aggregate(&GarConfig::new(Rule::Mda, f), &views).unwrap();
     let expected: Vec<usize> = (0..n).filter(|k| !(k % 3 == 1 && k / 3 < f)).collect();
     assert_eq!(result.selected, expected);

@@ -3,6 +3,10 @@
 //! arbitrary inputs (NaN, ±∞, huge or merely misleading values) with the exact bound each rule
 //! guarantees, stated next to its test.
 
+// Exact float comparisons are intended: results must match references bit for bit, and the
+// approximate ones spell out their tolerance.
+#![allow(clippy::float_cmp)]
+
 use byzsgd_node::gar::{self, Aggregation, GarConfig, Rule};
 use ndarray::ArrayView1;
 use proptest::prelude::*;
@@ -31,7 +35,7 @@ impl Case {
 }
 
 fn aggregate(rule: Rule, f: usize, rows: &[Vec<f32>]) -> Aggregation {
-    let views: Vec<ArrayView1<'_, f32>> = rows.iter().map(|row| ArrayView1::from(row)).collect();
+    let views: Vec<ArrayView1<'_, f32>> = rows.iter().map(ArrayView1::from).collect();
     gar::aggregate(&GarConfig::new(rule, f), &views).expect("inputs satisfy the rule's bound")
 }
 

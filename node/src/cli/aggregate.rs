@@ -345,6 +345,8 @@ fn kind(value: &Value) -> &'static str {
 }
 
 #[cfg(test)]
+// Parsed values must come back bit for bit, so exact float comparisons are the point.
+#[allow(clippy::float_cmp)]
 mod tests {
     use ndarray::{Array1, Array2, array};
     use ndarray_npy::WriteNpyExt;
@@ -440,7 +442,7 @@ mod tests {
 
     #[test]
     fn json_entries_that_are_not_numbers_are_located() {
-        let error = parse_input(br#"[[1, 2], [3, true]]"#, "b.json").unwrap_err();
+        let error = parse_input(b"[[1, 2], [3, true]]", "b.json").unwrap_err();
         assert!(
             matches!(
                 error,

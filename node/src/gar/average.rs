@@ -24,23 +24,27 @@ pub(crate) fn mean(rows: &Rows<'_>) -> Array1<f32> {
 /// Mean of the rows listed in `indices` (non-empty, each `< n`): their sum, scaled once by
 /// 1/k, which keeps the mean of k copies of x as close to x as `f32` allows.
 pub(crate) fn mean_of(rows: &Rows<'_>, indices: &[usize]) -> Array1<f32> {
-    let weights = vec![1.0f32; indices.len()];
-    combine(rows, indices, &weights, 1.0 / indices.len() as f32)
+    combine(rows, indices, None, Some(1.0 / indices.len() as f32))
 }
 
 /// Sum of the rows listed in `indices`, in that order.
 pub(crate) fn sum_of(rows: &Rows<'_>, indices: &[usize]) -> Array1<f32> {
-    let weights = vec![1.0f32; indices.len()];
-    combine(rows, indices, &weights, 1.0)
+    combine(rows, indices, None, None)
 }
 
 /// `Σₖ weights[k] · row(indices[k])`. Callers leave out rows of weight 0, since `0 · ∞` is NaN.
 pub(crate) fn weighted_sum(rows: &Rows<'_>, indices: &[usize], weights: &[f32]) -> Array1<f32> {
-    combine(rows, indices, weights, 1.0)
+    combine(rows, indices, Some(weights), None)
 }
 
-/// `scale · Σₖ weights[k] · row(indices[k])`; a weight of exactly 1 costs no multiplication.
-fn combine(rows: &Rows<'_>, indices: &[usize], weights: &[f32], scale: f32) -> Array1<f32> {
+/// `scale · Σₖ weights[k] · row(indices[k])`, with weights and scale 1 when absent (and then no
+/// multiplications).
+fn combine(
+    rows: &Rows<'_>,
+    indices: &[usize],
+    weights: Option<&[f32]>,
+    scale: Option<f32>,
+) -> Array1<f32> {
     let mut out = vec![0.0f32; rows.dim()];
     Arch::new().dispatch(SumKernel {
         rows,
@@ -55,8 +59,8 @@ fn combine(rows: &Rows<'_>, indices: &[usize], weights: &[f32], scale: f32) -> A
 struct SumKernel<'k, 'a> {
     rows: &'k Rows<'a>,
     indices: &'k [usize],
-    weights: &'k [f32],
-    scale: f32,
+    weights: Option<&'k [f32]>,
+    scale: Option<f32>,
     out: &'k mut [f32],
 }
 
@@ -72,23 +76,22 @@ impl WithSimd for SumKernel<'_, '_> {
             scale,
             out,
         } = self;
-        let unweighted = weights.iter().all(|&weight| weight == 1.0);
         let mut start = 0;
         while start < out.len() {
             let end = out.len().min(start + BLOCK);
             let target = &mut out[start..end];
-            if unweighted {
+            if let Some(weights) = weights {
+                for (&index, &weight) in indices.iter().zip(weights) {
+                    add_scaled(simd, target, &rows.row(index)[start..end], weight);
+                }
+            } else {
                 let block: Vec<&[f32]> = indices
                     .iter()
                     .map(|&index| &rows.row(index)[start..end])
                     .collect();
                 add_all(simd, target, &block);
-            } else {
-                for (&index, &weight) in indices.iter().zip(weights) {
-                    add_scaled(simd, target, &rows.row(index)[start..end], weight);
-                }
             }
-            if scale != 1.0 {
+            if let Some(scale) = scale {
                 let (vectors, rest) = S::as_mut_simd_f32s(target);
                 let factor = simd.splat_f32s(scale);
                 for vector in vectors {
@@ -112,7 +115,7 @@ pub(crate) fn add_all<S: Simd>(simd: S, target: &mut [f32], rows: &[&[f32]]) {
         add_rows(simd, target, [group[0], group[1], group[2], group[3]]);
     }
     for row in groups.remainder() {
-        add_scaled(simd, target, row, 1.0);
+        add_row(simd, target, row);
     }
 }
 
@@ -147,25 +150,29 @@ fn add_rows<S: Simd>(simd: S, target: &mut [f32], rows: [&[f32]; 4]) {
     }
 }
 
-/// `target += weight · row` (a plain sum when the weight is 1).
+/// `target += row`; the row is at least as long as `target`.
+#[inline(always)]
+fn add_row<S: Simd>(simd: S, target: &mut [f32], row: &[f32]) {
+    let (targets, target_rest) = S::as_mut_simd_f32s(target);
+    let (vectors, rest) = S::as_simd_f32s(&row[..targets.len() * S::F32_LANES + target_rest.len()]);
+    for (slot, &x) in targets.iter_mut().zip(vectors) {
+        *slot = simd.add_f32s(*slot, x);
+    }
+    for (slot, &x) in target_rest.iter_mut().zip(rest) {
+        *slot += x;
+    }
+}
+
+/// `target += weight · row`; the row is at least as long as `target`.
 #[inline(always)]
 fn add_scaled<S: Simd>(simd: S, target: &mut [f32], row: &[f32], weight: f32) {
     let (targets, target_rest) = S::as_mut_simd_f32s(target);
     let (vectors, rest) = S::as_simd_f32s(&row[..targets.len() * S::F32_LANES + target_rest.len()]);
-    if weight == 1.0 {
-        for (slot, &x) in targets.iter_mut().zip(vectors) {
-            *slot = simd.add_f32s(*slot, x);
-        }
-        for (slot, &x) in target_rest.iter_mut().zip(rest) {
-            *slot += x;
-        }
-    } else {
-        let factor = simd.splat_f32s(weight);
-        for (slot, &x) in targets.iter_mut().zip(vectors) {
-            *slot = simd.mul_add_e_f32s(factor, x, *slot);
-        }
-        for (slot, &x) in target_rest.iter_mut().zip(rest) {
-            *slot += weight * x;
-        }
+    let factor = simd.splat_f32s(weight);
+    for (slot, &x) in targets.iter_mut().zip(vectors) {
+        *slot = simd.mul_add_e_f32s(factor, x, *slot);
+    }
+    for (slot, &x) in target_rest.iter_mut().zip(rest) {
+        *slot += weight * x;
     }
 }

@@ -17,6 +17,10 @@
 //! the order-statistic rules; `distances` holds the Gram-matrix pairwise distances shared by the
 //! distance-based rules and NNM; `pre` holds the pre-aggregators.
 
+// The SIMD kernels run inside pulp's dispatch, which compiles them for AVX2/AVX-512 only if
+// every function of their hot loops is inlined into it: `#[inline(always)]` is load-bearing.
+#![allow(clippy::inline_always)]
+
 mod average;
 mod bulyan;
 mod centered_clipping;
@@ -257,7 +261,6 @@ impl PreAggregator {
 
     fn validate(self) -> Result<(), GarError> {
         match self {
-            PreAggregator::Nnm => Ok(()),
             PreAggregator::Bucketing { size } if size == 0 => Err(GarError::InvalidParameter {
                 name: "bucketing size",
                 value: size.to_string(),
@@ -270,7 +273,9 @@ impl PreAggregator {
                     expected: "a finite clipping norm > 0",
                 })
             }
-            PreAggregator::Bucketing { .. } | PreAggregator::NormClip { .. } => Ok(()),
+            PreAggregator::Nnm
+            | PreAggregator::Bucketing { .. }
+            | PreAggregator::NormClip { .. } => Ok(()),
         }
     }
 }

@@ -24,11 +24,12 @@ use super::rows::Rows;
 /// Capacity of a compile-time network: Batcher's network on 32 wires has 191 comparators.
 const MAX_PAIRS: usize = 192;
 
-/// Expands `$body` once for each `$k` in `0..192`, as a constant, so that array indices derived
-/// from it are constants too.
+/// Expands `$body` once for each `$k` in `0..192` ([`MAX_PAIRS`]), as a constant, so that
+/// array indices derived from it are constants too.
 macro_rules! unrolled {
     ($k:ident => $body:block) => {
-        unrolled!(@tens $k $body; 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19);
+        unrolled!(@tens $k $body; 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18);
+        unrolled!(@units $k $body; 19; 0 1);
     };
     (@tens $k:ident $body:block; $($tens:literal)*) => {
         $(unrolled!(@units $k $body; $tens; 0 1 2 3 4 5 6 7 8 9);)*
@@ -36,7 +37,7 @@ macro_rules! unrolled {
     (@units $k:ident $body:block; $tens:literal; $($units:literal)*) => {
         $({
             const $k: usize = $tens * 10 + $units;
-            if $k < MAX_PAIRS $body
+            $body
         })*
     };
 }
@@ -118,7 +119,7 @@ impl OrderStatistic for Trimmed {
     fn combine_simd<S: Simd, const N: usize>(self, simd: S, sorted: &[S::f32s; N]) -> S::f32s {
         let mut sum = simd.splat_f32s(0.0);
         unrolled!(K => {
-            if K < N && K >= self.f && K + self.f < N {
+            if K < N && (self.f..N - self.f).contains(&K) {
                 sum = simd.add_f32s(sum, sorted[K]);
             }
         });
