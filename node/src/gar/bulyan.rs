@@ -3,7 +3,7 @@
 //!
 //! Phase 1: θ = n − 2f inputs are chosen by applying Krum repeatedly, each time to the inputs not
 //! yet chosen (scores recomputed over the remaining set with the same f, over its
-//! `|remaining| − f − 2` nearest neighbours, at least 0). Phase 2: per coordinate, the mean of the
+//! `|remaining| − f − 2` nearest neighbours, but at least 1). Phase 2: per coordinate, the mean of the
 //! β = θ − 2f chosen values closest to their median (Meamed on the chosen set).
 //!
 //! Guarantee tested: among the θ ≥ 2f + 3 chosen inputs at most f are Byzantine, so per
@@ -34,9 +34,12 @@ pub(crate) fn bulyan(rows: &Rows<'_>, f: usize) -> Result<(Array1<f32>, Vec<usiz
     let mut remaining: Vec<usize> = (0..n).collect();
     let mut selected = Vec::with_capacity(theta);
     while selected.len() < theta {
-        let neighbours = remaining.len().saturating_sub(f + 2);
+        // The last iterations run Krum on fewer than 2f + 3 inputs, where |R| − f − 2 would be
+        // 0 and every score would tie (the choice would fall to the lowest index, possibly a
+        // non-finite input): score against at least the nearest remaining input.
+        let neighbours = remaining.len().saturating_sub(f + 2).max(1);
         let scores = krum::scores(&distances, &remaining, neighbours);
-        let best = krum::best(&scores, 1, Rule::Bulyan, f)?;
+        let best = krum::best(rows, &remaining, &scores, 1, Rule::Bulyan, f)?;
         selected.push(remaining.remove(best[0]));
     }
     selected.sort_unstable();

@@ -3,7 +3,8 @@
 //!
 //! Each input i gets the score s(i) = Σ ‖xᵢ − xⱼ‖² over its `n − f − 2` nearest other inputs.
 //! Krum returns the input with the lowest score; Multi-Krum the mean of the `m` lowest-scored
-//! inputs (`m = n − f` by default). Ties go to the lower index, so results are reproducible.
+//! inputs (`m = n − f` by default). Ties go to the lexicographically smaller vector, so results
+//! are reproducible and do not depend on the order of the inputs.
 //!
 //! Non-finite inputs: their distances are +∞ ([`super::distances`]), so their scores are +∞.
 //! With at least `n − f` finite inputs, every finite input has `n − f − 1 ≥ n − f − 2` finite
@@ -63,12 +64,30 @@ pub(crate) fn scores(distances: &Array2<f64>, members: &[usize], neighbours: usi
         .collect()
 }
 
-/// Positions (into `scores`) of the `m` lowest scores, ties to the lower position, or
-/// [`GarError::NoFiniteChoice`] if one of them is +∞.
-pub(crate) fn best(scores: &[f64], m: usize, rule: Rule, f: usize) -> Result<Vec<usize>, GarError> {
+/// Positions (into `scores` and `members`) of the `m` lowest scores, or
+/// [`GarError::NoFiniteChoice`] if one of them is +∞. Equal scores are ordered by the vectors
+/// themselves (lexicographically, NaN last), then by position, so the choice does not depend on
+/// the order of the inputs: ties are structural when a score counts a single neighbour (two
+/// mutual nearest neighbours score the same).
+pub(crate) fn best(
+    rows: &Rows<'_>,
+    members: &[usize],
+    scores: &[f64],
+    m: usize,
+    rule: Rule,
+    f: usize,
+) -> Result<Vec<usize>, GarError> {
+    let content = rows.content_order();
+    let mut rank = vec![0; rows.len()];
+    for (position, &index) in content.iter().enumerate() {
+        rank[index] = position;
+    }
     let mut order: Vec<usize> = (0..scores.len()).collect();
-    // A stable sort keeps equal scores in index order.
-    order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+    order.sort_by(|&a, &b| {
+        scores[a]
+            .total_cmp(&scores[b])
+            .then(rank[members[a]].cmp(&rank[members[b]]))
+    });
     order.truncate(m);
     if order.iter().any(|&position| !scores[position].is_finite()) {
         return Err(GarError::NoFiniteChoice {
@@ -89,16 +108,31 @@ pub(crate) fn multi_krum(
     rule: Rule,
 ) -> Result<(Array1<f32>, Vec<usize>), GarError> {
     let n = rows.len();
-    let distances = distances::sq_distances(rows);
     let members: Vec<usize> = (0..n).collect();
-    let scores = scores(&distances, &members, n - f - 2);
-    let mut selected = best(&scores, m, rule, f)?;
-    selected.sort_unstable();
+    let choose = |distances: &Array2<f64>| {
+        let scores = scores(distances, &members, n - f - 2);
+        best(rows, &members, &scores, m, rule, f).map(|mut chosen| {
+            chosen.sort_unstable();
+            chosen
+        })
+    };
+    // With m > 1, the inputs chosen on the first coordinates are summed during the distance
+    // pass; they are almost always the final ones (see `distances::Guess`).
+    let (distances, guess) =
+        distances::sq_distances_guessing(
+            rows,
+            |partial| {
+                if m > 1 { choose(partial).ok() } else { None }
+            },
+        );
+    let selected = choose(&distances)?;
     let value = if let [only] = selected[..] {
         // Krum returns the chosen input itself, bit for bit.
         Array1::from_vec(rows.row(only).to_vec())
     } else {
-        average::mean_of(rows, &selected)
+        guess
+            .and_then(|guess| guess.mean_if(rows, &selected))
+            .unwrap_or_else(|| average::mean_of(rows, &selected))
     };
     Ok((value, selected))
 }

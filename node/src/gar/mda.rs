@@ -11,9 +11,13 @@
 //! vertices plus a greedy colouring bound of the remaining candidates cannot reach `n − f`.
 //! At n = 31, f = 10 (C(31, 10) ≈ 4.4·10⁷ subsets) this takes well under a millisecond.
 //!
-//! Ties (PAPER.md §10.2): among subsets of minimal diameter, the one whose sorted indices are
-//! lexicographically smallest is chosen — the search tries lower vertices first — so runs are
-//! reproducible.
+//! Ties (PAPER.md §10.2 asks for a deterministic choice): they are structural, not rare — any
+//! subset that keeps the farthest pair of the best subset and adds no farther pair has the same
+//! diameter. The search tries vertices in a fixed order and returns the lexicographically first
+//! optimal subset in that order. [`super::aggregate`] orders the inputs by their contents
+//! (lexicographically, then by index for identical vectors), so the choice is reproducible and
+//! does not depend on the order in which inputs arrive; [`min_diameter_subset`], which sees only
+//! distances, uses index order (lowest indices win).
 //!
 //! Non-finite inputs: non-finite (or overflowing) distances are +∞ and never join G_τ, so a
 //! subset with a non-finite distance is never chosen (Garfield's convention). If no subset of
@@ -43,13 +47,27 @@ type Bits = u128;
 /// and their sorted indices.
 pub(crate) fn mda(rows: &Rows<'_>, f: usize) -> Result<(Array1<f32>, Vec<usize>), GarError> {
     let n = rows.len();
-    let distances = distances::sq_distances(rows);
-    let selected = select(&distances, n - f).ok_or(GarError::NoFiniteChoice {
+    let order = rows.content_order();
+    let choose = |distances: &Array2<f64>| {
+        // Search in content order, so ties go to the lexicographically smallest vectors.
+        let relabeled = Array2::from_shape_fn((n, n), |(a, b)| distances[[order[a], order[b]]]);
+        select(&relabeled, n - f).map(|chosen| {
+            let mut chosen: Vec<usize> = chosen.into_iter().map(|a| order[a]).collect();
+            chosen.sort_unstable();
+            chosen
+        })
+    };
+    // The subset chosen on the first coordinates is summed during the distance pass; it is
+    // almost always the final one, which then costs no second pass (see `distances::Guess`).
+    let (distances, guess) = distances::sq_distances_guessing(rows, choose);
+    let selected = choose(&distances).ok_or(GarError::NoFiniteChoice {
         rule: Rule::Mda,
         n,
         f,
     })?;
-    let value = average::mean_of(rows, &selected);
+    let value = guess
+        .and_then(|guess| guess.mean_if(rows, &selected))
+        .unwrap_or_else(|| average::mean_of(rows, &selected));
     Ok((value, selected))
 }
 

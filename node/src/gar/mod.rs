@@ -17,6 +17,10 @@
 //! the order-statistic rules; `distances` holds the Gram-matrix pairwise distances shared by the
 //! distance-based rules and NNM; `pre` holds the pre-aggregators.
 
+// The SIMD kernels run inside pulp's dispatch, which compiles them for AVX2/AVX-512 only if
+// every function of their hot loops is inlined into it: `#[inline(always)]` is load-bearing.
+#![allow(clippy::inline_always)]
+
 mod average;
 mod bulyan;
 mod centered_clipping;
@@ -257,7 +261,6 @@ impl PreAggregator {
 
     fn validate(self) -> Result<(), GarError> {
         match self {
-            PreAggregator::Nnm => Ok(()),
             PreAggregator::Bucketing { size } if size == 0 => Err(GarError::InvalidParameter {
                 name: "bucketing size",
                 value: size.to_string(),
@@ -270,7 +273,9 @@ impl PreAggregator {
                     expected: "a finite clipping norm > 0",
                 })
             }
-            PreAggregator::Bucketing { .. } | PreAggregator::NormClip { .. } => Ok(()),
+            PreAggregator::Nnm
+            | PreAggregator::Bucketing { .. }
+            | PreAggregator::NormClip { .. } => Ok(()),
         }
     }
 }
@@ -310,21 +315,32 @@ pub struct GarConfig {
 }
 
 mod defaults {
+    use super::GarConfig;
+
     pub(super) fn cc_tau() -> f32 {
-        100.0
+        GarConfig::DEFAULT_CC_TAU
     }
     pub(super) fn cc_iterations() -> usize {
-        1
+        GarConfig::DEFAULT_CC_ITERATIONS
     }
     pub(super) fn gm_nu() -> f32 {
-        0.1
+        GarConfig::DEFAULT_GM_NU
     }
     pub(super) fn gm_iterations() -> usize {
-        3
+        GarConfig::DEFAULT_GM_ITERATIONS
     }
 }
 
 impl GarConfig {
+    /// Default centered-clipping radius τ (ByzFL's).
+    pub const DEFAULT_CC_TAU: f32 = 100.0;
+    /// Default number of centered-clipping iterations (ByzFL's).
+    pub const DEFAULT_CC_ITERATIONS: usize = 1;
+    /// Default Weiszfeld smoothing ν of the geometric median (ByzFL's).
+    pub const DEFAULT_GM_NU: f32 = 0.1;
+    /// Default number of Weiszfeld iterations of the geometric median (ByzFL's).
+    pub const DEFAULT_GM_ITERATIONS: usize = 3;
+
     /// A configuration with no pre-aggregator and the default rule parameters.
     pub fn new(rule: Rule, f: usize) -> Self {
         Self {
@@ -332,10 +348,10 @@ impl GarConfig {
             f,
             m: None,
             pre: Vec::new(),
-            cc_tau: defaults::cc_tau(),
-            cc_iterations: defaults::cc_iterations(),
-            gm_nu: defaults::gm_nu(),
-            gm_iterations: defaults::gm_iterations(),
+            cc_tau: Self::DEFAULT_CC_TAU,
+            cc_iterations: Self::DEFAULT_CC_ITERATIONS,
+            gm_nu: Self::DEFAULT_GM_NU,
+            gm_iterations: Self::DEFAULT_GM_ITERATIONS,
             seed: 0,
         }
     }

@@ -1,12 +1,13 @@
-//! Comparator networks applied lane-wise: the engine behind the coordinate-wise rules (median,
-//! trimmed mean, Meamed, Bulyan's second phase).
+//! Comparator networks built at run time and applied lane-wise: the sorting engine of Meamed
+//! and Bulyan's second phase, and of the median and trimmed mean when `n > 32` or the CPU lacks
+//! AVX2 (otherwise [`super::order`] uses networks fixed at compile time).
 //!
 //! Sorting each coordinate's `n` values separately costs a branchy sort per coordinate. Instead,
 //! [`LANES`] consecutive coordinates are processed together: wire `i` holds input `i`'s values
-//! for those coordinates as a `[f32; LANES]`, and each comparator is a lane-wise min/max, which
-//! the compiler turns into SIMD min/max with no branches. The network is built once per call
-//! (Batcher's merge exchange, Knuth TAOCP vol. 3 §5.2.2 Algorithm M, valid for any `n`) and
-//! pruned down to the comparators that influence the output ranks a rule needs.
+//! for those coordinates as a `[f32; LANES]`, and each comparator is a lane-wise SIMD min/max
+//! with no branches. The network is built once per call (Batcher's merge exchange, Knuth TAOCP
+//! vol. 3 §5.2.2 Algorithm M, valid for any `n`) and may be pruned down to the comparators that
+//! influence the output ranks a rule needs.
 //!
 //! NaN handling (PAPER.md §10.2): values are loaded through [`load`], which maps NaN to +∞, so
 //! NaN sorts as the largest value and, with at most `f` non-finite inputs and `n ≥ 2f + 1`,
@@ -18,7 +19,8 @@ use pulp::{Arch, Simd, WithSimd};
 
 use super::rows::Rows;
 
-/// Coordinates processed together: 64 bytes, one cache line of each row per chunk.
+/// Coordinates processed together: 256 bytes of each row per chunk, so the loop and index
+/// overhead of the interpreted network is shared by four AVX-512 vectors.
 pub(crate) const LANES: usize = 64;
 
 /// One wire's values for a chunk of [`LANES`] coordinates.
@@ -33,7 +35,7 @@ pub(crate) struct Network {
 
 impl Network {
     /// A network that sorts `n` wires ascending (Batcher's merge exchange, Knuth Algorithm M):
-    /// O(n log² n) comparators, e.g. 93 for n = 19 and 185 for n = 31.
+    /// O(n log² n) comparators, e.g. 91 for n = 19 and 186 for n = 31.
     pub(crate) fn sorting(n: usize) -> Self {
         let mut pairs = Vec::new();
         if n < 2 {
@@ -68,8 +70,8 @@ impl Network {
     ///
     /// Walking backwards, a comparator is dropped when neither of its wires is read by a later
     /// kept comparator and both wires end in the same class (both in `kept`, or both outside):
-    /// it then only swaps two values within one class. For the median of 19 this keeps 69 of
-    /// 93 comparators.
+    /// it then only swaps two values within one class. For the median of 19 this keeps 75 of
+    /// 91 comparators.
     pub(crate) fn selecting(n: usize, kept: Range<usize>) -> Self {
         let sorting = Self::sorting(n);
         let mut free = vec![true; n];

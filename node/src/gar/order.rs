@@ -3,7 +3,7 @@
 //! A rule here is an [`OrderStatistic`]: a function of one coordinate's sorted values. The values
 //! are sorted by a comparator network applied lane-wise, SIMD vector by SIMD vector.
 //!
-//! For `n ≤` [`REGISTER_WIRES`] the network is fixed at compile time: Batcher's merge exchange
+//! For `n ≤ 32` the network is fixed at compile time: Batcher's merge exchange
 //! (Knuth TAOCP vol. 3 §5.2.2 Algorithm M) is computed by a `const fn` for each `n`, and the
 //! comparators are expanded in straight-line code on a local array of `n` SIMD vectors, one per
 //! input. With every index a constant, the compiler keeps the wires in registers (AVX-512 has 32)
@@ -15,25 +15,21 @@
 //! Both paths order NaN as +∞ (PAPER.md §10.2) and give bit-identical results: the same sorted
 //! values are combined in the same order.
 
-use std::ops::Range;
-
 use ndarray::Array1;
 use pulp::{Arch, Simd, WithSimd};
 
 use super::network::{self, Network};
 use super::rows::Rows;
 
-/// Largest `n` sorted by the compile-time, register-resident networks.
-pub(crate) const REGISTER_WIRES: usize = 32;
-
 /// Capacity of a compile-time network: Batcher's network on 32 wires has 191 comparators.
 const MAX_PAIRS: usize = 192;
 
-/// Expands `$body` once for each `$k` in `0..192`, as a constant, so that array indices derived
-/// from it are constants too.
+/// Expands `$body` once for each `$k` in `0..192` ([`MAX_PAIRS`]), as a constant, so that
+/// array indices derived from it are constants too.
 macro_rules! unrolled {
     ($k:ident => $body:block) => {
-        unrolled!(@tens $k $body; 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19);
+        unrolled!(@tens $k $body; 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18);
+        unrolled!(@units $k $body; 19; 0 1);
     };
     (@tens $k:ident $body:block; $($tens:literal)*) => {
         $(unrolled!(@units $k $body; $tens; 0 1 2 3 4 5 6 7 8 9);)*
@@ -41,15 +37,16 @@ macro_rules! unrolled {
     (@units $k:ident $body:block; $tens:literal; $($units:literal)*) => {
         $({
             const $k: usize = $tens * 10 + $units;
-            if $k < MAX_PAIRS $body
+            $body
         })*
     };
 }
 
 /// A function of the sorted values of one coordinate.
 pub(crate) trait OrderStatistic: Copy {
-    /// The ranks the statistic reads (the run-time network is pruned to them).
-    fn kept(self, n: usize) -> Range<usize>;
+    /// The run-time network for `n` inputs: it must leave on the wires the statistic reads the
+    /// same values, in the same order, as a full sort.
+    fn network(self, n: usize) -> Network;
 
     /// The statistic of one coordinate, given `rank(k)`, its k-th smallest value (NaN as +∞).
     fn combine(self, n: usize, rank: impl Fn(usize) -> f32) -> f32;
@@ -66,8 +63,10 @@ pub(crate) trait OrderStatistic: Copy {
 pub(crate) struct Median;
 
 impl OrderStatistic for Median {
-    fn kept(self, n: usize) -> Range<usize> {
-        (n - 1) / 2..n / 2 + 1
+    fn network(self, n: usize) -> Network {
+        // The two middle wires of an even count may end up swapped, which the symmetric
+        // midpoint does not notice.
+        Network::selecting(n, (n - 1) / 2..n / 2 + 1)
     }
 
     #[inline(always)]
@@ -102,8 +101,9 @@ pub(crate) struct Trimmed {
 }
 
 impl OrderStatistic for Trimmed {
-    fn kept(self, n: usize) -> Range<usize> {
-        self.f..n - self.f
+    fn network(self, n: usize) -> Network {
+        // Fully sorted: the kept values are summed in rank order, as on the register path.
+        Network::sorting(n)
     }
 
     #[inline(always)]
@@ -119,7 +119,7 @@ impl OrderStatistic for Trimmed {
     fn combine_simd<S: Simd, const N: usize>(self, simd: S, sorted: &[S::f32s; N]) -> S::f32s {
         let mut sum = simd.splat_f32s(0.0);
         unrolled!(K => {
-            if K < N && K >= self.f && K + self.f < N {
+            if K < N && (self.f..N - self.f).contains(&K) {
                 sum = simd.add_f32s(sum, sorted[K]);
             }
         });
@@ -149,7 +149,7 @@ pub(crate) fn reduce<R: OrderStatistic>(rows: &Rows<'_>, statistic: R) -> Array1
 /// The run-time network path, for any `n`.
 fn by_network<R: OrderStatistic>(rows: &Rows<'_>, statistic: R, out: &mut [f32]) {
     let n = rows.len();
-    let network = Network::selecting(n, statistic.kept(n));
+    let network = statistic.network(n);
     network::for_each_chunk(
         rows,
         &network,

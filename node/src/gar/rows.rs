@@ -66,6 +66,21 @@ impl<'a> Rows<'a> {
         &self.rows[index]
     }
 
+    /// Row indices sorted by the rows' contents (lexicographically, with `f32::total_cmp`), then
+    /// by index: an order of the inputs that does not depend on the order they were given in.
+    pub(crate) fn content_order(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        order.sort_by(|&a, &b| {
+            self.row(a)
+                .iter()
+                .zip(self.row(b))
+                .map(|(x, y)| x.total_cmp(y))
+                .find(|ordering| ordering.is_ne())
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        order
+    }
+
     /// All rows, in order.
     pub(crate) fn iter(&self) -> impl ExactSizeIterator<Item = &[f32]> + '_ {
         self.rows.iter().map(|row| &**row)
@@ -73,6 +88,17 @@ impl<'a> Rows<'a> {
 }
 
 impl Rows<'_> {
+    /// Coordinates `range` of every row, borrowed.
+    pub(crate) fn slice(&self, range: std::ops::Range<usize>) -> Rows<'_> {
+        Rows {
+            rows: self
+                .iter()
+                .map(|row| Cow::Borrowed(&row[range.clone()]))
+                .collect(),
+            dim: range.len(),
+        }
+    }
+
     /// The rows listed in `indices`, borrowed.
     pub(crate) fn subset(&self, indices: &[usize]) -> Rows<'_> {
         Rows {
