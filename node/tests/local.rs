@@ -2,6 +2,9 @@
 //! loopback, writes its results, and leaves no process behind — neither when the job ends nor
 //! when the runner itself is killed.
 
+// Helpers outside #[test] functions are test code too.
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -35,7 +35,7 @@ pub enum Command {
     /// Run a worker (what worker pods run).
     Worker(serve::NodeArgs),
     /// Run a whole job on this machine: every server and worker as a separate process on
-    /// loopback, with a progress bar; results go to runs/<name>-<timestamp>/.
+    /// loopback, with a progress bar; results go to `runs/NAME-TIMESTAMP/`.
     ///
     /// FILE is the same ByzSGDJob manifest `kubectl apply` takes (pod-level fields are
     /// ignored). Try: byzsgd-node local examples/quickstart.yaml
