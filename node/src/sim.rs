@@ -105,8 +105,8 @@ pub struct Report {
     pub largest_gradient_quorum: usize,
     /// Times each worker was excluded by a gradient rule, summed over servers.
     pub excluded_workers: BTreeMap<usize, u64>,
-    /// Models refused by a synchronous worker's filters.
-    pub filter_rejections: u64,
+    /// Models refused by a synchronous worker's filters, by the server that sent them.
+    pub filter_rejections: BTreeMap<usize, u64>,
     /// Whether every correct node finished.
     pub finished: bool,
     /// Final step of each server.
@@ -342,7 +342,13 @@ impl Sim {
                     .push((step, from.index, drift_to_median));
                 self.snapshot(from, step, true);
             }
-            Event::FilterRejected { .. } => self.report.filter_rejections += 1,
+            Event::FilterRejected { server, .. } => {
+                *self
+                    .report
+                    .filter_rejections
+                    .entry(server.index)
+                    .or_default() += 1;
+            }
             Event::Aggregated {
                 kind: Kind::Gradient,
                 selected,

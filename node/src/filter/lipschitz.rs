@@ -34,15 +34,16 @@ impl LipschitzFilter {
             .then(|| gradient_delta_norm / model_delta_norm)
     }
 
-    /// Whether `k` passes; a passing coefficient joins the history.
+    /// Whether `k` passes. Every finite coefficient joins the history, accepted or not: a
+    /// history of accepted values only would ratchet the percentile down and end up refusing
+    /// honest models. Honest models refused this way (about a fraction f_ps/n_ps of them, by
+    /// construction of the percentile) only cost the worker a pull from another server.
     pub fn check(&mut self, k: f64) -> bool {
         if !k.is_finite() {
             return false;
         }
         let accept = self.history.len() < self.warmup || k <= self.threshold();
-        if accept {
-            self.history.push(k);
-        }
+        self.history.push(k);
         accept
     }
 

@@ -37,7 +37,6 @@ pub struct Worker {
     step: u64,
     models: Inbox<Arc<Array1<f32>>>,
     source: Box<dyn GradientSource>,
-    gradient: Array1<f32>,
     /// The model the last gradient was computed at (what Byzantine wrappers estimate around).
     last_point: Option<Array1<f32>>,
     finished: bool,
@@ -51,8 +50,8 @@ struct SyncState {
     suspects: BTreeSet<usize>,
     /// The worker's own model estimate θ_local = θ_pulled − η·g after each step.
     local: Option<Array1<f32>>,
-    /// (model, gradient) of the previous accepted step, for the Lipschitz coefficient.
-    previous: Option<(Array1<f32>, Array1<f32>)>,
+    /// (step, model, gradient) of the previous accepted step, for both filters.
+    previous: Option<(u64, Array1<f32>, Array1<f32>)>,
     lipschitz: LipschitzFilter,
     /// Step whose model was requested and not yet received.
     requested: Option<u64>,
@@ -75,14 +74,12 @@ impl Worker {
             requested: None,
             requested_at: 0.0,
         };
-        let gradient = Array1::zeros(config.dimension);
         Self {
             config,
             index,
             step: 0,
             models: Inbox::default(),
             source,
-            gradient,
             last_point: None,
             finished: false,
             sync,
@@ -130,23 +127,36 @@ impl Worker {
 
     /// Computes the gradient at `point` and sends it to every server.
     fn send_gradient(&mut self, step: u64, point: Array1<f32>, out: &mut Outputs) {
-        let loss = self.source.gradient(point.view(), self.gradient.view_mut());
-        let gradient = Arc::new(self.gradient.clone());
+        let mut gradient = Array1::zeros(self.config.dimension);
+        let loss = self.source.gradient(point.view(), gradient.view_mut());
+        self.emit_gradient(step, point, gradient, loss, out);
+    }
+
+    /// Sends a gradient computed at `point` to every server and moves to the next step.
+    fn emit_gradient(
+        &mut self,
+        step: u64,
+        point: Array1<f32>,
+        gradient: Array1<f32>,
+        loss: f32,
+        out: &mut Outputs,
+    ) {
+        let shared = Arc::new(gradient);
         for server in 0..self.config.servers {
             out.messages.push((
                 NodeId::server(server),
                 Payload::Gradient {
                     step,
-                    gradient: gradient.clone(),
+                    gradient: shared.clone(),
                     loss,
                 },
             ));
         }
         out.events.push(Event::GradientSent { step, loss });
         if self.config.mode == Mode::Synchronous {
-            let local = &point - &(&self.gradient * self.config.learning_rate);
+            let local = &point - &(&*shared * self.config.learning_rate);
             self.sync.local = Some(local);
-            self.sync.previous = Some((point.clone(), self.gradient.clone()));
+            self.sync.previous = Some((step, point.clone(), (*shared).clone()));
         }
         self.last_point = Some(point);
         self.step = step + 1;
@@ -254,43 +264,16 @@ impl Worker {
         else {
             return;
         };
-        let mut failed = None;
-        if let (Some(local), Some((_, previous_gradient))) = (&self.sync.local, &self.sync.previous)
-        {
-            let bound = outliers_bound(
-                self.config.learning_rate,
-                f64::from(distance(
-                    previous_gradient.view(),
-                    Array1::zeros(previous_gradient.len()).view(),
-                )),
-                self.config.gather_every,
-                self.config.workers,
-                self.config.workers - self.config.worker_quorum,
-                step,
-            );
-            if f64::from(distance(params.view(), local.view())) > bound {
-                failed = Some("outliers");
-            }
-        }
-        if failed.is_none()
-            && let Some((previous_model, previous_gradient)) = &self.sync.previous
-        {
-            let mut probe = Array1::zeros(self.config.dimension);
-            self.source.gradient(params.view(), probe.view_mut());
-            let gradient_delta = f64::from(distance(probe.view(), previous_gradient.view()));
-            let model_delta = f64::from(distance(params.view(), previous_model.view()));
-            if let Some(k) = LipschitzFilter::coefficient(gradient_delta, model_delta)
-                && !self.sync.lipschitz.check(k)
-            {
-                failed = Some("lipschitz");
-            }
-        }
-        match failed {
+        // One gradient at the pulled model serves both the Lipschitz check and, if the model
+        // passes, the update.
+        let mut gradient = Array1::zeros(self.config.dimension);
+        let loss = self.source.gradient(params.view(), gradient.view_mut());
+        match self.filter_verdict(step, &params, &gradient) {
             None => {
                 self.sync.suspects.clear();
                 self.models.discard_below(step + 1);
                 self.sync.requested = None;
-                self.send_gradient(step, (*params).clone(), out);
+                self.emit_gradient(step, (*params).clone(), gradient, loss, out);
             }
             Some(filter) => {
                 out.events.push(Event::FilterRejected {
@@ -298,7 +281,6 @@ impl Worker {
                     server: NodeId::server(chosen),
                     filter,
                 });
-                self.models.discard_below(step);
                 // Drop the refused model so it is not checked again.
                 let kept: Vec<(usize, Arc<Array1<f32>>)> = self
                     .models
@@ -311,6 +293,46 @@ impl Worker {
                 }
                 self.switch_server();
             }
+        }
+    }
+
+    /// Which filter, if any, refuses the model pulled for `step` (PAPER.md §5).
+    fn filter_verdict(
+        &mut self,
+        step: u64,
+        params: &Array1<f32>,
+        gradient: &Array1<f32>,
+    ) -> Option<&'static str> {
+        let Some((previous_step, previous_model, previous_gradient)) = &self.sync.previous else {
+            return None;
+        };
+        // The outliers bound assumes the model is one step after the local estimate's; a
+        // server that has moved further ahead is judged by the Lipschitz filter alone.
+        if let Some(local) = &self.sync.local
+            && step == previous_step + 1
+        {
+            let gradient_norm = previous_gradient
+                .iter()
+                .map(|g| f64::from(*g).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            let bound = outliers_bound(
+                self.config.learning_rate,
+                gradient_norm,
+                self.config.gather_every,
+                self.config.workers,
+                self.config.workers - self.config.worker_quorum,
+                step,
+            );
+            if f64::from(distance(params.view(), local.view())) > bound {
+                return Some("outliers");
+            }
+        }
+        let gradient_delta = f64::from(distance(gradient.view(), previous_gradient.view()));
+        let model_delta = f64::from(distance(params.view(), previous_model.view()));
+        match LipschitzFilter::coefficient(gradient_delta, model_delta) {
+            Some(k) if !self.sync.lipschitz.check(k) => Some("lipschitz"),
+            _ => None,
         }
     }
 }
