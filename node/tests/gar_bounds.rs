@@ -222,7 +222,7 @@ fn zero_length_vectors_aggregate_to_an_empty_vector() {
 fn strided_rows_give_the_same_result_as_contiguous_ones() {
     let matrix = ndarray::Array2::from_shape_fn((6, 9), |(c, k)| ((c * 5 + k * 3) % 7) as f32);
     let strided: Vec<ArrayView1<'_, f32>> = matrix.columns().into_iter().collect();
-    let copies: Vec<Array1<f32>> = strided.iter().map(|view| view.to_owned()).collect();
+    let copies: Vec<Array1<f32>> = strided.iter().map(ArrayView1::to_owned).collect();
     for rule in Rule::ALL {
         let config = GarConfig::new(rule, 1);
         let expected = run(&config, &copies).unwrap();
