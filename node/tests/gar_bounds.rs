@@ -204,3 +204,32 @@ fn names_round_trip_and_unknown_names_list_the_valid_ones() {
         assert!(spec.parse::<PreAggregator>().is_err(), "{spec}");
     }
 }
+
+/// Zero-length vectors are valid input (nothing to aggregate) and must not trip any kernel.
+#[test]
+fn zero_length_vectors_aggregate_to_an_empty_vector() {
+    for rule in Rule::ALL {
+        let rows = inputs(rule.min_inputs(1), 0);
+        let result =
+            run(&GarConfig::new(rule, 1), &rows).unwrap_or_else(|error| panic!("{rule}: {error}"));
+        assert!(result.value.is_empty(), "{rule}");
+    }
+}
+
+/// Rows that are strided views (e.g. columns of a matrix) are accepted and give the same result
+/// as contiguous copies.
+#[test]
+fn strided_rows_give_the_same_result_as_contiguous_ones() {
+    let matrix = ndarray::Array2::from_shape_fn((6, 9), |(c, k)| ((c * 5 + k * 3) % 7) as f32);
+    let strided: Vec<ArrayView1<'_, f32>> = matrix.columns().into_iter().collect();
+    let copies: Vec<Array1<f32>> = strided.iter().map(ArrayView1::to_owned).collect();
+    for rule in Rule::ALL {
+        let config = GarConfig::new(rule, 1);
+        let expected = run(&config, &copies).unwrap();
+        assert_eq!(
+            gar::aggregate(&config, &strided).unwrap(),
+            expected,
+            "{rule}"
+        );
+    }
+}

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use ndarray::{Array1, Array2, ArrayView1};
 use ndarray_npy::{ReadNpyError, ReadNpyExt, WriteNpyExt};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::gar::{self, GarConfig, PreAggregator, Rule};
 
@@ -93,19 +94,39 @@ pub fn run(args: &AggregateArgs) -> anyhow::Result<()> {
     let aggregation = gar::aggregate(&args.config(), &views)
         .with_context(|| format!("cannot aggregate the vectors of {source}"))?;
     let (n, d) = matrix.dim();
-    let mut report = json!({ "rule": args.rule.name(), "n": n, "f": args.f, "d": d });
+    let report = Report {
+        rule: args.rule,
+        n,
+        f: args.f,
+        d,
+        aggregate: args.out.is_none().then(|| aggregation.value.to_vec()),
+        out: args.out.as_ref().map(|out| out.display().to_string()),
+        selected: args.explain.then(|| aggregation.selected.clone()),
+        excluded: args.explain.then(|| aggregation.excluded(n)),
+    };
     if let Some(out) = &args.out {
         write_npy(out, &aggregation.value)?;
-        report["out"] = json!(out.display().to_string());
-    } else {
-        report["aggregate"] = json!(aggregation.value.to_vec());
     }
-    if args.explain {
-        report["selected"] = json!(aggregation.selected);
-        report["excluded"] = json!(aggregation.excluded(n));
-    }
-    println!("{report}");
+    println!("{}", serde_json::to_string(&report)?);
     Ok(())
+}
+
+/// What `aggregate` prints. Serialized from `f32` directly, so values print in their shortest
+/// `f32` form (1.0125, not 1.0125000476837158).
+#[derive(Debug, Serialize)]
+struct Report {
+    rule: Rule,
+    n: usize,
+    f: usize,
+    d: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aggregate: Option<Vec<f32>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    out: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    selected: Option<Vec<usize>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    excluded: Option<Vec<usize>>,
 }
 
 fn write_npy(path: &Path, value: &Array1<f32>) -> anyhow::Result<()> {

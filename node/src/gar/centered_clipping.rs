@@ -14,7 +14,7 @@
 
 use ndarray::Array1;
 
-use super::distances::sq_distance;
+use super::distances::sq_distances_to;
 use super::median;
 use super::rows::Rows;
 
@@ -34,8 +34,11 @@ pub(crate) fn centered_clipping(
     for _ in 0..iterations {
         let mut indices = Vec::with_capacity(n);
         let mut coefficients = Vec::with_capacity(n);
-        for (index, row) in rows.iter().enumerate() {
-            let distance = sq_distance(row, &estimate).sqrt();
+        for (index, squared) in sq_distances_to(rows, Some(&estimate))
+            .into_iter()
+            .enumerate()
+        {
+            let distance = squared.sqrt();
             if distance.is_finite() {
                 let scale = if distance > f64::from(tau) {
                     f64::from(tau) / distance

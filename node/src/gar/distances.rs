@@ -252,32 +252,85 @@ fn tile<S: Simd, const H: usize, const W: usize, const DIAGONAL: bool>(
     }
 }
 
-/// Squared Euclidean distance between two equal-length slices, accumulated in `f32` lanes per
-/// block and in `f64` across blocks. Non-finite results (NaN, ∞, overflow) are +∞.
-pub(crate) fn sq_distance(a: &[f32], b: &[f32]) -> f64 {
-    const LANES: usize = 16;
-    const BLOCK: usize = 1024;
-    let mut total = 0.0f64;
-    for (block_a, block_b) in a.chunks(BLOCK).zip(b.chunks(BLOCK)) {
-        let mut lanes = [0.0f32; LANES];
-        let mut chunks_a = block_a.chunks_exact(LANES);
-        let mut chunks_b = block_b.chunks_exact(LANES);
-        for (chunk_a, chunk_b) in chunks_a.by_ref().zip(chunks_b.by_ref()) {
-            for k in 0..LANES {
-                let difference = chunk_a[k] - chunk_b[k];
-                lanes[k] += difference * difference;
+/// Squared Euclidean distance from every row to `center` (to the origin when `None`), summed
+/// in SIMD `f32` lanes over blocks of [`BLOCK_VECTORS`] vectors and in `f64` across blocks.
+/// Non-finite results (NaN, ∞, overflow) are +∞.
+pub(crate) fn sq_distances_to(rows: &Rows<'_>, center: Option<&[f32]>) -> Vec<f64> {
+    Arch::new().dispatch(ToCenter { rows, center })
+}
+
+struct ToCenter<'k, 'a> {
+    rows: &'k Rows<'a>,
+    center: Option<&'k [f32]>,
+}
+
+impl WithSimd for ToCenter<'_, '_> {
+    type Output = Vec<f64>;
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) -> Vec<f64> {
+        let Self { rows, center } = self;
+        let lanes = S::F32_LANES;
+        let whole = rows.dim() / lanes * lanes;
+        let centers = center.map(|center| S::as_simd_f32s(&center[..whole]).0);
+        // A plain loop, not an iterator closure: a closure would be compiled outside the SIMD
+        // context and call every vector operation out of line.
+        let mut distances = Vec::with_capacity(rows.len());
+        for row in rows.iter() {
+            let vectors = S::as_simd_f32s(&row[..whole]).0;
+            let mut total = 0.0f64;
+            for start in (0..vectors.len()).step_by(BLOCK_VECTORS) {
+                let end = vectors.len().min(start + BLOCK_VECTORS);
+                let block = &vectors[start..end];
+                let sum = match centers {
+                    Some(centers) => squared_differences(simd, block, &centers[start..end]),
+                    None => squared_differences(simd, block, &[]),
+                };
+                total += f64::from(simd.reduce_sum_f32s(sum));
             }
+            for (k, &x) in row[whole..].iter().enumerate() {
+                let difference =
+                    f64::from(x) - center.map_or(0.0, |center| f64::from(center[whole + k]));
+                total += difference * difference;
+            }
+            distances.push(if total.is_finite() {
+                total
+            } else {
+                f64::INFINITY
+            });
         }
-        let mut block_total: f64 = lanes.iter().map(|&lane| f64::from(lane)).sum();
-        for (&x, &y) in chunks_a.remainder().iter().zip(chunks_b.remainder()) {
-            let difference = f64::from(x) - f64::from(y);
-            block_total += difference * difference;
-        }
-        total += block_total;
+        distances
     }
-    if total.is_finite() {
-        total
+}
+
+/// Σ (x − c)² over the vectors of `block`, lane-wise, with `center` zero when empty. Two
+/// accumulators hide the multiply-add latency.
+#[inline(always)]
+fn squared_differences<S: Simd>(simd: S, block: &[S::f32s], center: &[S::f32s]) -> S::f32s {
+    let zero = simd.splat_f32s(0.0);
+    let (mut even, mut odd) = (zero, zero);
+    let pairs = block.chunks_exact(2);
+    let rest = pairs.remainder();
+    if center.is_empty() {
+        for pair in pairs {
+            even = simd.mul_add_e_f32s(pair[0], pair[0], even);
+            odd = simd.mul_add_e_f32s(pair[1], pair[1], odd);
+        }
+        for &x in rest {
+            even = simd.mul_add_e_f32s(x, x, even);
+        }
     } else {
-        f64::INFINITY
+        let center = &center[..block.len()];
+        for (pair, centers) in pairs.zip(center.chunks_exact(2)) {
+            let first = simd.sub_f32s(pair[0], centers[0]);
+            let second = simd.sub_f32s(pair[1], centers[1]);
+            even = simd.mul_add_e_f32s(first, first, even);
+            odd = simd.mul_add_e_f32s(second, second, odd);
+        }
+        for (&x, &c) in rest.iter().zip(&center[block.len() - rest.len()..]) {
+            let difference = simd.sub_f32s(x, c);
+            even = simd.mul_add_e_f32s(difference, difference, even);
+        }
     }
+    simd.add_f32s(even, odd)
 }

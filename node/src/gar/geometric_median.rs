@@ -14,7 +14,7 @@
 use ndarray::Array1;
 
 use super::average;
-use super::distances::sq_distance;
+use super::distances::sq_distances_to;
 use super::median;
 use super::rows::Rows;
 
@@ -33,8 +33,8 @@ pub(crate) fn geometric_median(
         };
         let mut indices = Vec::with_capacity(rows.len());
         let mut weights = Vec::with_capacity(rows.len());
-        for (index, row) in rows.iter().enumerate() {
-            let distance = sq_distance(row, center).sqrt();
+        for (index, squared) in sq_distances_to(rows, Some(center)).into_iter().enumerate() {
+            let distance = squared.sqrt();
             if distance.is_finite() {
                 indices.push(index);
                 weights.push(1.0 / distance.max(f64::from(nu)));

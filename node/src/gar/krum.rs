@@ -23,8 +23,8 @@ use super::{GarError, Rule};
 
 /// Krum scores of every input given the `n × n` squared-distance matrix (see
 /// [`super::pairwise_sq_distances`]): the sum of the `n − f − 2` smallest distances from each
-/// input to the others (all others if `n < f + 2` is avoided by the caller's bound). Errors if
-/// the matrix is not square.
+/// input to the others (0 when `n ≤ f + 2`; Krum itself needs `n ≥ 2f + 3`), NaN counted as +∞.
+/// Errors if the matrix is not square.
 pub fn krum_scores(distances: &Array2<f64>, f: usize) -> Result<Vec<f64>, GarError> {
     let (n, columns) = distances.dim();
     if n != columns {

@@ -74,7 +74,7 @@ pub(crate) fn mda(rows: &Rows<'_>, f: usize) -> Result<(Array1<f32>, Vec<usize>)
 /// The minimum-diameter subset of `size` points given their `n × n` distance matrix (squared or
 /// not: only the order of distances matters): sorted indices, lexicographically smallest among
 /// ties, or `Ok(None)` if every such subset has a non-finite (or NaN) distance. Errors if the
-/// matrix is not square, `n >` [`MAX_INPUTS`], or `size > n`.
+/// matrix is not square, `n > 128` (the bitset width), or `size > n`.
 pub fn min_diameter_subset(
     distances: &Array2<f64>,
     size: usize,

@@ -13,9 +13,16 @@
 //! and distance-based rules treat a non-finite (or overflowing) distance as +∞, so such inputs are
 //! never selected while `n − f` finite inputs exist.
 //!
-//! Layout: one rule per file; [`network`](self) holds the lane-wise comparator networks shared by
-//! the order-statistic rules; `distances` holds the Gram-matrix pairwise distances shared by the
-//! distance-based rules and NNM; `pre` holds the pre-aggregators.
+//! Layout: one rule per file (`average`, `median`, `trimmed_mean`, `krum` (with Multi-Krum),
+//! `bulyan`, `geometric_median`, `mda`, `centered_clipping`, `meamed`); `pre` holds the
+//! pre-aggregators; `order` and `network` hold the comparator networks behind the coordinate-wise
+//! rules; `distances` holds the pairwise-distance kernel behind Krum, Bulyan, MDA and NNM;
+//! `rows` validates the input shape once.
+//!
+//! Speed: the hot kernels are explicit SIMD through `pulp`, whose safe run-time dispatch picks
+//! AVX-512, AVX2 + FMA or scalar code on the machine at hand (the binary targets baseline x86-64
+//! and the workspace forbids `unsafe`). `byzsgd-node bench gars` measures every rule against the
+//! time to read its inputs once.
 
 // The SIMD kernels run inside pulp's dispatch, which compiles them for AVX2/AVX-512 only if
 // every function of their hot loops is inlined into it: `#[inline(always)]` is load-bearing.
@@ -55,31 +62,39 @@ use rows::Rows;
 #[serde(rename_all = "kebab-case")]
 #[value(rename_all = "kebab-case")]
 pub enum Rule {
-    /// Arithmetic mean; not Byzantine-robust (one input moves it arbitrarily far). The
-    /// vanilla-SGD baseline.
+    /// Arithmetic mean; not Byzantine-robust (one input moves it arbitrarily far): the
+    /// vanilla-SGD baseline. n ≥ 1; O(n·d).
     Average,
-    /// Coordinate-wise median (Yin et al. 2018); ByzSGD's model rule (DMC, PAPER.md §11 item 3).
+    /// Coordinate-wise median (Yin, Chen, Ramchandran, Bartlett, ICML 2018); ByzSGD's model rule
+    /// (PAPER.md §11 item 3). Even n: mean of the two middle values; NaN ordered as +∞.
+    /// n ≥ 2f + 1; O(n log² n · d) comparisons.
     Median,
-    /// Coordinate-wise trimmed mean: drops the `f` largest and `f` smallest values per
-    /// coordinate (Yin et al. 2018).
+    /// Coordinate-wise trimmed mean: drops the f largest and f smallest values per coordinate
+    /// (Yin et al., ICML 2018). n ≥ 2f + 1; O(n log² n · d).
     TrimmedMean,
-    /// Krum (Blanchard et al., NeurIPS 2017): the input with the smallest sum of squared
-    /// distances to its `n − f − 2` nearest neighbours.
+    /// Krum (Blanchard, El Mhamdi, Guerraoui, Stainer, NeurIPS 2017): the input with the smallest
+    /// sum of squared distances to its n − f − 2 nearest neighbours. n ≥ 2f + 3; O(n²·d).
     Krum,
-    /// Multi-Krum (El Mhamdi et al., ICML 2018): the mean of the `m` inputs with the best Krum
-    /// scores (`m` defaults to `n − f`).
+    /// Multi-Krum (El Mhamdi, Guerraoui, Rouault, ICML 2018): the mean of the m inputs with the
+    /// best Krum scores (m defaults to n − f). n ≥ 2f + 3; O(n²·d).
     MultiKrum,
-    /// Bulyan over Krum (El Mhamdi et al., ICML 2018).
+    /// Bulyan over Krum (El Mhamdi, Guerraoui, Rouault, ICML 2018): θ = n − 2f inputs chosen by
+    /// iterated Krum, then per coordinate the mean of the β = θ − 2f values closest to their
+    /// median. n ≥ 4f + 3; O(n²·d).
     Bulyan,
-    /// Smoothed geometric median by Weiszfeld iterations (Pillutla et al., "Robust Aggregation for
-    /// Federated Learning", 2022).
+    /// Smoothed geometric median by Weiszfeld iterations (Pillutla, Kakade, Harchaoui, IEEE TSP
+    /// 2022). n ≥ 2f + 1; O(n·d) per iteration.
     GeometricMedian,
-    /// Minimum-Diameter Averaging (ByzSGD, PAPER.md §4): the mean of the `n − f` inputs with the
-    /// smallest diameter. ByzSGD's gradient rule.
+    /// Minimum-Diameter Averaging (El-Mhamdi et al., PODC 2020; PAPER.md §4): the mean of the
+    /// n − f inputs with the smallest diameter, found exactly by a pruned search. ByzSGD's
+    /// gradient rule. 2f + 1 ≤ n ≤ 128; O(n²·d) plus the search.
     Mda,
-    /// Centered clipping (Karimireddy, He, Jaggi, ICML 2021).
+    /// Centered clipping (Karimireddy, He, Jaggi, ICML 2021), started from the coordinate-wise
+    /// median. n ≥ 2f + 1; O(n·d) per iteration.
     CenteredClipping,
-    /// Mean around the median (Xie, Koyejo, Gupta, "Generalized Byzantine-tolerant SGD", 2018).
+    /// Mean around the median (Xie, Koyejo, Gupta, "Generalized Byzantine-tolerant SGD", 2018):
+    /// per coordinate, the mean of the n − f values closest to the median. n ≥ 2f + 1;
+    /// O(n log² n · d).
     Meamed,
 }
 
@@ -480,7 +495,7 @@ pub enum GarError {
     NoInputs,
     /// Fewer inputs than the rule's bound for the declared `f`.
     #[error(
-        "{rule} needs at least {needed} inputs for f = {f} but got n = {n} ({bound}); \
+        "{rule} needs at least {needed} inputs for f = {f} but got n = {n}: the bound is {bound}; \
          lower f or aggregate more inputs"
     )]
     TooFewInputs {

@@ -20,7 +20,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
 use super::average;
-use super::distances::{self, sq_distance};
+use super::distances::{self, sq_distances_to};
 use super::rows::Rows;
 use super::{GarConfig, PreAggregator};
 
@@ -87,11 +87,11 @@ fn apply(
             (vectors, buckets)
         }
         PreAggregator::NormClip { max_norm } => {
-            let zero = vec![0.0f32; rows.dim()];
             let vectors = rows
                 .iter()
-                .map(|row| {
-                    let norm = sq_distance(row, &zero).sqrt();
+                .zip(sq_distances_to(rows, None))
+                .map(|(row, squared)| {
+                    let norm = squared.sqrt();
                     let limit = f64::from(max_norm);
                     if norm.is_finite() && norm > limit {
                         let scale = (limit / norm) as f32;
