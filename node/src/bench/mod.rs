@@ -3,4 +3,5 @@
 //! timed tests.
 
 pub mod gars;
+pub mod jobs;
 pub mod model;

@@ -57,6 +57,8 @@ pub enum BenchCommand {
     Gars(bench::gars::GarsArgs),
     /// Training throughput (samples/s, one thread) per model and batch size.
     Model(bench::model::ModelArgs),
+    /// Whole jobs through the local runner: steps/s and time to the accuracy target.
+    Jobs(bench::jobs::JobsArgs),
 }
 
 impl Cli {
@@ -69,6 +71,7 @@ impl Cli {
             Command::Aggregate(args) => aggregate::run(&args),
             Command::Bench(BenchCommand::Gars(args)) => bench::gars::run(&args),
             Command::Bench(BenchCommand::Model(args)) => bench::model::run(&args),
+            Command::Bench(BenchCommand::Jobs(args)) => bench::jobs::run(&args),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,

@@ -23,7 +23,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use crate::assemble::{Assembly, JobData};
-use crate::job::{Behaviour, Manifest, Plan, Role, validate};
+use crate::job::{Manifest, Plan, Role, validate};
 use crate::protocol::NodeId;
 use crate::rpc::wire;
 
@@ -182,10 +182,8 @@ async fn run_job(
     bar.finish_and_clear();
     let wall_seconds = started.elapsed().as_secs_f64();
     stop_children(&mut children).await;
-    let summary = recorder.finish(
-        &tracker.outcome(&plan, wall_seconds, startup_seconds, interrupted),
-        &run_dir,
-    )?;
+    let summary = tracker.summary(&plan, &run_dir, wall_seconds, startup_seconds, interrupted);
+    recorder.finish(&summary)?;
     if let Err(error) = plot::write(&run_dir, &recorder) {
         eprintln!("warning: no plot: {error:#}");
     }
@@ -308,7 +306,6 @@ struct Tracker {
     latest_accuracy: Option<(u64, f32)>,
     target: Option<f32>,
     time_to_target: Option<f64>,
-    total_steps: u64,
 }
 
 impl Tracker {
@@ -332,7 +329,6 @@ impl Tracker {
                 .as_ref()
                 .map(|convergence| convergence.target_accuracy),
             time_to_target: None,
-            total_steps: plan.spec.training.steps,
         }
     }
 
@@ -415,28 +411,37 @@ impl Tracker {
             .all(|&index| self.closed.contains(&NodeId::server(index)))
     }
 
-    fn outcome(
+    fn summary(
         &self,
         plan: &Plan,
+        run_dir: &Path,
         wall_seconds: f64,
         startup_seconds: f64,
         interrupted: bool,
-    ) -> record::Outcome {
-        record::Outcome {
+    ) -> Summary {
+        let steps = self.progress_step();
+        let final_accuracy = self.latest_accuracy.map(|(_, accuracy)| accuracy);
+        Summary {
+            run_dir: run_dir.to_owned(),
             wall_seconds,
             startup_seconds,
-            steps_reached: self.progress_step(),
-            total_steps: self.total_steps,
-            final_accuracy: self.latest_accuracy.map(|(_, accuracy)| accuracy),
+            steps,
+            steps_per_second: if wall_seconds > 0.0 {
+                steps as f64 / wall_seconds
+            } else {
+                0.0
+            },
+            final_accuracy,
             max_drift: self.max_drift,
-            time_to_target: self.time_to_target,
-            target: self.target,
+            target_accuracy: self.target,
+            time_to_target_seconds: self.time_to_target,
+            converged: matches!((self.target, final_accuracy), (Some(target), Some(accuracy)) if accuracy >= target),
             interrupted,
-            byzantine: plan
+            byzantine_nodes: plan
                 .server_behaviours
                 .iter()
                 .chain(&plan.worker_behaviours)
-                .filter(|behaviour| !matches!(behaviour, Behaviour::Honest))
+                .filter(|behaviour| !behaviour.is_honest())
                 .count(),
         }
     }

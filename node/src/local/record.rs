@@ -72,31 +72,6 @@ fn attack_name(behaviour: &Behaviour) -> Option<String> {
     }
 }
 
-/// How a run ended.
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    /// Wall time of the run, from the moment every node was wired.
-    pub wall_seconds: f64,
-    /// Time to start the processes, load data and wire them.
-    pub startup_seconds: f64,
-    /// Steps every correct server reached.
-    pub steps_reached: u64,
-    /// Steps asked for.
-    pub total_steps: u64,
-    /// Median accuracy of the correct servers at the last evaluation they all made.
-    pub final_accuracy: Option<f32>,
-    /// Largest measured distance between correct servers.
-    pub max_drift: f32,
-    /// Wall time when the median accuracy first reached the target.
-    pub time_to_target: Option<f64>,
-    /// The convergence target.
-    pub target: Option<f32>,
-    /// Stopped by Ctrl-C.
-    pub interrupted: bool,
-    /// Nodes running an attack.
-    pub byzantine: usize,
-}
-
 /// `summary.json`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -254,35 +229,14 @@ impl Recorder {
         Ok(())
     }
 
-    /// Flushes the CSV, writes `summary.json` and returns the summary.
-    pub fn finish(&mut self, outcome: &Outcome, dir: &Path) -> anyhow::Result<Summary> {
+    /// Flushes the CSV and writes `summary.json` next to it.
+    pub fn finish(&mut self, summary: &Summary) -> anyhow::Result<()> {
         self.csv.flush()?;
-        let summary = Summary {
-            run_dir: dir.to_owned(),
-            wall_seconds: outcome.wall_seconds,
-            startup_seconds: outcome.startup_seconds,
-            steps: outcome.steps_reached,
-            steps_per_second: if outcome.wall_seconds > 0.0 {
-                outcome.steps_reached as f64 / outcome.wall_seconds
-            } else {
-                0.0
-            },
-            final_accuracy: outcome.final_accuracy,
-            max_drift: outcome.max_drift,
-            target_accuracy: outcome.target,
-            time_to_target_seconds: outcome.time_to_target,
-            converged: match (outcome.target, outcome.final_accuracy) {
-                (Some(target), Some(accuracy)) => accuracy >= target,
-                _ => false,
-            },
-            interrupted: outcome.interrupted,
-            byzantine_nodes: outcome.byzantine,
-        };
-        let path = dir.join("summary.json");
+        let path = summary.run_dir.join("summary.json");
         let mut file =
             File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
-        writeln!(file, "{}", serde_json::to_string_pretty(&summary)?)?;
-        Ok(summary)
+        writeln!(file, "{}", serde_json::to_string_pretty(summary)?)?;
+        Ok(())
     }
 }
 

@@ -11,11 +11,12 @@
 //!   workers never see each other's gradients on the wire.
 
 use std::collections::VecDeque;
+use std::fmt::Debug;
 use std::sync::Arc;
 
 use ndarray::{Array1, ArrayView1};
 
-use crate::attack::{ServerAttack, ServerView, WorkerAttack, WorkerAttackKind, WorkerView};
+use crate::attack::{ServerAttack, ServerView, WorkerAttack, WorkerView};
 
 use super::message::{NodeId, Payload, Rejection};
 use super::server::Server;
@@ -27,40 +28,125 @@ const HISTORY: usize = 64;
 /// Most extra gradients a Byzantine worker computes per step to estimate honest statistics.
 const MAX_ESTIMATES: usize = 8;
 
-/// A server running an attack.
+/// The attacking half of a Byzantine node: what it learns and how it lies.
+pub trait Lie<N>: Send + Debug {
+    /// Sees every message the node receives, before the node handles it.
+    fn observe(&mut self, _payload: &Payload) {}
+    /// Turns what the honest node would send into what the attacker sends.
+    fn rewrite(&mut self, node: &mut N, out: Outputs) -> Outputs;
+}
+
+/// An honest node whose outgoing messages a [`Lie`] rewrites.
 #[derive(Debug)]
-pub struct ByzantineServer {
-    inner: Server,
-    attack: ServerAttack,
-    /// n_ps and f_ps as declared, given to the attack.
-    servers: usize,
-    byzantine: usize,
-    seed: u64,
-    history: VecDeque<Array1<f32>>,
-    last_gather: Vec<Arc<Array1<f32>>>,
+pub struct Byzantine<N, L> {
+    node: N,
+    lie: L,
+}
+
+/// A server running an attack.
+pub type ByzantineServer = Byzantine<Server, ServerLie>;
+/// A worker running an attack.
+pub type ByzantineWorker = Byzantine<Worker, WorkerLie>;
+
+impl<N: Node, L: Lie<N>> Node for Byzantine<N, L> {
+    fn id(&self) -> NodeId {
+        self.node.id()
+    }
+    fn start(&mut self, now: f64) -> Outputs {
+        let out = self.node.start(now);
+        self.lie.rewrite(&mut self.node, out)
+    }
+    fn handle(&mut self, now: f64, from: NodeId, payload: Payload) -> Result<Outputs, Rejection> {
+        self.lie.observe(&payload);
+        let out = self.node.handle(now, from, payload)?;
+        Ok(self.lie.rewrite(&mut self.node, out))
+    }
+    fn tick(&mut self, now: f64) -> Outputs {
+        let out = self.node.tick(now);
+        self.lie.rewrite(&mut self.node, out)
+    }
+    fn step(&self) -> u64 {
+        self.node.step()
+    }
+    fn finished(&self) -> bool {
+        self.node.finished()
+    }
+    fn model(&self) -> Option<ArrayView1<'_, f32>> {
+        self.node.model()
+    }
+    fn next_deadline(&self) -> Option<f64> {
+        self.node.next_deadline()
+    }
 }
 
 impl ByzantineServer {
-    /// Wraps an honest server.
+    /// Wraps an honest server; `servers` and `byzantine` are the declared n_ps and f_ps.
     pub fn new(
-        inner: Server,
+        node: Server,
         attack: ServerAttack,
         servers: usize,
         byzantine: usize,
         seed: u64,
     ) -> Self {
-        Self {
-            inner,
+        let lie = ServerLie {
             attack,
             servers,
             byzantine,
             seed,
             history: VecDeque::new(),
             last_gather: Vec::new(),
+        };
+        Self { node, lie }
+    }
+}
+
+impl ByzantineWorker {
+    /// Wraps an honest worker; `workers` and `byzantine` are the declared n_w and f_w. For
+    /// `label-flip`, the wrapped worker's gradient source must already read flipped labels (the
+    /// attack acts on data, not on the vector).
+    pub fn new(
+        node: Worker,
+        attack: WorkerAttack,
+        workers: usize,
+        byzantine: usize,
+        seed: u64,
+    ) -> Self {
+        Self {
+            node,
+            lie: WorkerLie {
+                attack,
+                workers,
+                byzantine,
+                seed,
+            },
+        }
+    }
+}
+
+/// A Byzantine server's lie: crafted models to workers and at gathers.
+#[derive(Debug)]
+pub struct ServerLie {
+    attack: ServerAttack,
+    servers: usize,
+    byzantine: usize,
+    seed: u64,
+    /// Its own past models, oldest first (stale replay).
+    history: VecDeque<Array1<f32>>,
+    /// Peer models of the latest gathers (the honest spread equivocation exploits).
+    last_gather: Vec<Arc<Array1<f32>>>,
+}
+
+impl Lie<Server> for ServerLie {
+    fn observe(&mut self, payload: &Payload) {
+        if let Payload::Gather { params, .. } = payload {
+            if self.last_gather.len() >= self.servers {
+                self.last_gather.remove(0);
+            }
+            self.last_gather.push(params.clone());
         }
     }
 
-    fn rewrite(&mut self, out: Outputs) -> Outputs {
+    fn rewrite(&mut self, server: &mut Server, out: Outputs) -> Outputs {
         let mut rewritten = Outputs {
             messages: Vec::with_capacity(out.messages.len()),
             events: out.events,
@@ -78,34 +164,27 @@ impl ByzantineServer {
                     continue;
                 }
             };
-            let receivers = if gather {
-                self.servers
-            } else {
-                self.inner_workers()
-            };
             let view = ServerView {
                 own: params.view(),
                 honest: &honest,
                 history: &history,
                 step,
                 receiver: to.index,
-                receivers,
+                receivers: if gather {
+                    self.servers
+                } else {
+                    server.workers()
+                },
                 n: self.servers,
                 f: self.byzantine,
                 seed: self.seed,
             };
             if let Some(crafted) = self.attack.craft(&view) {
-                let crafted = Arc::new(crafted);
+                let params = Arc::new(crafted);
                 let payload = if gather {
-                    Payload::Gather {
-                        step,
-                        params: crafted,
-                    }
+                    Payload::Gather { step, params }
                 } else {
-                    Payload::Model {
-                        step,
-                        params: crafted,
-                    }
+                    Payload::Model { step, params }
                 };
                 rewritten.messages.push((to, payload));
             }
@@ -119,92 +198,26 @@ impl ByzantineServer {
         }
         rewritten
     }
-
-    fn inner_workers(&self) -> usize {
-        self.inner.workers()
-    }
 }
 
-impl Node for ByzantineServer {
-    fn id(&self) -> NodeId {
-        self.inner.id()
-    }
-    fn start(&mut self, now: f64) -> Outputs {
-        let out = self.inner.start(now);
-        self.rewrite(out)
-    }
-    fn handle(&mut self, now: f64, from: NodeId, payload: Payload) -> Result<Outputs, Rejection> {
-        if let Payload::Gather { params, .. } = &payload {
-            if self.last_gather.len() >= self.servers {
-                self.last_gather.remove(0);
-            }
-            self.last_gather.push(params.clone());
-        }
-        let out = self.inner.handle(now, from, payload)?;
-        Ok(self.rewrite(out))
-    }
-    fn tick(&mut self, now: f64) -> Outputs {
-        let out = self.inner.tick(now);
-        self.rewrite(out)
-    }
-    fn step(&self) -> u64 {
-        self.inner.step()
-    }
-    fn finished(&self) -> bool {
-        self.inner.finished()
-    }
-    fn model(&self) -> Option<ArrayView1<'_, f32>> {
-        self.inner.model()
-    }
-    fn next_deadline(&self) -> Option<f64> {
-        self.inner.next_deadline()
-    }
-}
-
-/// A worker running an attack.
+/// A Byzantine worker's lie: crafted gradients.
 #[derive(Debug)]
-pub struct ByzantineWorker {
-    inner: Worker,
+pub struct WorkerLie {
     attack: WorkerAttack,
     workers: usize,
     byzantine: usize,
     seed: u64,
 }
 
-impl ByzantineWorker {
-    /// Wraps an honest worker. For `label-flip`, the wrapped worker's gradient source must
-    /// already read flipped labels (the attack acts on data, not on the vector).
-    pub fn new(
-        inner: Worker,
-        attack: WorkerAttack,
-        workers: usize,
-        byzantine: usize,
-        seed: u64,
-    ) -> Self {
-        Self {
-            inner,
-            attack,
-            workers,
-            byzantine,
-            seed,
-        }
-    }
-
-    fn needs_estimates(&self) -> bool {
-        matches!(
-            self.attack.kind,
-            WorkerAttackKind::Alie | WorkerAttackKind::Foe | WorkerAttackKind::Mimic
-        )
-    }
-
-    fn rewrite(&mut self, out: Outputs) -> Outputs {
+impl Lie<Worker> for WorkerLie {
+    fn rewrite(&mut self, worker: &mut Worker, out: Outputs) -> Outputs {
         let has_gradient = out
             .messages
             .iter()
             .any(|(_, payload)| matches!(payload, Payload::Gradient { .. }));
-        let estimates = if has_gradient && self.needs_estimates() {
+        let estimates = if has_gradient && self.attack.kind.needs_honest() {
             let count = (self.workers - self.byzantine).clamp(2, MAX_ESTIMATES);
-            self.inner.sample_gradients(count)
+            worker.sample_gradients(count)
         } else {
             Vec::new()
         };
@@ -246,35 +259,5 @@ impl ByzantineWorker {
             }
         }
         rewritten
-    }
-}
-
-impl Node for ByzantineWorker {
-    fn id(&self) -> NodeId {
-        self.inner.id()
-    }
-    fn start(&mut self, now: f64) -> Outputs {
-        let out = self.inner.start(now);
-        self.rewrite(out)
-    }
-    fn handle(&mut self, now: f64, from: NodeId, payload: Payload) -> Result<Outputs, Rejection> {
-        let out = self.inner.handle(now, from, payload)?;
-        Ok(self.rewrite(out))
-    }
-    fn tick(&mut self, now: f64) -> Outputs {
-        let out = self.inner.tick(now);
-        self.rewrite(out)
-    }
-    fn step(&self) -> u64 {
-        self.inner.step()
-    }
-    fn finished(&self) -> bool {
-        self.inner.finished()
-    }
-    fn model(&self) -> Option<ArrayView1<'_, f32>> {
-        None
-    }
-    fn next_deadline(&self) -> Option<f64> {
-        self.inner.next_deadline()
     }
 }

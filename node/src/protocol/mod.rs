@@ -38,7 +38,9 @@ pub mod worker;
 
 use std::fmt::Debug;
 
-use ndarray::{ArrayView1, ArrayViewMut1};
+use std::time::Instant;
+
+use ndarray::{Array1, ArrayView1, ArrayViewMut1};
 
 use crate::gar::{GarConfig, Rule};
 use crate::job::Plan;
@@ -229,6 +231,36 @@ pub trait GradientSource: Send + Debug {
 pub trait Evaluator: Send + Debug {
     /// Returns (mean loss, accuracy in [0, 1]).
     fn evaluate(&mut self, params: ArrayView1<'_, f32>) -> (f32, f32);
+}
+
+/// Runs a rule over a quorum from `senders` (in the same order as `views`) and describes what
+/// it kept and left out as an [`Event::Aggregated`].
+pub(crate) fn aggregate_quorum(
+    config: &GarConfig,
+    kind: Kind,
+    senders: &[NodeId],
+    views: &[ArrayView1<'_, f32>],
+) -> Result<(Array1<f32>, Event), crate::gar::GarError> {
+    let started = Instant::now();
+    let aggregation = crate::gar::aggregate(config, views)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let mut selected = Vec::with_capacity(aggregation.selected.len());
+    let mut excluded = Vec::new();
+    for (position, sender) in senders.iter().enumerate() {
+        if aggregation.selected.contains(&position) {
+            selected.push(*sender);
+        } else {
+            excluded.push(*sender);
+        }
+    }
+    let event = Event::Aggregated {
+        kind,
+        rule: config.rule,
+        selected,
+        excluded,
+        seconds,
+    };
+    Ok((aggregation.value, event))
 }
 
 /// The edge check every incoming vector passes: right length, only finite values.

@@ -7,17 +7,17 @@
 //! server waits for all n_w gradients until a timeout once it holds a quorum.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use ndarray::{Array1, ArrayView1};
 
-use crate::gar;
 use crate::job::spec::Mode;
 use crate::model::Sgd;
 
 use super::inbox::Inbox;
 use super::message::{Kind, NodeId, Payload, Rejection};
-use super::{Evaluator, Event, Node, Outputs, ProtocolConfig, check_vector, median_of};
+use super::{
+    Evaluator, Event, Node, Outputs, ProtocolConfig, aggregate_quorum, check_vector, median_of,
+};
 
 /// Where a server is within its current step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,27 +219,19 @@ impl Server {
             received.truncate(self.config.worker_quorum);
         }
         self.sync_deadline = None;
+        let senders: Vec<NodeId> = received
+            .iter()
+            .map(|(sender, _)| NodeId::worker(*sender))
+            .collect();
         let views: Vec<ArrayView1<'_, f32>> = received
             .iter()
             .map(|(_, (gradient, _))| gradient.view())
             .collect();
-        let started = Instant::now();
-        let aggregated = gar::aggregate(&self.config.gradient_rule, &views);
-        let seconds = started.elapsed().as_secs_f64();
         let mut losses: Vec<f32> = received.iter().map(|(_, (_, loss))| *loss).collect();
-        match aggregated {
-            Ok(aggregation) => {
-                let (selected, excluded) =
-                    split_selected(&received, &aggregation.selected, NodeId::worker);
-                out.events.push(Event::Aggregated {
-                    kind: Kind::Gradient,
-                    rule: self.config.gradient_rule.rule,
-                    selected,
-                    excluded,
-                    seconds,
-                });
-                self.sgd
-                    .step(self.params.view_mut(), aggregation.value.view());
+        match aggregate_quorum(&self.config.gradient_rule, Kind::Gradient, &senders, &views) {
+            Ok((value, event)) => {
+                out.events.push(event);
+                self.sgd.step(self.params.view_mut(), value.view());
             }
             Err(error) => {
                 // Validation checks every bound before a job starts, so this is unreachable in
@@ -280,40 +272,34 @@ impl Server {
     fn adopt_gather(&mut self, step: u64, out: &mut Outputs) {
         let mut received = self.gathers.take(step);
         received.truncate(self.config.server_quorum);
+        let senders: Vec<NodeId> = received
+            .iter()
+            .map(|(sender, _)| NodeId::server(*sender))
+            .collect();
         let views: Vec<ArrayView1<'_, f32>> =
             received.iter().map(|(_, params)| params.view()).collect();
-        let started = Instant::now();
-        let aggregated = gar::aggregate(&self.config.model_rule, &views);
-        let seconds = started.elapsed().as_secs_f64();
-        if let Ok(aggregation) = aggregated {
-            let peer_distances = received
-                .iter()
-                .filter(|(sender, _)| *sender != self.index)
-                .map(|(sender, params)| {
-                    (
-                        NodeId::server(*sender),
-                        distance(self.params.view(), params.view()),
-                    )
-                })
-                .collect();
-            let drift_to_median = distance(self.params.view(), aggregation.value.view());
-            let (selected, excluded) =
-                split_selected(&received, &aggregation.selected, NodeId::server);
-            out.events.push(Event::Aggregated {
-                kind: Kind::Gather,
-                rule: self.config.model_rule.rule,
-                selected,
-                excluded,
-                seconds,
-            });
-            out.events.push(Event::Gathered {
-                step,
-                drift_to_median,
-                peer_distances,
-            });
-            self.params = aggregation.value;
-        } else {
-            debug_assert!(false, "model aggregation failed");
+        match aggregate_quorum(&self.config.model_rule, Kind::Gather, &senders, &views) {
+            Ok((median, event)) => {
+                let peer_distances = received
+                    .iter()
+                    .filter(|(sender, _)| *sender != self.index)
+                    .map(|(sender, params)| {
+                        (
+                            NodeId::server(*sender),
+                            distance(self.params.view(), params.view()),
+                        )
+                    })
+                    .collect();
+                let drift_to_median = distance(self.params.view(), median.view());
+                out.events.push(event);
+                out.events.push(Event::Gathered {
+                    step,
+                    drift_to_median,
+                    peer_distances,
+                });
+                self.params = median;
+            }
+            Err(error) => debug_assert!(false, "model aggregation failed: {error}"),
         }
         if step > self.step {
             self.step = step;
@@ -469,22 +455,4 @@ pub fn distance(a: ArrayView1<'_, f32>, b: ArrayView1<'_, f32>) -> f32 {
         })
         .sum::<f64>()
         .sqrt() as f32
-}
-
-/// Maps a rule's selected input positions back to the senders.
-fn split_selected<T>(
-    received: &[(usize, T)],
-    selected_positions: &[usize],
-    id: fn(usize) -> NodeId,
-) -> (Vec<NodeId>, Vec<NodeId>) {
-    let mut selected = Vec::with_capacity(selected_positions.len());
-    let mut excluded = Vec::new();
-    for (position, (sender, _)) in received.iter().enumerate() {
-        if selected_positions.contains(&position) {
-            selected.push(id(*sender));
-        } else {
-            excluded.push(id(*sender));
-        }
-    }
-    (selected, excluded)
 }

@@ -11,19 +11,17 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Instant;
 
 use ndarray::{Array1, ArrayView1};
 
 use crate::filter::{LipschitzFilter, outliers_bound};
-use crate::gar;
 use crate::job::Role;
 use crate::job::spec::Mode;
 
 use super::inbox::Inbox;
 use super::message::{Kind, NodeId, Payload, Rejection};
 use super::server::distance;
-use super::{Event, GradientSource, Node, Outputs, ProtocolConfig, check_vector};
+use super::{Event, GradientSource, Node, Outputs, ProtocolConfig, aggregate_quorum, check_vector};
 
 /// Coefficients accepted unconditionally before the Lipschitz filter has a history.
 const LIPSCHITZ_WARMUP: usize = 5;
@@ -171,35 +169,22 @@ impl Worker {
     fn compute_at_median(&mut self, step: u64, out: &mut Outputs) {
         let mut received = self.models.take(step);
         received.truncate(self.config.server_quorum);
+        let senders: Vec<NodeId> = received
+            .iter()
+            .map(|(sender, _)| NodeId::server(*sender))
+            .collect();
         let views: Vec<ArrayView1<'_, f32>> =
             received.iter().map(|(_, params)| params.view()).collect();
-        let started = Instant::now();
-        let aggregated = gar::aggregate(&self.config.model_rule, &views);
-        let seconds = started.elapsed().as_secs_f64();
-        let Ok(aggregation) = aggregated else {
-            debug_assert!(
-                false,
-                "model aggregation failed although bounds were validated"
-            );
-            return;
-        };
-        let mut selected = Vec::new();
-        let mut excluded = Vec::new();
-        for (position, (sender, _)) in received.iter().enumerate() {
-            if aggregation.selected.contains(&position) {
-                selected.push(NodeId::server(*sender));
-            } else {
-                excluded.push(NodeId::server(*sender));
+        match aggregate_quorum(&self.config.model_rule, Kind::Model, &senders, &views) {
+            Ok((median, event)) => {
+                out.events.push(event);
+                self.send_gradient(step, median, out);
             }
+            Err(error) => debug_assert!(
+                false,
+                "model aggregation failed although bounds were validated: {error}"
+            ),
         }
-        out.events.push(Event::Aggregated {
-            kind: Kind::Model,
-            rule: self.config.model_rule.rule,
-            selected,
-            excluded,
-            seconds,
-        });
-        self.send_gradient(step, aggregation.value, out);
     }
 
     fn advance(&mut self, now: f64, out: &mut Outputs) {

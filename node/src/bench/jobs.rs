@@ -1,0 +1,55 @@
+//! `byzsgd-node bench jobs [FILE…]`: runs whole jobs through the local runner, one after the
+//! other on this machine, and prints one JSON line per job: steps per second, time to the
+//! convergence target, final accuracy and drift. Defaults to the three examples the README
+//! compares: vanilla SGD, ByzSGD asynchronous (the quickstart) and ByzSGD synchronous.
+
+use std::path::PathBuf;
+
+use crate::local::{self, LocalArgs};
+
+/// Flags of `byzsgd-node bench jobs`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct JobsArgs {
+    /// Job manifests to run, in order.
+    #[arg(
+        value_name = "FILE",
+        default_values = ["examples/vanilla.yaml", "examples/quickstart.yaml", "examples/synchronous.yaml"]
+    )]
+    pub files: Vec<PathBuf>,
+    /// Where run directories are created.
+    #[arg(
+        long,
+        env = "BYZSGD_BENCH_JOBS_RUNS_DIR",
+        default_value = "runs",
+        value_name = "DIR"
+    )]
+    pub runs_dir: PathBuf,
+}
+
+/// Runs the jobs and prints their figures.
+pub fn run(args: &JobsArgs) -> anyhow::Result<()> {
+    for file in &args.files {
+        let summary = local::run(&LocalArgs {
+            file: file.clone(),
+            runs_dir: args.runs_dir.clone(),
+            data_dir: None,
+            admin_listen: ([127, 0, 0, 1], 0).into(),
+            no_progress: true,
+        })?;
+        let line = serde_json::json!({
+            "bench": "jobs",
+            "job": file.display().to_string(),
+            "steps": summary.steps,
+            "steps_per_s": summary.steps_per_second,
+            "wall_s": summary.wall_seconds,
+            "startup_s": summary.startup_seconds,
+            "target_accuracy": summary.target_accuracy,
+            "time_to_target_s": summary.time_to_target_seconds,
+            "final_accuracy": summary.final_accuracy,
+            "max_drift": summary.max_drift,
+            "run_dir": summary.run_dir,
+        });
+        println!("{line}");
+    }
+    Ok(())
+}
