@@ -263,6 +263,32 @@ pub(crate) fn aggregate_quorum(
     Ok((aggregation.value, event))
 }
 
+/// Vectors taken from an inbox, with their senders' indices, in arrival order.
+pub(crate) type Taken = Vec<(usize, std::sync::Arc<Array1<f32>>)>;
+/// An aggregate and the event describing it.
+pub(crate) type Aggregated = Result<(Array1<f32>, Event), crate::gar::GarError>;
+
+/// Takes the first `quorum` models buffered for `step` (all from servers) and aggregates them
+/// with `config`; returns what was taken along with the result.
+pub(crate) fn take_model_quorum(
+    inbox: &mut inbox::Inbox<std::sync::Arc<Array1<f32>>>,
+    step: u64,
+    quorum: usize,
+    config: &GarConfig,
+    kind: Kind,
+) -> (Taken, Aggregated) {
+    let mut received = inbox.take(step);
+    received.truncate(quorum);
+    let senders: Vec<NodeId> = received
+        .iter()
+        .map(|(sender, _)| NodeId::server(*sender))
+        .collect();
+    let views: Vec<ArrayView1<'_, f32>> =
+        received.iter().map(|(_, params)| params.view()).collect();
+    let result = aggregate_quorum(config, kind, &senders, &views);
+    (received, result)
+}
+
 /// The edge check every incoming vector passes: right length, only finite values.
 pub fn check_vector(vector: ArrayView1<'_, f32>, dimension: usize) -> Result<(), Rejection> {
     if vector.len() != dimension {

@@ -17,6 +17,7 @@ use super::inbox::Inbox;
 use super::message::{Kind, NodeId, Payload, Rejection};
 use super::{
     Evaluator, Event, Node, Outputs, ProtocolConfig, aggregate_quorum, check_vector, median_of,
+    take_model_quorum,
 };
 
 /// Where a server is within its current step.
@@ -270,15 +271,14 @@ impl Server {
     }
 
     fn adopt_gather(&mut self, step: u64, out: &mut Outputs) {
-        let mut received = self.gathers.take(step);
-        received.truncate(self.config.server_quorum);
-        let senders: Vec<NodeId> = received
-            .iter()
-            .map(|(sender, _)| NodeId::server(*sender))
-            .collect();
-        let views: Vec<ArrayView1<'_, f32>> =
-            received.iter().map(|(_, params)| params.view()).collect();
-        match aggregate_quorum(&self.config.model_rule, Kind::Gather, &senders, &views) {
+        let (received, result) = take_model_quorum(
+            &mut self.gathers,
+            step,
+            self.config.server_quorum,
+            &self.config.model_rule,
+            Kind::Gather,
+        );
+        match result {
             Ok((median, event)) => {
                 let peer_distances = received
                     .iter()

@@ -21,7 +21,9 @@ use crate::job::spec::Mode;
 use super::inbox::Inbox;
 use super::message::{Kind, NodeId, Payload, Rejection};
 use super::server::distance;
-use super::{Event, GradientSource, Node, Outputs, ProtocolConfig, aggregate_quorum, check_vector};
+use super::{
+    Event, GradientSource, Node, Outputs, ProtocolConfig, check_vector, take_model_quorum,
+};
 
 /// Coefficients accepted unconditionally before the Lipschitz filter has a history.
 const LIPSCHITZ_WARMUP: usize = 5;
@@ -167,15 +169,14 @@ impl Worker {
 
     /// Takes the median of a model quorum for `step` and computes there.
     fn compute_at_median(&mut self, step: u64, out: &mut Outputs) {
-        let mut received = self.models.take(step);
-        received.truncate(self.config.server_quorum);
-        let senders: Vec<NodeId> = received
-            .iter()
-            .map(|(sender, _)| NodeId::server(*sender))
-            .collect();
-        let views: Vec<ArrayView1<'_, f32>> =
-            received.iter().map(|(_, params)| params.view()).collect();
-        match aggregate_quorum(&self.config.model_rule, Kind::Model, &senders, &views) {
+        let (_, result) = take_model_quorum(
+            &mut self.models,
+            step,
+            self.config.server_quorum,
+            &self.config.model_rule,
+            Kind::Model,
+        );
+        match result {
             Ok((median, event)) => {
                 out.events.push(event);
                 self.send_gradient(step, median, out);
