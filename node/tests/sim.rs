@@ -291,10 +291,14 @@ fn simulations_are_deterministic() {
 }
 
 fn synchronous_with(inject: &str) -> (Report, Vec<usize>) {
+    synchronous_with_momentum(inject, 0.0)
+}
+
+fn synchronous_with_momentum(inject: &str, momentum: f32) -> (Report, Vec<usize>) {
     let plan = plan(&format!(
         "  model: {{kind: logistic}}
   dataset: {{name: synthetic}}
-  training: {{steps: {STEPS}, batchSize: 16, learningRate: 0.05, seed: 7, evaluateEvery: 50}}
+  training: {{steps: {STEPS}, batchSize: 16, learningRate: 0.05, momentum: {momentum}, seed: 7, evaluateEvery: 50}}
   mode: synchronous
   servers: {{replicas: 5, byzantine: 1, gatherEvery: 5}}
   workers: {{replicas: 7, byzantine: 2}}
@@ -357,4 +361,13 @@ fn synchronous_mode_converges_and_its_filters_catch_a_lying_server() {
     }
     let (report, correct) = synchronous_with(&server_injection("{attack: silence}"));
     assert_converged("silence", &report, &correct);
+}
+
+/// With momentum the servers move by η·v, not η·g; the worker mirrors the momentum in its local
+/// estimate, and when every server's model is refused for one step it falls back to the median
+/// of all of them. Before both, honest runs with momentum livelocked in endless refusals.
+#[test]
+fn synchronous_mode_with_momentum_makes_progress() {
+    let (report, correct) = synchronous_with_momentum("", 0.9);
+    assert_converged("synchronous with momentum", &report, &correct);
 }

@@ -58,6 +58,13 @@ struct SyncState {
     /// When that request was sent: a chosen server that stays silent past the timeout is
     /// suspected like one that fails a filter (synchrony bounds delays).
     requested_at: f64,
+    /// The worker's mirror of the servers' momentum buffer, so θ_local follows the update the
+    /// servers really apply (θ − η·v, not θ − η·g, when momentum is on).
+    velocity: Option<Array1<f32>>,
+    /// (step, servers refused for it): when every server has been refused for one step, the
+    /// worker falls back to pulling all of them and taking the median, as at a gather — always
+    /// safe, and it guarantees progress when honest models fail a filter.
+    refusals: (u64, usize),
 }
 
 impl Worker {
@@ -73,6 +80,8 @@ impl Worker {
             lipschitz: LipschitzFilter::new(config.servers, byzantine_servers, LIPSCHITZ_WARMUP),
             requested: None,
             requested_at: 0.0,
+            velocity: None,
+            refusals: (0, 0),
         };
         Self {
             config,
@@ -103,7 +112,10 @@ impl Worker {
     }
 
     fn needs_all_servers(&self, step: u64) -> bool {
-        self.config.mode == Mode::Asynchronous || step == 0 || self.config.is_gather_step(step)
+        self.config.mode == Mode::Asynchronous
+            || step == 0
+            || self.config.is_gather_step(step)
+            || self.sync.refusals == (step, self.config.servers)
     }
 
     /// Asks for the model of `self.step` (synchronous mode).
@@ -154,7 +166,12 @@ impl Worker {
         }
         out.events.push(Event::GradientSent { step, loss });
         if self.config.mode == Mode::Synchronous {
-            let local = &point - &(&*shared * self.config.learning_rate);
+            let velocity = match self.sync.velocity.take() {
+                Some(velocity) => velocity * self.config.momentum + &*shared,
+                None => (*shared).clone(),
+            };
+            let local = &point - &(&velocity * self.config.learning_rate);
+            self.sync.velocity = Some(velocity);
             self.sync.local = Some(local);
             self.sync.previous = Some((step, point.clone(), (*shared).clone()));
         }
@@ -277,6 +294,13 @@ impl Worker {
                 for (sender, model) in kept {
                     let _ = self.models.insert(step, sender, model, step, step);
                 }
+                let (refused_step, count) = self.sync.refusals;
+                let count = if refused_step == self.step {
+                    count + 1
+                } else {
+                    1
+                };
+                self.sync.refusals = (self.step, count.min(self.config.servers));
                 self.switch_server();
             }
         }
@@ -297,7 +321,9 @@ impl Worker {
         if let Some(local) = &self.sync.local
             && step == previous_step + 1
         {
-            let gradient_norm = previous_gradient
+            // The bound's η‖g‖ is the size of one update; with momentum that is η‖v‖.
+            let update = self.sync.velocity.as_ref().unwrap_or(previous_gradient);
+            let gradient_norm = update
                 .iter()
                 .map(|g| f64::from(*g).powi(2))
                 .sum::<f64>()
