@@ -44,6 +44,27 @@ pub use params::{
 pub use server::{ServerAttack, ServerAttackKind, ServerView};
 pub use worker::{WorkerAttack, WorkerAttackKind, WorkerView, flip_labels};
 
+/// Finds the attack kind named `name` among `all`, or lists the valid names for `role`.
+fn parse_kind<K: Copy>(
+    all: &[K],
+    label: fn(K) -> &'static str,
+    role: &'static str,
+    name: &str,
+) -> Result<K, AttackError> {
+    all.iter()
+        .copied()
+        .find(|kind| label(*kind) == name)
+        .ok_or_else(|| AttackError::UnknownAttack {
+            role,
+            name: name.to_owned(),
+            expected: all
+                .iter()
+                .map(|kind| label(*kind))
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
 /// Why an attack name or its parameters were rejected.
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum AttackError {

@@ -86,14 +86,7 @@ impl FromStr for ServerAttackKind {
     type Err = AttackError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|kind| kind.as_str() == s)
-            .ok_or_else(|| AttackError::UnknownAttack {
-                role: "server",
-                name: s.to_owned(),
-                expected: Self::ALL.map(Self::as_str).join(", "),
-            })
+        super::parse_kind(&Self::ALL, Self::as_str, "server", s)
     }
 }
 

@@ -11,8 +11,6 @@
 use std::sync::Mutex;
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ShapeError};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 
 use super::ops;
 use super::{Model, ModelError};
@@ -479,19 +477,13 @@ impl Model for Cnn {
     }
 
     fn init(&self, seed: u64) -> Array1<f32> {
-        let mut rng = StdRng::seed_from_u64(seed);
-        let mut params = vec![0.0_f32; self.num_params];
-        for i in 0..4 {
-            let (fan_in, fan_out) = self.shape(i);
-            let start = self.offsets[i];
-            let weights = &mut params[start..start + fan_in * fan_out];
-            if i < 3 {
-                ops::he_normal(weights, fan_in, &mut rng);
-            } else {
-                ops::glorot_uniform(weights, fan_in, fan_out, &mut rng);
-            }
-        }
-        Array1::from(params)
+        let layers: Vec<(usize, usize, usize)> = (0..4)
+            .map(|i| {
+                let (fan_in, fan_out) = self.shape(i);
+                (self.offsets[i], fan_in, fan_out)
+            })
+            .collect();
+        ops::init_layers(self.num_params, seed, &layers)
     }
 
     fn loss_and_gradient(

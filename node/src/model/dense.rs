@@ -5,8 +5,6 @@
 use std::sync::Mutex;
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ShapeError};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 
 use super::ops;
 use super::{Model, ModelError};
@@ -188,20 +186,16 @@ impl Model for Dense {
     }
 
     fn init(&self, seed: u64) -> Array1<f32> {
-        let mut rng = StdRng::seed_from_u64(seed);
-        let mut params = vec![0.0_f32; self.num_params];
-        let last = self.layers() - 1;
-        for layer in 0..=last {
-            let (fan_in, fan_out) = (self.widths[layer], self.widths[layer + 1]);
-            let start = self.offsets[layer];
-            let weights = &mut params[start..start + fan_in * fan_out];
-            if layer < last {
-                ops::he_normal(weights, fan_in, &mut rng);
-            } else {
-                ops::glorot_uniform(weights, fan_in, fan_out, &mut rng);
-            }
-        }
-        Array1::from(params)
+        let layers: Vec<(usize, usize, usize)> = (0..self.layers())
+            .map(|layer| {
+                (
+                    self.offsets[layer],
+                    self.widths[layer],
+                    self.widths[layer + 1],
+                )
+            })
+            .collect();
+        ops::init_layers(self.num_params, seed, &layers)
     }
 
     fn loss_and_gradient(

@@ -10,7 +10,7 @@ use ndarray::linalg::general_mat_mul;
 use ndarray::{
     Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, ShapeError, Slice,
 };
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Normal, Uniform};
 
 /// `c = alpha · a · b + beta · c` on one thread.
@@ -184,6 +184,27 @@ pub(crate) fn softmax_xent_eval(logits: &ArrayView2<'_, f32>, labels: &[u8]) -> 
         }
     }
     (total, correct)
+}
+
+/// Fresh flat parameters for layers given as (offset, fan_in, fan_out): He normal for every
+/// layer but the last (each followed by a ReLU), Glorot uniform for the output layer, zero
+/// biases. Layers are drawn in order from one seeded generator.
+pub(crate) fn init_layers(
+    num_params: usize,
+    seed: u64,
+    layers: &[(usize, usize, usize)],
+) -> ndarray::Array1<f32> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut params = vec![0.0_f32; num_params];
+    for (position, &(start, fan_in, fan_out)) in layers.iter().enumerate() {
+        let weights = &mut params[start..start + fan_in * fan_out];
+        if position + 1 < layers.len() {
+            he_normal(weights, fan_in, &mut rng);
+        } else {
+            glorot_uniform(weights, fan_in, fan_out, &mut rng);
+        }
+    }
+    ndarray::Array1::from(params)
 }
 
 /// He (Kaiming) normal initialization for a layer followed by a ReLU: `N(0, 2 / fan_in)`, which
