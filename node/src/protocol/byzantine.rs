@@ -151,10 +151,12 @@ impl Lie<Server> for ServerLie {
             messages: Vec::with_capacity(out.messages.len()),
             events: out.events,
         };
-        let history: Vec<Array1<f32>> = self.history.iter().cloned().collect();
+        // A slice of the deque itself: copying up to HISTORY models per output batch would put
+        // megabytes of memcpy on every step of the attacker.
+        let history: &[Array1<f32>] = self.history.make_contiguous();
         let honest: Vec<ArrayView1<'_, f32>> =
             self.last_gather.iter().map(|model| model.view()).collect();
-        let mut recorded = false;
+        let mut own: Option<Arc<Array1<f32>>> = None;
         for (to, payload) in out.messages {
             let (step, params, gather) = match &payload {
                 Payload::Model { step, params } => (*step, params.clone(), false),
@@ -167,7 +169,7 @@ impl Lie<Server> for ServerLie {
             let view = ServerView {
                 own: params.view(),
                 honest: &honest,
-                history: &history,
+                history,
                 step,
                 receiver: to.index,
                 receivers: if gather {
@@ -188,12 +190,14 @@ impl Lie<Server> for ServerLie {
                 };
                 rewritten.messages.push((to, payload));
             }
-            if !recorded {
-                recorded = true;
-                self.history.push_back((*params).clone());
-                if self.history.len() > HISTORY {
-                    self.history.pop_front();
-                }
+            own.get_or_insert(params);
+        }
+        // Recorded after the batch, so every receiver of it sees the same history, which (as
+        // `ServerView::history` documents) never includes the model being sent.
+        if let Some(own) = own {
+            self.history.push_back((*own).clone());
+            if self.history.len() > HISTORY {
+                self.history.pop_front();
             }
         }
         rewritten
