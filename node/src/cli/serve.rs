@@ -65,6 +65,10 @@ pub struct NodeArgs {
     /// Override the data set directory of the manifest.
     #[arg(long, env = "BYZSGD_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Threads of the async runtime that carries gRPC, admin and the protocol (the protocol
+    /// itself runs on one thread). Raise it for nodes with many peers and spare cores.
+    #[arg(long, env = "BYZSGD_WORKER_THREADS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub worker_threads: u16,
     /// Log format on stderr (filter with RUST_LOG).
     #[arg(long, env = "BYZSGD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
     pub log_format: LogFormat,
@@ -111,7 +115,7 @@ pub fn run(role: Role, args: &NodeArgs) -> anyhow::Result<()> {
     let node = assembly.node(role, args.index)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(usize::from(args.worker_threads))
         .enable_all()
         .build()?;
     runtime.block_on(async move {
