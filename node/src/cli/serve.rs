@@ -12,7 +12,7 @@ use serde::Deserialize;
 use tokio::io::AsyncBufReadExt;
 use tokio::net::TcpListener;
 
-use crate::assemble::{Assembly, JobData};
+use crate::assemble::{Assembly, DataNeeds, JobData};
 use crate::job::{Behaviour, Manifest, Role, validate};
 use crate::protocol::NodeId;
 use crate::rpc::identity::{HeaderIdentity, parse_node_name};
@@ -109,7 +109,11 @@ pub fn run(role: Role, args: &NodeArgs) -> anyhow::Result<()> {
         Behaviour::Worker(attack) => Some(attack.kind.to_string()),
     };
     let snapshot_every = plan.spec.training.evaluate_every;
-    let data = JobData::load(&plan)?;
+    let needs = match role {
+        Role::Server => DataNeeds::Server,
+        Role::Worker => DataNeeds::Worker(args.index),
+    };
+    let data = JobData::load_for(&plan, needs)?;
     let assembly = Assembly::new(plan, data)?;
     let dimension = assembly.config().dimension;
     let node = assembly.node(role, args.index)?;
