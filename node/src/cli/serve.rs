@@ -163,6 +163,7 @@ pub fn run(role: Role, args: &NodeArgs) -> anyhow::Result<()> {
             snapshot_every,
             linger: Duration::from_secs_f64(args.linger_seconds.max(0.0)),
             progress_lines: args.progress_lines,
+            quorums: (assembly.plan().server_quorum, assembly.plan().worker_quorum),
         };
         let stdin_watch = args.peers_from_stdin;
         let shutdown = async move {
