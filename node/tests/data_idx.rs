@@ -50,6 +50,21 @@ fn tiny_labels() -> Vec<u8> {
     idx_bytes(&[3], &[2, 0, 1])
 }
 
+/// A data directory under the standard names, mixing gzipped and raw files and both name
+/// separators: the tiny training set and one test image of label 4.
+fn tiny_data_dir(test: &str) -> PathBuf {
+    let dir = temp_dir(test);
+    write(&dir, "train-images-idx3-ubyte.gz", &gzip(&tiny_images()));
+    write(&dir, "train-labels-idx1-ubyte", &tiny_labels());
+    write(
+        &dir,
+        "t10k-images.idx3-ubyte",
+        &idx_bytes(&[1, 2, 3], &[9; 6]),
+    );
+    write(&dir, "t10k-labels.idx1-ubyte", &idx_bytes(&[1], &[4]));
+    dir
+}
+
 #[test]
 fn raw_and_gzipped_files_load_identically_with_pixels_scaled_to_unit_range() {
     let dir = temp_dir("roundtrip");
@@ -70,15 +85,7 @@ fn raw_and_gzipped_files_load_identically_with_pixels_scaled_to_unit_range() {
 
 #[test]
 fn load_dir_finds_the_standard_names_raw_or_gzipped() {
-    let dir = temp_dir("load-dir");
-    write(&dir, "train-images-idx3-ubyte.gz", &gzip(&tiny_images()));
-    write(&dir, "train-labels-idx1-ubyte", &tiny_labels());
-    write(
-        &dir,
-        "t10k-images.idx3-ubyte",
-        &idx_bytes(&[1, 2, 3], &[9; 6]),
-    );
-    write(&dir, "t10k-labels.idx1-ubyte", &idx_bytes(&[1], &[4]));
+    let dir = tiny_data_dir("load-dir");
     let split = data::load_dir(&dir).unwrap();
     assert_eq!(split.train.len(), 3);
     assert_eq!(split.test.len(), 1);
@@ -96,15 +103,7 @@ fn load_dir_finds_the_standard_names_raw_or_gzipped() {
 /// the whole files, so every node builds the same model.
 #[test]
 fn loading_only_some_samples_equals_loading_all_then_taking_the_subset() {
-    let dir = temp_dir("load-samples");
-    write(&dir, "train-images-idx3-ubyte.gz", &gzip(&tiny_images()));
-    write(&dir, "train-labels-idx1-ubyte", &tiny_labels());
-    write(
-        &dir,
-        "t10k-images-idx3-ubyte",
-        &idx_bytes(&[1, 2, 3], &[9; 6]),
-    );
-    write(&dir, "t10k-labels-idx1-ubyte", &idx_bytes(&[1], &[4]));
+    let dir = tiny_data_dir("load-samples");
     let all = data::load_dir(&dir).unwrap();
     let some = data::load_dir_samples(&dir, Samples::Only(&[2, 0]), Samples::Only(&[])).unwrap();
     assert_eq!(some.train, all.train.subset(&[2, 0]).unwrap());
