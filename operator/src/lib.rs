@@ -105,7 +105,6 @@ pub async fn run(
 
     let registry = metrics::registry()?;
     let metrics = metrics::Metrics::register(&registry)?;
-    let ready = Arc::new(AtomicBool::new(false));
     if let Some(addr) = config.metrics_listen {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -147,7 +146,6 @@ pub async fn run(
         config.watch_namespace.as_deref(),
         config.reconciler,
         metrics,
-        ready,
         halt,
     )
     .await;

@@ -19,7 +19,7 @@ use byzsgd_operator::{LeaseConfig, ReconcilerConfig, RunConfig};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::wait::conditions;
 use kube::{Api, Client, CustomResourceExt, ResourceExt};
 use serde_json::json;
@@ -239,8 +239,9 @@ async fn api_server_rejects_broken_bounds_naming_them() {
     }
     // A live job's training part is immutable; its runPolicy is not.
     let api: Api<ByzSgdJob> = ns.api();
-    let change = |body| async move {
-        api.patch("ok-servers", &PatchParams::default(), &Patch::Merge(&body)).await
+    let change = |body: serde_json::Value| {
+        let api = api.clone();
+        async move { api.patch("ok-servers", &PatchParams::default(), &Patch::Merge(&body)).await }
     };
     match change(json!({"spec": {"workers": {"replicas": 7}}})).await {
         Err(kube::Error::Api(status)) => assert!(status.message.contains("immutable"), "{status:?}"),

@@ -11,7 +11,6 @@ pub mod validate;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use byzsgd_node::job::Role;
@@ -300,7 +299,6 @@ pub async fn run_controller(
     watch_namespace: Option<&str>,
     config: ReconcilerConfig,
     metrics: Metrics,
-    ready: Arc<std::sync::atomic::AtomicBool>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let (jobs, pods, services, config_maps): (Api<ByzSgdJob>, Api<Pod>, Api<Service>, Api<ConfigMap>) =
@@ -335,7 +333,6 @@ pub async fn run_controller(
         config,
         store: controller.store(),
     });
-    ready.store(true, Ordering::SeqCst);
     let stream = controller
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, context);

@@ -267,20 +267,20 @@ pub fn decide(job: &ValidatedJob, observed: &Observed<'_>) -> Decision {
             .insert(role.to_string(), replica_status(job, observed.pods, role));
     }
     let pods = observed.pods;
+    let mut notes: Vec<Note> = Vec::new();
     let mut note = |warning: bool, reason: &str, message: String| {
-        decision.notes.push(Note {
+        notes.push(Note {
             warning,
             reason: reason.to_owned(),
             message,
         });
     };
-    let conditions = &mut status.conditions;
 
     // Static facts of the spec: resilience and injection.
     let (inj_ps, inj_w) = (job.injected(Role::Server), job.injected(Role::Worker));
     let within = inj_ps <= job.plan.byzantine_servers && inj_w <= job.plan.byzantine_workers;
     set_condition(
-        conditions,
+        &mut status.conditions,
         ConditionType::ResilienceBoundSatisfied,
         within,
         if within { "WithinDeclaredBounds" } else { "MoreByzantineThanDeclared" },
@@ -300,7 +300,7 @@ pub fn decide(job: &ValidatedJob, observed: &Observed<'_>) -> Decision {
         })
         .collect();
     set_condition(
-        conditions,
+        &mut status.conditions,
         ConditionType::ByzantineInjected,
         !injected.is_empty(),
         if injected.is_empty() { "NoInjection" } else { "AttacksInjected" },
@@ -326,6 +326,7 @@ pub fn decide(job: &ValidatedJob, observed: &Observed<'_>) -> Decision {
         ttl(job, &status, now, &mut decision);
         status.state = Some(state);
         decision.status = status;
+        decision.notes = notes;
         return decision;
     }
 
@@ -334,20 +335,21 @@ pub fn decide(job: &ValidatedJob, observed: &Observed<'_>) -> Decision {
         decision.delete.extend(pods.keys().cloned());
         status.tracked_pods.clear();
         status.start_time = None;
-        if set_condition(conditions, ConditionType::Suspended, true, "Suspended", "runPolicy.suspend is true: pods deleted, status kept", now, generation) {
+        if set_condition(&mut status.conditions, ConditionType::Suspended, true, "Suspended", "runPolicy.suspend is true: pods deleted, status kept", now, generation) {
             note(false, "Suspended", "runPolicy.suspend is true: deleting the pods".to_owned());
         }
-        set_condition(conditions, ConditionType::Running, false, "Suspended", "the job is suspended", now, generation);
-        set_condition(conditions, ConditionType::Restarting, false, "Suspended", "the job is suspended", now, generation);
+        set_condition(&mut status.conditions, ConditionType::Running, false, "Suspended", "the job is suspended", now, generation);
+        set_condition(&mut status.conditions, ConditionType::Restarting, false, "Suspended", "the job is suspended", now, generation);
         status.state = Some(JobState::Suspended);
         decision.status = status;
+        decision.notes = notes;
         return decision;
     }
     if status.is_true(ConditionType::Suspended) {
-        set_condition(conditions, ConditionType::Suspended, false, "Resumed", "runPolicy.suspend is false: pods recreated", now, generation);
+        set_condition(&mut status.conditions, ConditionType::Suspended, false, "Resumed", "runPolicy.suspend is false: pods recreated", now, generation);
         note(false, "Resumed", "runPolicy.suspend is false: recreating the pods".to_owned());
     }
-    let start = *status.start_time.get_or_insert(Time(now));
+    let start = status.start_time.get_or_insert(Time(now)).0;
 
     // Backoff accounting: every recreation and every container restart counts once, across
     // operator restarts, because what was counted is in the status.
@@ -416,7 +418,7 @@ pub fn decide(job: &ValidatedJob, observed: &Observed<'_>) -> Decision {
         _ => false,
     };
     set_condition(
-        conditions,
+        &mut status.conditions,
         ConditionType::Converged,
         converged,
         match (target, converged) {
@@ -450,7 +452,7 @@ pub fn decide(job: &ValidatedJob, observed: &Observed<'_>) -> Decision {
     let deadline = job
         .run_policy
         .active_deadline_seconds
-        .map(|s| start.0 + SignedDuration::from_secs(s));
+        .map(|s| start + SignedDuration::from_secs(s));
     let lost = [Role::Server, Role::Worker]
         .into_iter()
         .find(|role| failed.get(role).copied().unwrap_or(0) > job.byzantine(*role));
@@ -492,9 +494,9 @@ pub fn decide(job: &ValidatedJob, observed: &Observed<'_>) -> Decision {
         } else {
             (ConditionType::Failed, JobState::Failed)
         };
-        set_condition(conditions, type_, true, reason, &message, now, generation);
-        set_condition(conditions, ConditionType::Running, false, reason, "the job finished", now, generation);
-        set_condition(conditions, ConditionType::Restarting, false, reason, "the job finished", now, generation);
+        set_condition(&mut status.conditions, type_, true, reason, &message, now, generation);
+        set_condition(&mut status.conditions, ConditionType::Running, false, reason, "the job finished", now, generation);
+        set_condition(&mut status.conditions, ConditionType::Restarting, false, reason, "the job finished", now, generation);
         note(!succeeded, if succeeded { "Succeeded" } else { "Failed" }, format!("{reason}: {message}"));
         status.state = Some(state);
         status.completion_time = Some(Time(now));
@@ -504,11 +506,12 @@ pub fn decide(job: &ValidatedJob, observed: &Observed<'_>) -> Decision {
         clean_pods(job.run_policy.clean_pod_policy, pods, &mut decision.delete);
         ttl(job, &status, now, &mut decision);
         decision.status = status;
+        decision.notes = notes;
         return decision;
     }
 
     // Still running.
-    let created = set_condition(conditions, ConditionType::Created, true, "PodsCreated", "service, config map and pods were created", now, generation);
+    let created = set_condition(&mut status.conditions, ConditionType::Created, true, "PodsCreated", "service, config map and pods were created", now, generation);
     if created {
         note(false, "Created", format!("created {} server and {} worker pods", job.plan.servers, job.plan.workers));
     }
@@ -552,6 +555,7 @@ pub fn decide(job: &ValidatedJob, observed: &Observed<'_>) -> Decision {
     }
     decision.requeue = Some(requeue);
     decision.status = status;
+    decision.notes = notes;
     decision
 }
 
