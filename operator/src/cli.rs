@@ -33,13 +33,21 @@ pub enum Command {
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
     /// Address of `/metrics`, `/healthz` and `/readyz`.
-    #[arg(long, env = "BYZSGD_OPERATOR_METRICS_LISTEN", default_value = "0.0.0.0:8080")]
+    #[arg(
+        long,
+        env = "BYZSGD_OPERATOR_METRICS_LISTEN",
+        default_value = "0.0.0.0:8080"
+    )]
     pub metrics_listen: SocketAddr,
     /// Elect a leader through a Lease, so several replicas can run.
     #[arg(long, env = "BYZSGD_OPERATOR_LEADER_ELECT")]
     pub leader_elect: bool,
     /// Name of the Lease.
-    #[arg(long, env = "BYZSGD_OPERATOR_LEASE_NAME", default_value = "byzsgd-operator")]
+    #[arg(
+        long,
+        env = "BYZSGD_OPERATOR_LEASE_NAME",
+        default_value = "byzsgd-operator"
+    )]
     pub lease_name: String,
     /// Namespace of the Lease (defaults to the pod's namespace, `POD_NAMESPACE`).
     #[arg(long, env = "BYZSGD_OPERATOR_LEASE_NAMESPACE")]
@@ -56,7 +64,11 @@ pub struct RunArgs {
     )]
     pub status_url_template: String,
     /// Seconds between two polls of a running job's servers.
-    #[arg(long, env = "BYZSGD_OPERATOR_STATUS_INTERVAL_SECONDS", default_value_t = 10.0)]
+    #[arg(
+        long,
+        env = "BYZSGD_OPERATOR_STATUS_INTERVAL_SECONDS",
+        default_value_t = 10.0
+    )]
     pub status_interval_seconds: f64,
     /// Log format on stderr (filter with RUST_LOG).
     #[arg(long, env = "BYZSGD_OPERATOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
@@ -145,7 +157,8 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
 /// SIGTERM (what the kubelet sends) or Ctrl-C.
 async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
-    let Ok(mut terminate) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    let Ok(mut terminate) =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
     else {
         let _ = interrupt.await;
         return;

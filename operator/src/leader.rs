@@ -109,7 +109,11 @@ impl Elector {
             LeaseSpec {
                 holder_identity: Some(self.config.holder.clone()),
                 lease_duration_seconds: Some(duration),
-                acquire_time: if mine { spec.acquire_time.clone() } else { Some(now.clone()) },
+                acquire_time: if mine {
+                    spec.acquire_time.clone()
+                } else {
+                    Some(now.clone())
+                },
                 renew_time: Some(now),
                 lease_transitions: Some(if mine { transitions } else { transitions + 1 }),
                 ..LeaseSpec::default()
@@ -117,7 +121,11 @@ impl Elector {
             current.metadata.resource_version.clone(),
         );
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        match self.api.patch(&self.config.name, &params, &Patch::Apply(&renewed)).await {
+        match self
+            .api
+            .patch(&self.config.name, &params, &Patch::Apply(&renewed))
+            .await
+        {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
             Err(error) => Err(error),
@@ -133,7 +141,9 @@ impl Elector {
             Some(s) if s.holder == holder && s.renew == renew => {
                 let ttl = spec
                     .lease_duration_seconds
-                    .map_or(self.config.duration, |s| Duration::from_secs(u64::try_from(s).unwrap_or(0)));
+                    .map_or(self.config.duration, |s| {
+                        Duration::from_secs(u64::try_from(s).unwrap_or(0))
+                    });
                 s.at.elapsed() >= ttl
             }
             _ => {

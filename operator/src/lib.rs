@@ -181,7 +181,11 @@ async fn acquire(elector: &leader::Elector, mut stop: watch::Receiver<bool>) -> 
 
 /// Renews the lease; signals `lost` once another replica holds it or renewal failed for a
 /// whole lease duration.
-async fn renew(elector: Arc<leader::Elector>, lost: watch::Sender<bool>, mut stop: watch::Receiver<bool>) {
+async fn renew(
+    elector: Arc<leader::Elector>,
+    lost: watch::Sender<bool>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut last_success = tokio::time::Instant::now();
     loop {
         tokio::select! {

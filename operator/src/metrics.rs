@@ -1,7 +1,9 @@
 //! The operator's Prometheus metrics, under the `byzsgd_operator_` prefix (DESIGN.md §5): the
 //! names are part of the interface that dashboards and alerts use.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 
 use crate::crd::JobState;
 
@@ -34,14 +36,20 @@ impl Metrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         let reconciles = IntCounter::new("reconcile_total", "Reconciles started")?;
         let errors = IntCounterVec::new(
-            Opts::new("reconcile_errors_total", "Reconciles that failed, by error kind"),
+            Opts::new(
+                "reconcile_errors_total",
+                "Reconciles that failed, by error kind",
+            ),
             &["kind"],
         )?;
         // A reconcile lists pods, applies a handful of objects and polls n_ps servers with a
         // 2 s timeout: 5 ms (all cached) to 10 s (slow servers and API server).
         let duration = Histogram::with_opts(
-            HistogramOpts::new("reconcile_duration_seconds", "Wall time of one reconcile")
-                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            HistogramOpts::new("reconcile_duration_seconds", "Wall time of one reconcile").buckets(
+                vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ],
+            ),
         )?;
         let jobs = IntGaugeVec::new(Opts::new("jobs", "ByzSGDJobs by state"), &["phase"])?;
         registry.register(Box::new(reconciles.clone()))?;

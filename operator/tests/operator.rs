@@ -35,19 +35,31 @@ async fn install_crd(testbed: &Testbed) {
     let crds: Api<CustomResourceDefinition> = Api::all(testbed.client.clone());
     let crd = ByzSgdJob::crd();
     let name = crd.name_any();
-    crds.patch(&name, &PatchParams::apply("operator-tests").force(), &Patch::Apply(&crd))
-        .await
-        .expect("applying the ByzSGDJob CRD");
-    let served = wait_for(crds, &name, "the CRD to be Established", conditions::is_crd_established())
-        .await
-        .expect("the CRD exists");
+    crds.patch(
+        &name,
+        &PatchParams::apply("operator-tests").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("applying the ByzSGDJob CRD");
+    let served = wait_for(
+        crds,
+        &name,
+        "the CRD to be Established",
+        conditions::is_crd_established(),
+    )
+    .await
+    .expect("the CRD exists");
     let structural = served
         .status
         .and_then(|s| s.conditions)
         .unwrap_or_default()
         .into_iter()
         .find(|c| c.type_ == "NonStructuralSchema");
-    assert!(structural.is_none(), "the ByzSGDJob schema is not structural: {structural:?}");
+    assert!(
+        structural.is_none(),
+        "the ByzSGDJob schema is not structural: {structural:?}"
+    );
 }
 
 /// An operator running in this process, watching one namespace, stopped on drop.
@@ -62,7 +74,10 @@ impl Operator {
         let task = tokio::spawn(byzsgd_operator::run(client, config, async move {
             let _ = stopped.await;
         }));
-        Self { stop: Some(stop), task }
+        Self {
+            stop: Some(stop),
+            task,
+        }
     }
 
     fn in_namespace(client: Client, ns: &str, reconciler: ReconcilerConfig) -> Self {
@@ -107,8 +122,12 @@ fn parse_job(yaml: &str) -> ByzSgdJob {
 
 async fn apply_job(ns: &TestNamespace, job: &ByzSgdJob) -> Result<ByzSgdJob, kube::Error> {
     let api: Api<ByzSgdJob> = ns.api();
-    api.patch(&job.name_any(), &PatchParams::apply("operator-tests"), &Patch::Apply(job))
-        .await
+    api.patch(
+        &job.name_any(),
+        &PatchParams::apply("operator-tests"),
+        &Patch::Apply(job),
+    )
+    .await
 }
 
 /// Waits until the job's status satisfies `check`.
@@ -118,9 +137,12 @@ async fn wait_status(
     what: &str,
     check: impl Fn(&ByzSgdJob) -> bool + Send + 'static,
 ) -> ByzSgdJob {
-    wait_for(ns.api::<ByzSgdJob>(), name, what, move |job: Option<&ByzSgdJob>| {
-        job.is_some_and(&check)
-    })
+    wait_for(
+        ns.api::<ByzSgdJob>(),
+        name,
+        what,
+        move |job: Option<&ByzSgdJob>| job.is_some_and(&check),
+    )
     .await
     .expect("the job exists")
 }
@@ -138,21 +160,35 @@ async fn job_pods(ns: &TestNamespace, job: &str) -> Vec<Pod> {
 }
 
 /// Waits until `count` pods of the job exist and satisfy `check`.
-async fn wait_pods(ns: &TestNamespace, job: &str, what: &str, check: impl Fn(&[Pod]) -> bool) -> Vec<Pod> {
+async fn wait_pods(
+    ns: &TestNamespace,
+    job: &str,
+    what: &str,
+    check: impl Fn(&[Pod]) -> bool,
+) -> Vec<Pod> {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let pods = job_pods(ns, job).await;
         if check(&pods) {
             return pods;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}; pods: {:?}",
-            pods.iter().map(|p| (p.name_any(), p.status.as_ref().and_then(|s| s.phase.clone()))).collect::<Vec<_>>());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}; pods: {:?}",
+            pods.iter()
+                .map(|p| (
+                    p.name_any(),
+                    p.status.as_ref().and_then(|s| s.phase.clone())
+                ))
+                .collect::<Vec<_>>()
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
 fn is_running(pod: &Pod) -> bool {
-    pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") && pod.metadata.deletion_timestamp.is_none()
+    pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+        && pod.metadata.deletion_timestamp.is_none()
 }
 
 #[tokio::test]
@@ -165,25 +201,61 @@ async fn quickstart_creates_owned_children_runs_and_is_garbage_collected() {
     let operator = Operator::in_namespace(testbed.client.clone(), &ns.name, fast());
 
     // examples/quickstart.yaml unchanged (only the namespace comes from the test).
-    let created = apply_job(&ns, &parse_job(QUICKSTART)).await.expect("quickstart is admitted");
+    let created = apply_job(&ns, &parse_job(QUICKSTART))
+        .await
+        .expect("quickstart is admitted");
     let uid = created.uid().expect("uid");
-    let pods = wait_pods(&ns, "quickstart", "12 Running pods", |p| p.len() == 12 && p.iter().all(is_running)).await;
+    let pods = wait_pods(&ns, "quickstart", "12 Running pods", |p| {
+        p.len() == 12 && p.iter().all(is_running)
+    })
+    .await;
     for pod in &pods {
         let owner = &pod.owner_references()[0];
-        assert_eq!((owner.uid.as_str(), owner.controller), (uid.as_str(), Some(true)));
-        assert!(pod.spec.as_ref().and_then(|s| s.node_name.clone()).is_some(), "scheduled on a kwok node");
+        assert_eq!(
+            (owner.uid.as_str(), owner.controller),
+            (uid.as_str(), Some(true))
+        );
+        assert!(
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.node_name.clone())
+                .is_some(),
+            "scheduled on a kwok node"
+        );
     }
-    let service = ns.api::<Service>().get("quickstart").await.expect("headless service");
-    assert_eq!(service.spec.and_then(|s| s.cluster_ip).as_deref(), Some("None"));
-    assert_eq!(service.metadata.owner_references.expect("owner")[0].uid, uid);
-    let config_map = ns.api::<ConfigMap>().get("quickstart-job").await.expect("config map");
-    assert_eq!(config_map.metadata.owner_references.expect("owner")[0].uid, uid);
+    let service = ns
+        .api::<Service>()
+        .get("quickstart")
+        .await
+        .expect("headless service");
+    assert_eq!(
+        service.spec.and_then(|s| s.cluster_ip).as_deref(),
+        Some("None")
+    );
+    assert_eq!(
+        service.metadata.owner_references.expect("owner")[0].uid,
+        uid
+    );
+    let config_map = ns
+        .api::<ConfigMap>()
+        .get("quickstart-job")
+        .await
+        .expect("config map");
+    assert_eq!(
+        config_map.metadata.owner_references.expect("owner")[0].uid,
+        uid
+    );
 
-    let running = wait_status(&ns, "quickstart", "STATE Running", |j| state(j) == Some(JobState::Running)).await;
+    let running = wait_status(&ns, "quickstart", "STATE Running", |j| {
+        state(j) == Some(JobState::Running)
+    })
+    .await;
     let status = running.status.expect("status");
     assert_eq!(status.servers.as_deref(), Some("1/5"));
     assert_eq!(status.workers.as_deref(), Some("2/7"));
-    assert!(status.is_true(ConditionType::Created) && status.is_true(ConditionType::ByzantineInjected));
+    assert!(
+        status.is_true(ConditionType::Created) && status.is_true(ConditionType::ByzantineInjected)
+    );
     assert_eq!(status.observed_generation, running.metadata.generation);
     assert_eq!(status.replica_statuses["worker"].running, 7);
 
@@ -193,10 +265,20 @@ async fn quickstart_creates_owned_children_runs_and_is_garbage_collected() {
         .await
         .expect("deleting the job");
     wait_pods(&ns, "quickstart", "every pod to be gone", <[Pod]>::is_empty).await;
-    wait_for(ns.api::<Service>(), "quickstart", "the service to be deleted",
-        conditions::is_deleted(&service.metadata.uid.clone().unwrap_or_default())).await;
-    wait_for(ns.api::<ConfigMap>(), "quickstart-job", "the config map to be deleted",
-        conditions::is_deleted(&config_map.metadata.uid.clone().unwrap_or_default())).await;
+    wait_for(
+        ns.api::<Service>(),
+        "quickstart",
+        "the service to be deleted",
+        conditions::is_deleted(&service.metadata.uid.clone().unwrap_or_default()),
+    )
+    .await;
+    wait_for(
+        ns.api::<ConfigMap>(),
+        "quickstart-job",
+        "the config map to be deleted",
+        conditions::is_deleted(&config_map.metadata.uid.clone().unwrap_or_default()),
+    )
+    .await;
     operator.stop().await.expect("clean stop");
     ns.delete().await;
 }
@@ -209,45 +291,81 @@ async fn api_server_rejects_broken_bounds_naming_them() {
     install_crd(&testbed).await;
     let ns = TestNamespace::create(&testbed, "bounds").await;
     for (fixture, expected) in [
-        (include_str!("fixtures/bad-servers.yaml"), "n_ps ≥ 3·f_ps + 2"),
+        (
+            include_str!("fixtures/bad-servers.yaml"),
+            "n_ps ≥ 3·f_ps + 2",
+        ),
         (include_str!("fixtures/bad-workers.yaml"), "n_w ≥ 3·f_w + 1"),
         (include_str!("fixtures/bad-krum.yaml"), "n ≥ 2f + 3"),
         (include_str!("fixtures/bad-bulyan.yaml"), "n ≥ 4f + 3"),
-        (include_str!("fixtures/bad-inject.yaml"), "count must be ≤ the replicas"),
+        (
+            include_str!("fixtures/bad-inject.yaml"),
+            "count must be ≤ the replicas",
+        ),
     ] {
         let job = parse_job(fixture);
         match apply_job(&ns, &job).await {
             Err(kube::Error::Api(status)) => {
                 assert_eq!(status.code, 422, "{status:?}");
-                assert!(status.message.contains(expected), "{}: message {:?} does not name {expected}", job.name_any(), status.message);
+                assert!(
+                    status.message.contains(expected),
+                    "{}: message {:?} does not name {expected}",
+                    job.name_any(),
+                    status.message
+                );
             }
             other => panic!("{} was admitted: {other:?}", job.name_any()),
         }
     }
     // One step to the right side of each bound is admitted.
     for (name, servers, workers, aggregation) in [
-        ("ok-servers", json!({"replicas": 5, "byzantine": 1}), json!({"replicas": 4, "byzantine": 1}), json!({})),
-        ("ok-krum", json!({"replicas": 1}), json!({"replicas": 9, "byzantine": 2}), json!({"gradients": "krum"})),
-        ("ok-bulyan", json!({"replicas": 8, "byzantine": 1}), json!({"replicas": 4, "byzantine": 1}), json!({"models": "bulyan"})),
+        (
+            "ok-servers",
+            json!({"replicas": 5, "byzantine": 1}),
+            json!({"replicas": 4, "byzantine": 1}),
+            json!({}),
+        ),
+        (
+            "ok-krum",
+            json!({"replicas": 1}),
+            json!({"replicas": 9, "byzantine": 2}),
+            json!({"gradients": "krum"}),
+        ),
+        (
+            "ok-bulyan",
+            json!({"replicas": 8, "byzantine": 1}),
+            json!({"replicas": 4, "byzantine": 1}),
+            json!({"models": "bulyan"}),
+        ),
     ] {
         let job: ByzSgdJob = serde_json::from_value(json!({
             "apiVersion": "byzsgd.io/v1alpha1", "kind": "ByzSGDJob", "metadata": {"name": name},
             "spec": {"model": {"kind": "logistic"}, "training": {"steps": 10, "learningRate": 0.1},
                      "servers": servers, "workers": workers, "aggregation": aggregation}
-        })).expect("job");
-        apply_job(&ns, &job).await.unwrap_or_else(|e| panic!("{name} must be admitted: {e}"));
+        }))
+        .expect("job");
+        apply_job(&ns, &job)
+            .await
+            .unwrap_or_else(|e| panic!("{name} must be admitted: {e}"));
     }
     // A live job's training part is immutable; its runPolicy is not.
     let api: Api<ByzSgdJob> = ns.api();
     let change = |body: serde_json::Value| {
         let api = api.clone();
-        async move { api.patch("ok-servers", &PatchParams::default(), &Patch::Merge(&body)).await }
+        async move {
+            api.patch("ok-servers", &PatchParams::default(), &Patch::Merge(&body))
+                .await
+        }
     };
     match change(json!({"spec": {"workers": {"replicas": 7}}})).await {
-        Err(kube::Error::Api(status)) => assert!(status.message.contains("immutable"), "{status:?}"),
+        Err(kube::Error::Api(status)) => {
+            assert!(status.message.contains("immutable"), "{status:?}")
+        }
         other => panic!("changing workers was accepted: {other:?}"),
     }
-    change(json!({"spec": {"runPolicy": {"suspend": true}}})).await.expect("runPolicy may change");
+    change(json!({"spec": {"runPolicy": {"suspend": true}}}))
+        .await
+        .expect("runPolicy may change");
     ns.delete().await;
 }
 
@@ -274,27 +392,41 @@ async fn deleting_pods_past_backoff_limit_fails_the_job_and_clean_pod_policy_dec
     };
     for (name, policy, pods_left) in [("clean-running", "Running", 0), ("clean-none", "None", 3)] {
         apply_job(&ns, &job(name, policy)).await.expect("admitted");
-        wait_pods(&ns, name, "3 Running pods", |p| p.len() == 3 && p.iter().all(is_running)).await;
+        wait_pods(&ns, name, "3 Running pods", |p| {
+            p.len() == 3 && p.iter().all(is_running)
+        })
+        .await;
         let pods: Api<Pod> = ns.api();
         for round in 0..2 {
             let victim = format!("{name}-worker-0");
             let old = pods.get(&victim).await.expect("pod").uid().expect("uid");
-            pods.delete(&victim, &DeleteParams::default()).await.expect("delete");
+            pods.delete(&victim, &DeleteParams::default())
+                .await
+                .expect("delete");
             if round == 0 {
                 // The first deletion is a retry within the limit: the pod comes back.
                 wait_pods(&ns, name, "the pod to be recreated", |p| {
-                    p.iter().any(|p| p.name_any() == victim && p.uid().as_deref() != Some(old.as_str()) && is_running(p))
+                    p.iter().any(|p| {
+                        p.name_any() == victim
+                            && p.uid().as_deref() != Some(old.as_str())
+                            && is_running(p)
+                    })
                 })
                 .await;
             }
         }
         let failed = wait_status(&ns, name, "Failed", |j| state(j) == Some(JobState::Failed)).await;
         let status = failed.status.expect("status");
-        let condition = status.condition(ConditionType::Failed).expect("Failed condition");
+        let condition = status
+            .condition(ConditionType::Failed)
+            .expect("Failed condition");
         assert_eq!(condition.reason, "BackoffLimitExceeded", "{condition:?}");
         assert_eq!(status.restarts, 2);
         wait_pods(&ns, name, &format!("{pods_left} pods to stay"), |p| {
-            p.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).count() == pods_left
+            p.iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .count()
+                == pods_left
         })
         .await;
     }
@@ -319,7 +451,11 @@ async fn training_status_comes_from_servers_and_one_liar_cannot_move_it() {
     let set = |reports: &Arc<Mutex<BTreeMap<String, serde_json::Value>>>, accuracy: f64| {
         let mut map = reports.lock().expect("lock");
         for i in 0..5 {
-            let (step, acc) = if i == 0 { (999_999, 1.0) } else { (200, accuracy) };
+            let (step, acc) = if i == 0 {
+                (999_999, 1.0)
+            } else {
+                (200, accuracy)
+            };
             map.insert(format!("quickstart-server-{i}"), json!({
                 "job": "quickstart", "role": "server", "index": i, "step": step, "loss": 1.0 - acc,
                 "accuracy": acc, "accuracyStep": step, "lastGather": {"step": step, "driftToMedian": 0.02},
@@ -331,15 +467,20 @@ async fn training_status_comes_from_servers_and_one_liar_cannot_move_it() {
     let served = reports.clone();
     let app = axum::Router::new().route(
         "/status/{pod}",
-        axum::routing::get(move |axum::extract::Path(pod): axum::extract::Path<String>| {
-            let served = served.clone();
-            async move {
-                let body = served.lock().expect("lock").get(&pod).cloned();
-                body.map(axum::Json).ok_or(axum::http::StatusCode::NOT_FOUND)
-            }
-        }),
+        axum::routing::get(
+            move |axum::extract::Path(pod): axum::extract::Path<String>| {
+                let served = served.clone();
+                async move {
+                    let body = served.lock().expect("lock").get(&pod).cloned();
+                    body.map(axum::Json)
+                        .ok_or(axum::http::StatusCode::NOT_FOUND)
+                }
+            },
+        ),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let operator = Operator::in_namespace(
@@ -351,21 +492,41 @@ async fn training_status_comes_from_servers_and_one_liar_cannot_move_it() {
         },
     );
 
-    apply_job(&ns, &parse_job(QUICKSTART)).await.expect("admitted");
+    apply_job(&ns, &parse_job(QUICKSTART))
+        .await
+        .expect("admitted");
     let with_liar = wait_status(&ns, "quickstart", "training status", |j| {
-        j.status.as_ref().and_then(|s| s.training.as_ref()).is_some()
+        j.status
+            .as_ref()
+            .and_then(|s| s.training.as_ref())
+            .is_some()
     })
     .await;
-    let training = with_liar.status.as_ref().and_then(|s| s.training.clone()).expect("training");
-    assert_eq!(training.accuracy, Some(0.5), "one lying server moved the status: {training:?}");
+    let training = with_liar
+        .status
+        .as_ref()
+        .and_then(|s| s.training.clone())
+        .expect("training");
+    assert_eq!(
+        training.accuracy,
+        Some(0.5),
+        "one lying server moved the status: {training:?}"
+    );
     assert_eq!(training.step, 200);
     assert_eq!(training.quorum, 4);
     assert!(training.max_drift.is_some_and(|d| (d - 0.02).abs() < 1e-9));
-    assert_ne!(state(&with_liar), Some(JobState::Succeeded), "the liar alone reached the target");
+    assert_ne!(
+        state(&with_liar),
+        Some(JobState::Succeeded),
+        "the liar alone reached the target"
+    );
 
     // The correct servers reach the target (0.80): the quorum's median does, the job succeeds.
     set(&reports, 0.85);
-    let done = wait_status(&ns, "quickstart", "Succeeded", |j| state(j) == Some(JobState::Succeeded)).await;
+    let done = wait_status(&ns, "quickstart", "Succeeded", |j| {
+        state(j) == Some(JobState::Succeeded)
+    })
+    .await;
     let status = done.status.expect("status");
     assert!(status.is_true(ConditionType::Converged));
     assert_eq!(status.training.and_then(|t| t.accuracy), Some(0.85));
@@ -384,20 +545,39 @@ async fn restarting_the_operator_mid_reconcile_creates_no_duplicates() {
     install_crd(&testbed).await;
     let ns = TestNamespace::create(&testbed, "restart").await;
     ns.wait_for_default_service_account().await;
-    apply_job(&ns, &parse_job(QUICKSTART)).await.expect("admitted");
+    apply_job(&ns, &parse_job(QUICKSTART))
+        .await
+        .expect("admitted");
 
     let first = Operator::in_namespace(testbed.client.clone(), &ns.name, fast());
     wait_pods(&ns, "quickstart", "the first pods", |p| !p.is_empty()).await;
     drop(first); // abort: no graceful shutdown, possibly between two pod creations
     let second = Operator::in_namespace(testbed.client.clone(), &ns.name, fast());
-    let pods = wait_pods(&ns, "quickstart", "12 Running pods", |p| p.len() == 12 && p.iter().all(is_running)).await;
-    let uids: BTreeMap<String, String> = pods.iter().map(|p| (p.name_any(), p.uid().unwrap_or_default())).collect();
-    let running = wait_status(&ns, "quickstart", "STATE Running", |j| state(j) == Some(JobState::Running)).await;
-    assert_eq!(running.status.expect("status").restarts, 0, "a pod was recreated");
+    let pods = wait_pods(&ns, "quickstart", "12 Running pods", |p| {
+        p.len() == 12 && p.iter().all(is_running)
+    })
+    .await;
+    let uids: BTreeMap<String, String> = pods
+        .iter()
+        .map(|p| (p.name_any(), p.uid().unwrap_or_default()))
+        .collect();
+    let running = wait_status(&ns, "quickstart", "STATE Running", |j| {
+        state(j) == Some(JobState::Running)
+    })
+    .await;
+    assert_eq!(
+        running.status.expect("status").restarts,
+        0,
+        "a pod was recreated"
+    );
     let third = Operator::in_namespace(testbed.client.clone(), &ns.name, fast());
     drop(second);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let after: BTreeMap<String, String> = job_pods(&ns, "quickstart").await.iter().map(|p| (p.name_any(), p.uid().unwrap_or_default())).collect();
+    let after: BTreeMap<String, String> = job_pods(&ns, "quickstart")
+        .await
+        .iter()
+        .map(|p| (p.name_any(), p.uid().unwrap_or_default()))
+        .collect();
     assert_eq!(after, uids, "pods changed across operator restarts");
     third.stop().await.expect("clean stop");
     ns.delete().await;
@@ -431,25 +611,48 @@ async fn leader_election_lets_one_replica_reconcile_and_hands_over_on_stop() {
     };
     let leases: Api<Lease> = ns.api();
     let holder = |leases: Api<Lease>| async move {
-        leases.get_opt("byzsgd-operator").await.expect("lease").and_then(|l| l.spec?.holder_identity)
+        leases
+            .get_opt("byzsgd-operator")
+            .await
+            .expect("lease")
+            .and_then(|l| l.spec?.holder_identity)
     };
     let a = replica("replica-a");
-    wait_for(leases.clone(), "byzsgd-operator", "replica-a to lead", |l: Option<&Lease>| {
-        l.and_then(|l| l.spec.as_ref()?.holder_identity.as_deref()) == Some("replica-a")
-    })
+    wait_for(
+        leases.clone(),
+        "byzsgd-operator",
+        "replica-a to lead",
+        |l: Option<&Lease>| {
+            l.and_then(|l| l.spec.as_ref()?.holder_identity.as_deref()) == Some("replica-a")
+        },
+    )
     .await;
     let b = replica("replica-b");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(holder(leases.clone()).await.as_deref(), Some("replica-a"), "the standby took a held lease");
+    assert_eq!(
+        holder(leases.clone()).await.as_deref(),
+        Some("replica-a"),
+        "the standby took a held lease"
+    );
 
     a.stop().await.expect("the leader stops cleanly");
-    wait_for(leases.clone(), "byzsgd-operator", "replica-b to take over", |l: Option<&Lease>| {
-        l.and_then(|l| l.spec.as_ref()?.holder_identity.as_deref()) == Some("replica-b")
-    })
+    wait_for(
+        leases.clone(),
+        "byzsgd-operator",
+        "replica-b to take over",
+        |l: Option<&Lease>| {
+            l.and_then(|l| l.spec.as_ref()?.holder_identity.as_deref()) == Some("replica-b")
+        },
+    )
     .await;
     // The new leader reconciles.
-    apply_job(&ns, &parse_job(QUICKSTART)).await.expect("admitted");
-    wait_pods(&ns, "quickstart", "pods from the new leader", |p| p.len() == 12).await;
+    apply_job(&ns, &parse_job(QUICKSTART))
+        .await
+        .expect("admitted");
+    wait_pods(&ns, "quickstart", "pods from the new leader", |p| {
+        p.len() == 12
+    })
+    .await;
     b.stop().await.expect("clean stop");
     ns.delete().await;
 }
@@ -468,15 +671,28 @@ async fn the_binary_prints_the_crd_serves_metrics_reconciles_and_stops_on_sigter
     install_crd(&testbed).await;
     let binary = env!("CARGO_BIN_EXE_byzsgd-operator");
 
-    let crd = tokio::process::Command::new(binary).arg("crd").output().await.expect("crd runs");
+    let crd = tokio::process::Command::new(binary)
+        .arg("crd")
+        .output()
+        .await
+        .expect("crd runs");
     assert!(crd.status.success());
-    assert_eq!(String::from_utf8(crd.stdout).expect("utf-8"), byzsgd_operator::crd::crd_yaml().expect("yaml"));
+    assert_eq!(
+        String::from_utf8(crd.stdout).expect("utf-8"),
+        byzsgd_operator::crd::crd_yaml().expect("yaml")
+    );
 
     let ns = TestNamespace::create(&testbed, "binary").await;
     ns.wait_for_default_service_account().await;
     let addr = free_port();
     let mut child = tokio::process::Command::new(binary)
-        .args(["run", "--watch-namespace", &ns.name, "--metrics-listen", &addr.to_string()])
+        .args([
+            "run",
+            "--watch-namespace",
+            &ns.name,
+            "--metrics-listen",
+            &addr.to_string(),
+        ])
         .env("KUBECONFIG", &testbed.kubeconfig)
         .env("BYZSGD_OPERATOR_STATUS_INTERVAL_SECONDS", "0.5")
         .kill_on_drop(true)
@@ -493,14 +709,25 @@ async fn the_binary_prints_the_crd_serves_metrics_reconciles_and_stops_on_sigter
     };
     let deadline = tokio::time::Instant::now() + WAIT;
     while get("/readyz").await.is_none() {
-        assert!(tokio::time::Instant::now() < deadline, "/readyz never answered");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/readyz never answered"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(get("/healthz").await.as_deref(), Some("ok"));
 
-    apply_job(&ns, &parse_job(QUICKSTART)).await.expect("admitted");
-    wait_pods(&ns, "quickstart", "12 pods from the binary", |p| p.len() == 12).await;
-    wait_status(&ns, "quickstart", "STATE Running", |j| state(j) == Some(JobState::Running)).await;
+    apply_job(&ns, &parse_job(QUICKSTART))
+        .await
+        .expect("admitted");
+    wait_pods(&ns, "quickstart", "12 pods from the binary", |p| {
+        p.len() == 12
+    })
+    .await;
+    wait_status(&ns, "quickstart", "STATE Running", |j| {
+        state(j) == Some(JobState::Running)
+    })
+    .await;
     let metrics = get("/metrics").await.expect("/metrics answers");
     for name in [
         "byzsgd_operator_reconcile_total",
@@ -511,9 +738,15 @@ async fn the_binary_prints_the_crd_serves_metrics_reconciles_and_stops_on_sigter
     }
 
     let pid = child.id().expect("pid");
-    let killed = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("kill runs");
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill runs");
     assert!(killed.success());
-    let status = tokio::time::timeout(WAIT, child.wait()).await.expect("exits after SIGTERM").expect("wait");
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .expect("wait");
     assert!(status.success(), "exit status after SIGTERM: {status:?}");
     ns.delete().await;
 }

@@ -58,7 +58,18 @@ use rows::Rows;
 
 /// An aggregation rule. Names (serde, clap, [`Display`](fmt::Display), [`FromStr`]) are the
 /// kebab-case forms listed in [`Rule::name`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 #[value(rename_all = "kebab-case")]
 pub enum Rule {

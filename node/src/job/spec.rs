@@ -72,7 +72,9 @@ impl Default for DatasetSpec {
 }
 
 /// Named data sets.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum DatasetName {
     /// Fashion-MNIST (Xiao et al. 2017), IDX files from the Debian package `dataset-fashion-mnist`.
@@ -126,7 +128,9 @@ fn default_lipschitz() -> f32 {
 }
 
 /// Network assumption the job runs under.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// No bound on delays: quorums of the first n − f senders, scatter/gather with DMC.
@@ -253,6 +257,12 @@ pub fn structural_tagged_union(schema: &mut schemars::Schema) {
                     kinds.extend(values.iter().cloned());
                 }
             } else {
+                // A default belongs to its variant: the API server would apply it to every kind
+                // (e.g. `hidden` to a logistic model), which the node then rejects.
+                let mut property = property;
+                if let Some(fields) = property.as_object_mut() {
+                    fields.remove("default");
+                }
                 properties.entry(name).or_insert(property);
             }
         }
@@ -300,7 +310,19 @@ impl Default for AggregationSpec {
 }
 
 /// The two roles of ByzSGD.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// A parameter server.

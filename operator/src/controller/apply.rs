@@ -65,12 +65,20 @@ impl Applier {
         self.services
             .patch(&name, &self.params, &Patch::Apply(service))
             .await
-            .map_err(|source| Error::Apply { kind: "Service", name, source })?;
+            .map_err(|source| Error::Apply {
+                kind: "Service",
+                name,
+                source,
+            })?;
         let name = config_map.metadata.name.clone().unwrap_or_default();
         self.config_maps
             .patch(&name, &self.params, &Patch::Apply(config_map))
             .await
-            .map_err(|source| Error::Apply { kind: "ConfigMap", name, source })?;
+            .map_err(|source| Error::Apply {
+                kind: "ConfigMap",
+                name,
+                source,
+            })?;
         Ok(())
     }
 
@@ -92,7 +100,11 @@ impl Applier {
             self.pods
                 .patch(name, &self.params, &Patch::Apply(pod))
                 .await
-                .map_err(|source| Error::Apply { kind: "Pod", name: name.clone(), source })?;
+                .map_err(|source| Error::Apply {
+                    kind: "Pod",
+                    name: name.clone(),
+                    source,
+                })?;
             created.push(name.clone());
         }
         Ok(created)
@@ -108,7 +120,12 @@ impl Applier {
             match self.pods.delete(name, &DeleteParams::background()).await {
                 Ok(_) => deleted.push(name.clone()),
                 Err(kube::Error::Api(status)) if status.code == 404 => {}
-                Err(source) => return Err(Error::Delete { name: name.clone(), source }),
+                Err(source) => {
+                    return Err(Error::Delete {
+                        name: name.clone(),
+                        source,
+                    });
+                }
             }
         }
         Ok(deleted)

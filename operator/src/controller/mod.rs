@@ -131,9 +131,20 @@ pub struct Context {
     pub store: Store<ByzSgdJob>,
 }
 
-async fn publish(ctx: &Context, job: &ByzSgdJob, warning: bool, reason: &str, note: String, action: &str) {
+async fn publish(
+    ctx: &Context,
+    job: &ByzSgdJob,
+    warning: bool,
+    reason: &str,
+    note: String,
+    action: &str,
+) {
     let event = Event {
-        type_: if warning { EventType::Warning } else { EventType::Normal },
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
         reason: reason.to_owned(),
         note: Some(note),
         action: action.to_owned(),
@@ -150,22 +161,30 @@ pub async fn reconcile(job: Arc<ByzSgdJob>, ctx: Arc<Context>) -> Result<Action,
     ctx.metrics.reconciles.inc();
     let _timer = ctx.metrics.duration.start_timer();
     let result = reconcile_inner(&job, &ctx).await;
-    ctx.metrics
-        .set_jobs(ctx.store.state().iter().map(|j| j.status.as_ref().and_then(|s| s.state)));
+    ctx.metrics.set_jobs(
+        ctx.store
+            .state()
+            .iter()
+            .map(|j| j.status.as_ref().and_then(|s| s.state)),
+    );
     result
 }
 
 async fn reconcile_inner(job: &ByzSgdJob, ctx: &Context) -> Result<Action, Error> {
     let name = job.name_any();
-    let jobs: Api<ByzSgdJob> = Api::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
+    let jobs: Api<ByzSgdJob> =
+        Api::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
     let now = Timestamp::now();
 
     // 1. validate
     let validated = match validate::validate_job(job) {
         Ok(validated) => validated,
-        Err(error @ validate::Error::InvalidSpec { .. } | error @ validate::Error::Manifest { .. }) => {
+        Err(
+            error @ validate::Error::InvalidSpec { .. } | error @ validate::Error::Manifest { .. },
+        ) => {
             let message = error_chain(&error);
-            let (new_status, changed) = status::invalid(job.status.as_ref(), job.metadata.generation, &message, now);
+            let (new_status, changed) =
+                status::invalid(job.status.as_ref(), job.metadata.generation, &message, now);
             patch_status(&jobs, &name, &new_status).await?;
             if changed {
                 publish(ctx, job, true, "InvalidSpec", message, "Validate").await;
@@ -184,7 +203,10 @@ async fn reconcile_inner(job: &ByzSgdJob, ctx: &Context) -> Result<Action, Error
     let listed = pods_api
         .list(&ListParams::default().labels(&labels::job_selector(&name)))
         .await
-        .map_err(|source| Error::ListPods { job: name.clone(), source })?;
+        .map_err(|source| Error::ListPods {
+            job: name.clone(),
+            source,
+        })?;
     let pods: BTreeMap<String, Pod> = listed
         .items
         .into_iter()
@@ -198,7 +220,10 @@ async fn reconcile_inner(job: &ByzSgdJob, ctx: &Context) -> Result<Action, Error
         && !validated.run_policy.suspend;
     let reports = if active {
         let servers: Vec<(usize, &Pod)> = (0..validated.plan.servers)
-            .filter_map(|i| pods.get(&labels::pod_name(&name, Role::Server, i)).map(|p| (i, p)))
+            .filter_map(|i| {
+                pods.get(&labels::pod_name(&name, Role::Server, i))
+                    .map(|p| (i, p))
+            })
             .filter(|(_, p)| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
             .collect();
         observe::fetch_reports(
@@ -214,7 +239,14 @@ async fn reconcile_inner(job: &ByzSgdJob, ctx: &Context) -> Result<Action, Error
         Vec::new()
     };
 
-    let Decision { status: new_status, create, delete, delete_job, requeue, notes } = status::decide(
+    let Decision {
+        status: new_status,
+        create,
+        delete,
+        delete_job,
+        requeue,
+        notes,
+    } = status::decide(
         &validated,
         &Observed {
             previous: job.status.as_ref(),
@@ -227,27 +259,65 @@ async fn reconcile_inner(job: &ByzSgdJob, ctx: &Context) -> Result<Action, Error
 
     // 3. apply
     let applier = apply::Applier::new(ctx.client.clone(), &validated.namespace);
-    let wrap = |source| Error::Apply { job: name.clone(), source };
+    let wrap = |source| Error::Apply {
+        job: name.clone(),
+        source,
+    };
     let terminal = new_status.state.is_some_and(|s| s.is_terminal());
     if !terminal || !delete_job {
         applier.apply_shared(&desired).await.map_err(wrap)?;
     }
-    let created = applier.create_pods(&desired, create.iter()).await.map_err(wrap)?;
+    let created = applier
+        .create_pods(&desired, create.iter())
+        .await
+        .map_err(wrap)?;
     let deleted = applier.delete_pods(delete.iter()).await.map_err(wrap)?;
 
     // 4. status
     patch_status(&jobs, &name, &new_status).await?;
     for pod in &created {
-        publish(ctx, job, false, "CreatedPod", format!("created pod {pod}"), "Create").await;
+        publish(
+            ctx,
+            job,
+            false,
+            "CreatedPod",
+            format!("created pod {pod}"),
+            "Create",
+        )
+        .await;
     }
     for pod in &deleted {
-        publish(ctx, job, false, "DeletedPod", format!("deleted pod {pod}"), "Delete").await;
+        publish(
+            ctx,
+            job,
+            false,
+            "DeletedPod",
+            format!("deleted pod {pod}"),
+            "Delete",
+        )
+        .await;
     }
     for note in notes {
-        publish(ctx, job, note.warning, &note.reason, note.message, "Reconcile").await;
+        publish(
+            ctx,
+            job,
+            note.warning,
+            &note.reason,
+            note.message,
+            "Reconcile",
+        )
+        .await;
     }
     if delete_job {
-        publish(ctx, job, false, "DeletedJob", "ttlSecondsAfterFinished passed".to_owned(), "Delete").await;
+        publish(
+            ctx,
+            job,
+            false,
+            "DeletedJob",
+            "ttlSecondsAfterFinished passed".to_owned(),
+            "Delete",
+        )
+        .await;
         match jobs.delete(&name, &DeleteParams::background()).await {
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.code == 404 => {}
@@ -268,9 +338,16 @@ async fn patch_status(
         "kind": ByzSgdJob::kind(&()),
         "status": status,
     });
-    jobs.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
-        .await
-        .map_err(|source| Error::PatchStatus { job: name.to_owned(), source })?;
+    jobs.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(|source| Error::PatchStatus {
+        job: name.to_owned(),
+        source,
+    })?;
     Ok(())
 }
 
@@ -301,22 +378,27 @@ pub async fn run_controller(
     metrics: Metrics,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let (jobs, pods, services, config_maps): (Api<ByzSgdJob>, Api<Pod>, Api<Service>, Api<ConfigMap>) =
-        match watch_namespace {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-            ),
-            None => (
-                Api::all(client.clone()),
-                Api::all(client.clone()),
-                Api::all(client.clone()),
-                Api::all(client.clone()),
-            ),
-        };
-    let owned = watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"));
+    let (jobs, pods, services, config_maps): (
+        Api<ByzSgdJob>,
+        Api<Pod>,
+        Api<Service>,
+        Api<ConfigMap>,
+    ) = match watch_namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
+        None => (
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+        ),
+    };
+    let owned =
+        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"));
     let controller = Controller::new(jobs, watcher::Config::default())
         .owns(pods, owned.clone())
         .owns(services, owned.clone())

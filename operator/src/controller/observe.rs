@@ -97,7 +97,8 @@ pub async fn fetch_reports(
             Some((index, report))
         });
     }
-    let mut reports: Vec<(usize, NodeReport)> = tasks.join_all().await.into_iter().flatten().collect();
+    let mut reports: Vec<(usize, NodeReport)> =
+        tasks.join_all().await.into_iter().flatten().collect();
     reports.sort_by_key(|(index, _)| *index);
     reports
 }

@@ -283,7 +283,11 @@ pub fn decide(job: &ValidatedJob, observed: &Observed<'_>) -> Decision {
         &mut status.conditions,
         ConditionType::ResilienceBoundSatisfied,
         within,
-        if within { "WithinDeclaredBounds" } else { "MoreByzantineThanDeclared" },
+        if within {
+            "WithinDeclaredBounds"
+        } else {
+            "MoreByzantineThanDeclared"
+        },
         &format!(
             "injected {inj_ps} of declared f_ps = {} servers and {inj_w} of declared f_w = {} workers",
             job.plan.byzantine_servers, job.plan.byzantine_workers
@@ -303,7 +307,11 @@ pub fn decide(job: &ValidatedJob, observed: &Observed<'_>) -> Decision {
         &mut status.conditions,
         ConditionType::ByzantineInjected,
         !injected.is_empty(),
-        if injected.is_empty() { "NoInjection" } else { "AttacksInjected" },
+        if injected.is_empty() {
+            "NoInjection"
+        } else {
+            "AttacksInjected"
+        },
         &if injected.is_empty() {
             "every node follows the protocol".to_owned()
         } else {
@@ -335,19 +343,59 @@ pub fn decide(job: &ValidatedJob, observed: &Observed<'_>) -> Decision {
         decision.delete.extend(pods.keys().cloned());
         status.tracked_pods.clear();
         status.start_time = None;
-        if set_condition(&mut status.conditions, ConditionType::Suspended, true, "Suspended", "runPolicy.suspend is true: pods deleted, status kept", now, generation) {
-            note(false, "Suspended", "runPolicy.suspend is true: deleting the pods".to_owned());
+        if set_condition(
+            &mut status.conditions,
+            ConditionType::Suspended,
+            true,
+            "Suspended",
+            "runPolicy.suspend is true: pods deleted, status kept",
+            now,
+            generation,
+        ) {
+            note(
+                false,
+                "Suspended",
+                "runPolicy.suspend is true: deleting the pods".to_owned(),
+            );
         }
-        set_condition(&mut status.conditions, ConditionType::Running, false, "Suspended", "the job is suspended", now, generation);
-        set_condition(&mut status.conditions, ConditionType::Restarting, false, "Suspended", "the job is suspended", now, generation);
+        set_condition(
+            &mut status.conditions,
+            ConditionType::Running,
+            false,
+            "Suspended",
+            "the job is suspended",
+            now,
+            generation,
+        );
+        set_condition(
+            &mut status.conditions,
+            ConditionType::Restarting,
+            false,
+            "Suspended",
+            "the job is suspended",
+            now,
+            generation,
+        );
         status.state = Some(JobState::Suspended);
         decision.status = status;
         decision.notes = notes;
         return decision;
     }
     if status.is_true(ConditionType::Suspended) {
-        set_condition(&mut status.conditions, ConditionType::Suspended, false, "Resumed", "runPolicy.suspend is false: pods recreated", now, generation);
-        note(false, "Resumed", "runPolicy.suspend is false: recreating the pods".to_owned());
+        set_condition(
+            &mut status.conditions,
+            ConditionType::Suspended,
+            false,
+            "Resumed",
+            "runPolicy.suspend is false: pods recreated",
+            now,
+            generation,
+        );
+        note(
+            false,
+            "Resumed",
+            "runPolicy.suspend is false: recreating the pods".to_owned(),
+        );
     }
     let start = status.start_time.get_or_insert(Time(now)).0;
 
@@ -403,7 +451,14 @@ pub fn decide(job: &ValidatedJob, observed: &Observed<'_>) -> Decision {
         }
     }
     if restarted {
-        note(true, "Restarting", format!("pods were recreated or restarted: {} so far", status.restarts));
+        note(
+            true,
+            "Restarting",
+            format!(
+                "pods were recreated or restarted: {} so far",
+                status.restarts
+            ),
+        );
     }
 
     // Training progress from the servers.
@@ -456,34 +511,60 @@ pub fn decide(job: &ValidatedJob, observed: &Observed<'_>) -> Decision {
     let lost = [Role::Server, Role::Worker]
         .into_iter()
         .find(|role| failed.get(role).copied().unwrap_or(0) > job.byzantine(*role));
-    let outcome: Option<(bool, &str, String)> = if let Some(limit) = limit.filter(|l| status.restarts > *l) {
-        Some((false, FailureReason::BackoffLimitExceeded.as_str(), format!(
-            "{} pod recreations and container restarts exceed runPolicy.backoffLimit = {limit}",
-            status.restarts
-        )))
+    let outcome: Option<(bool, &str, String)> = if let Some(limit) =
+        limit.filter(|l| status.restarts > *l)
+    {
+        Some((
+            false,
+            FailureReason::BackoffLimitExceeded.as_str(),
+            format!(
+                "{} pod recreations and container restarts exceed runPolicy.backoffLimit = {limit}",
+                status.restarts
+            ),
+        ))
     } else if let Some(role) = lost {
-        Some((false, FailureReason::QuorumLost.as_str(), format!(
-            "{} {role} pods failed at once but the job tolerates only f = {}",
-            failed.get(&role).copied().unwrap_or(0),
-            job.byzantine(role)
-        )))
+        Some((
+            false,
+            FailureReason::QuorumLost.as_str(),
+            format!(
+                "{} {role} pods failed at once but the job tolerates only f = {}",
+                failed.get(&role).copied().unwrap_or(0),
+                job.byzantine(role)
+            ),
+        ))
     } else if let Some(deadline) = deadline.filter(|d| now >= *d) {
-        Some((false, FailureReason::DeadlineExceeded.as_str(), format!(
-            "runPolicy.activeDeadlineSeconds = {} passed at {deadline}",
-            job.run_policy.active_deadline_seconds.unwrap_or_default()
-        )))
+        Some((
+            false,
+            FailureReason::DeadlineExceeded.as_str(),
+            format!(
+                "runPolicy.activeDeadlineSeconds = {} passed at {deadline}",
+                job.run_policy.active_deadline_seconds.unwrap_or_default()
+            ),
+        ))
     } else if converged {
-        Some((true, "TargetReached", format!(
-            "a quorum of {quorum} servers reached accuracy {:.4}",
-            accuracy.unwrap_or_default()
-        )))
+        Some((
+            true,
+            "TargetReached",
+            format!(
+                "a quorum of {quorum} servers reached accuracy {:.4}",
+                accuracy.unwrap_or_default()
+            ),
+        ))
     } else if target.is_some() && (steps_done || past_window) {
-        Some((false, FailureReason::NotConverged.as_str(), format!(
-            "the servers finished below the target accuracy (quorum accuracy {})",
-            accuracy.map_or_else(|| "unknown".to_owned(), |a| format!("{a:.4}"))
-        )))
+        Some((
+            false,
+            FailureReason::NotConverged.as_str(),
+            format!(
+                "the servers finished below the target accuracy (quorum accuracy {})",
+                accuracy.map_or_else(|| "unknown".to_owned(), |a| format!("{a:.4}"))
+            ),
+        ))
     } else if target.is_none() && steps_done {
-        Some((true, "StepsCompleted", format!("{finished_servers} servers ran all their steps")))
+        Some((
+            true,
+            "StepsCompleted",
+            format!("{finished_servers} servers ran all their steps"),
+        ))
     } else {
         None
     };
@@ -494,10 +575,38 @@ pub fn decide(job: &ValidatedJob, observed: &Observed<'_>) -> Decision {
         } else {
             (ConditionType::Failed, JobState::Failed)
         };
-        set_condition(&mut status.conditions, type_, true, reason, &message, now, generation);
-        set_condition(&mut status.conditions, ConditionType::Running, false, reason, "the job finished", now, generation);
-        set_condition(&mut status.conditions, ConditionType::Restarting, false, reason, "the job finished", now, generation);
-        note(!succeeded, if succeeded { "Succeeded" } else { "Failed" }, format!("{reason}: {message}"));
+        set_condition(
+            &mut status.conditions,
+            type_,
+            true,
+            reason,
+            &message,
+            now,
+            generation,
+        );
+        set_condition(
+            &mut status.conditions,
+            ConditionType::Running,
+            false,
+            reason,
+            "the job finished",
+            now,
+            generation,
+        );
+        set_condition(
+            &mut status.conditions,
+            ConditionType::Restarting,
+            false,
+            reason,
+            "the job finished",
+            now,
+            generation,
+        );
+        note(
+            !succeeded,
+            if succeeded { "Succeeded" } else { "Failed" },
+            format!("{reason}: {message}"),
+        );
         status.state = Some(state);
         status.completion_time = Some(Time(now));
         decision.create.clear();
@@ -511,21 +620,44 @@ pub fn decide(job: &ValidatedJob, observed: &Observed<'_>) -> Decision {
     }
 
     // Still running.
-    let created = set_condition(&mut status.conditions, ConditionType::Created, true, "PodsCreated", "service, config map and pods were created", now, generation);
+    let created = set_condition(
+        &mut status.conditions,
+        ConditionType::Created,
+        true,
+        "PodsCreated",
+        "service, config map and pods were created",
+        now,
+        generation,
+    );
     if created {
-        note(false, "Created", format!("created {} server and {} worker pods", job.plan.servers, job.plan.workers));
+        note(
+            false,
+            "Created",
+            format!(
+                "created {} server and {} worker pods",
+                job.plan.servers, job.plan.workers
+            ),
+        );
     }
-    let all_running = all_names
-        .iter()
-        .all(|(_, _, name)| pods.get(name).is_some_and(|p| phase(p) == "Running" && !terminating(p)));
+    let all_running = all_names.iter().all(|(_, _, name)| {
+        pods.get(name)
+            .is_some_and(|p| phase(p) == "Running" && !terminating(p))
+    });
     let was_restarting = status.is_true(ConditionType::Restarting);
     let restarting = restarted || (was_restarting && !all_running);
     set_condition(
         &mut status.conditions,
         ConditionType::Restarting,
         restarting,
-        if restarting { "PodsRestarting" } else { "NoRestart" },
-        &format!("{} pod recreations and container restarts so far", status.restarts),
+        if restarting {
+            "PodsRestarting"
+        } else {
+            "NoRestart"
+        },
+        &format!(
+            "{} pod recreations and container restarts so far",
+            status.restarts
+        ),
         now,
         generation,
     );
@@ -533,13 +665,25 @@ pub fn decide(job: &ValidatedJob, observed: &Observed<'_>) -> Decision {
         &mut status.conditions,
         ConditionType::Running,
         all_running,
-        if all_running { "AllPodsRunning" } else { "PodsNotRunning" },
-        if all_running { "every server and worker pod runs" } else { "some pods do not run yet" },
+        if all_running {
+            "AllPodsRunning"
+        } else {
+            "PodsNotRunning"
+        },
+        if all_running {
+            "every server and worker pod runs"
+        } else {
+            "some pods do not run yet"
+        },
         now,
         generation,
     ) && all_running
     {
-        note(false, "Running", "every server and worker pod runs".to_owned());
+        note(
+            false,
+            "Running",
+            "every server and worker pod runs".to_owned(),
+        );
     }
     status.state = Some(if restarting {
         JobState::Restarting
@@ -575,7 +719,10 @@ fn clean_pods(policy: CleanPodPolicy, pods: &BTreeMap<String, Pod>, delete: &mut
 
 /// Deletes the job once its TTL after finishing passed, or asks to look again then.
 fn ttl(job: &ValidatedJob, status: &ByzSgdJobStatus, now: Timestamp, decision: &mut Decision) {
-    let (Some(ttl), Some(done)) = (job.run_policy.ttl_seconds_after_finished, &status.completion_time) else {
+    let (Some(ttl), Some(done)) = (
+        job.run_policy.ttl_seconds_after_finished,
+        &status.completion_time,
+    ) else {
         return;
     };
     let expiry = done.0 + SignedDuration::from_secs(ttl);

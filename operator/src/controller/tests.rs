@@ -43,11 +43,26 @@ fn minimal_job_validates_with_one_server_and_one_worker() {
 #[test]
 fn broken_fixtures_fail_validation_naming_the_field() {
     for (yaml, field) in [
-        (include_str!("../../tests/fixtures/bad-servers.yaml"), "spec.servers.replicas"),
-        (include_str!("../../tests/fixtures/bad-workers.yaml"), "spec.workers.replicas"),
-        (include_str!("../../tests/fixtures/bad-krum.yaml"), "spec.aggregation.gradients"),
-        (include_str!("../../tests/fixtures/bad-bulyan.yaml"), "spec.aggregation.models"),
-        (include_str!("../../tests/fixtures/bad-inject.yaml"), "spec.inject[0].count"),
+        (
+            include_str!("../../tests/fixtures/bad-servers.yaml"),
+            "spec.servers.replicas",
+        ),
+        (
+            include_str!("../../tests/fixtures/bad-workers.yaml"),
+            "spec.workers.replicas",
+        ),
+        (
+            include_str!("../../tests/fixtures/bad-krum.yaml"),
+            "spec.aggregation.gradients",
+        ),
+        (
+            include_str!("../../tests/fixtures/bad-bulyan.yaml"),
+            "spec.aggregation.models",
+        ),
+        (
+            include_str!("../../tests/fixtures/bad-inject.yaml"),
+            "spec.inject[0].count",
+        ),
     ] {
         match validate_job(&job_from(yaml)) {
             Err(Error::InvalidSpec { source, .. }) => assert!(
@@ -71,7 +86,11 @@ fn quickstart_builds_service_config_map_and_twelve_owned_pods() {
     let job = validated(QUICKSTART);
     let desired = build(&job);
     assert_eq!(desired.pods.len(), 12);
-    let names: Vec<String> = desired.pods.iter().filter_map(|p| p.metadata.name.clone()).collect();
+    let names: Vec<String> = desired
+        .pods
+        .iter()
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
     assert_eq!(names[0], "quickstart-server-0");
     assert_eq!(names[11], "quickstart-worker-6");
     let service = desired.service.spec.as_ref().expect("service spec");
@@ -107,8 +126,10 @@ fn worker_and_server_pod_args_parse_with_node_cli() {
         let container = &pod.spec.as_ref().expect("spec").containers[0];
         let args = container.args.clone().expect("args");
         let labels = pod.metadata.labels.as_ref().expect("labels");
-        let cli = byzsgd_node::cli::Cli::try_parse_from(std::iter::once("byzsgd-node".to_owned()).chain(args))
-            .unwrap_or_else(|e| panic!("{:?} does not parse: {e}", pod.metadata.name));
+        let cli = byzsgd_node::cli::Cli::try_parse_from(
+            std::iter::once("byzsgd-node".to_owned()).chain(args),
+        )
+        .unwrap_or_else(|e| panic!("{:?} does not parse: {e}", pod.metadata.name));
         let (role, node) = match cli.command {
             byzsgd_node::cli::Command::Server(a) => ("server", a),
             byzsgd_node::cli::Command::Worker(a) => ("worker", a),
@@ -117,7 +138,10 @@ fn worker_and_server_pod_args_parse_with_node_cli() {
         assert_eq!(labels[labels::ROLE_LABEL], role);
         assert_eq!(labels[labels::INDEX_LABEL], node.index.to_string());
         assert_eq!(node.job_file, std::path::Path::new("/etc/byzsgd/job.yaml"));
-        assert_eq!(node.peer_template.as_deref(), Some("{job}-{role}-{index}.{job}:7070"));
+        assert_eq!(
+            node.peer_template.as_deref(),
+            Some("{job}-{role}-{index}.{job}:7070")
+        );
         assert_eq!(node.listen.port(), 7070);
         assert_eq!(node.admin_listen.port(), 9090);
         // The manifest is mounted where --job-file points.
@@ -135,7 +159,10 @@ fn injected_pods_carry_the_byzantine_label_and_others_do_not() {
         .iter()
         .filter_map(|p| {
             let labels = p.metadata.labels.as_ref()?;
-            Some((p.metadata.name.clone()?, labels.get(labels::BYZANTINE_LABEL)?.clone()))
+            Some((
+                p.metadata.name.clone()?,
+                labels.get(labels::BYZANTINE_LABEL)?.clone(),
+            ))
         })
         .collect();
     assert_eq!(
@@ -167,15 +194,23 @@ fn pods_carry_scrape_annotations_ports_probes_and_identity() {
         .flatten()
         .map(|p| (p.name.clone().unwrap_or_default(), p.container_port))
         .collect();
-    assert_eq!(ports, [("grpc".to_owned(), 7070), ("admin".to_owned(), 9090)]);
+    assert_eq!(
+        ports,
+        [("grpc".to_owned(), 7070), ("admin".to_owned(), 9090)]
+    );
     let path = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
-        p.as_ref().and_then(|p| p.http_get.as_ref()).and_then(|h| h.path.clone())
+        p.as_ref()
+            .and_then(|p| p.http_get.as_ref())
+            .and_then(|h| h.path.clone())
     };
     assert_eq!(path(&container.readiness_probe).as_deref(), Some("/readyz"));
     assert_eq!(path(&container.liveness_probe).as_deref(), Some("/healthz"));
     let labels = pod.metadata.labels.as_ref().expect("labels");
     for key in ["name", "instance", "component", "managed-by"] {
-        assert!(labels.contains_key(&format!("app.kubernetes.io/{key}")), "missing {key}");
+        assert!(
+            labels.contains_key(&format!("app.kubernetes.io/{key}")),
+            "missing {key}"
+        );
     }
 }
 
@@ -184,7 +219,10 @@ fn report(step: u64, accuracy: f64) -> NodeReport {
         step,
         loss: Some(1.0 - accuracy),
         accuracy: Some(accuracy),
-        last_gather: Some(GatherReport { step, drift_to_median: Some(0.01) }),
+        last_gather: Some(GatherReport {
+            step,
+            drift_to_median: Some(0.01),
+        }),
         finished: false,
     }
 }
@@ -203,7 +241,10 @@ fn one_lying_server_cannot_move_the_combined_accuracy() {
     // about the quorum, not a constant.
     lying[1].1 = report(1_000_000, 1.0);
     assert_eq!(combine(&lying, 4).expect("quorum").accuracy, Some(0.75));
-    assert!(combine(&honest[..3], 4).is_none(), "fewer than a quorum must not produce a status");
+    assert!(
+        combine(&honest[..3], 4).is_none(),
+        "fewer than a quorum must not produce a status"
+    );
 }
 
 #[test]
@@ -211,11 +252,35 @@ fn condition_transition_time_changes_only_on_transitions() {
     let t0 = Timestamp::from_second(1_000).expect("time");
     let t1 = Timestamp::from_second(2_000).expect("time");
     let mut conditions = Vec::new();
-    assert!(set_condition(&mut conditions, ConditionType::Running, true, "A", "a", t0, Some(1)));
-    assert!(!set_condition(&mut conditions, ConditionType::Running, true, "B", "b", t1, Some(1)));
+    assert!(set_condition(
+        &mut conditions,
+        ConditionType::Running,
+        true,
+        "A",
+        "a",
+        t0,
+        Some(1)
+    ));
+    assert!(!set_condition(
+        &mut conditions,
+        ConditionType::Running,
+        true,
+        "B",
+        "b",
+        t1,
+        Some(1)
+    ));
     assert_eq!(conditions[0].last_transition_time.0, t0);
     assert_eq!(conditions[0].reason, "B");
-    assert!(set_condition(&mut conditions, ConditionType::Running, false, "C", "c", t1, Some(1)));
+    assert!(set_condition(
+        &mut conditions,
+        ConditionType::Running,
+        false,
+        "C",
+        "c",
+        t1,
+        Some(1)
+    ));
     assert_eq!(conditions[0].last_transition_time.0, t1);
 }
 
@@ -252,7 +317,13 @@ fn observe<'a>(
     reports: &'a [(usize, NodeReport)],
     now: Timestamp,
 ) -> Observed<'a> {
-    Observed { previous, pods, reports, now, poll: Duration::from_secs(10) }
+    Observed {
+        previous,
+        pods,
+        reports,
+        now,
+        poll: Duration::from_secs(10),
+    }
 }
 
 /// Re-deciding with the same observations must write the same status: a timestamp that moved
@@ -311,9 +382,15 @@ fn backoff_counts_recreations_and_container_restarts_once_each() {
     pods.remove("quickstart-worker-3");
     let failed = decide(&job, &observe(Some(&third.status), &pods, &[], t0));
     assert_eq!(failed.status.state, Some(JobState::Failed));
-    let condition = failed.status.condition(ConditionType::Failed).expect("Failed condition");
+    let condition = failed
+        .status
+        .condition(ConditionType::Failed)
+        .expect("Failed condition");
     assert_eq!(condition.reason, "BackoffLimitExceeded");
-    assert!(failed.create.is_empty(), "no pod is recreated after failing");
+    assert!(
+        failed.create.is_empty(),
+        "no pod is recreated after failing"
+    );
     // cleanPodPolicy Running deletes every running pod.
     assert_eq!(failed.delete.len(), pods.len());
 }
@@ -347,7 +424,10 @@ fn deadline_fails_the_job_and_ttl_deletes_it_later() {
     assert!(first.requeue.is_some_and(|r| r <= Duration::from_secs(10)));
     let late = t0 + SignedDuration::from_secs(61);
     let failed = decide(&job, &observe(Some(&first.status), &pods, &[], late));
-    let condition = failed.status.condition(ConditionType::Failed).expect("Failed");
+    let condition = failed
+        .status
+        .condition(ConditionType::Failed)
+        .expect("Failed");
     assert_eq!(condition.reason, "DeadlineExceeded");
     assert_eq!(failed.delete.len(), 12);
     assert!(!failed.delete_job);
@@ -362,11 +442,19 @@ fn more_failed_pods_than_f_lose_the_quorum() {
     let mut pods = running_pods(&job, "a");
     let first = decide(&job, &observe(None, &pods, &[], t0)).status;
     for i in 0..2 {
-        let (name, failed) = pod(&format!("quickstart-server-{i}"), &format!("quickstart-server-{i}-a"), "Failed", 0);
+        let (name, failed) = pod(
+            &format!("quickstart-server-{i}"),
+            &format!("quickstart-server-{i}-a"),
+            "Failed",
+            0,
+        );
         pods.insert(name, failed);
     }
     let decision = decide(&job, &observe(Some(&first), &pods, &[], t0));
-    let condition = decision.status.condition(ConditionType::Failed).expect("Failed");
+    let condition = decision
+        .status
+        .condition(ConditionType::Failed)
+        .expect("Failed");
     assert_eq!(condition.reason, "QuorumLost");
 }
 
@@ -381,9 +469,15 @@ fn suspend_deletes_pods_keeps_status_and_resume_recreates_without_counting() {
     let suspended = decide(&job, &observe(Some(&running), &pods, &[], t0));
     assert_eq!(suspended.delete.len(), 12);
     assert_eq!(suspended.status.state, Some(JobState::Suspended));
-    assert_eq!(suspended.status.training, running.training, "status is kept");
+    assert_eq!(
+        suspended.status.training, running.training,
+        "status is kept"
+    );
     job.run_policy.suspend = false;
-    let resumed = decide(&job, &observe(Some(&suspended.status), &BTreeMap::new(), &[], t0));
+    let resumed = decide(
+        &job,
+        &observe(Some(&suspended.status), &BTreeMap::new(), &[], t0),
+    );
     assert_eq!(resumed.create.len(), 12);
     assert_eq!(resumed.status.restarts, 0);
     assert!(!resumed.status.is_true(ConditionType::Suspended));
@@ -414,12 +508,18 @@ fn node_status_json_parses_into_a_report() {
         step: 42,
         loss: Some(0.25),
         accuracy: Some(0.75),
-        last_gather: Some(byzsgd_node::runtime::GatherStatus { step: 40, drift_to_median: 0.125 }),
+        last_gather: Some(byzsgd_node::runtime::GatherStatus {
+            step: 40,
+            drift_to_median: 0.125,
+        }),
         ..byzsgd_node::runtime::Status::default()
     };
     let json = serde_json::to_vec(&status).expect("serialises");
     let parsed: NodeReport = serde_json::from_slice(&json).expect("parses");
     assert_eq!(parsed.step, 42);
     assert_eq!(parsed.accuracy, Some(0.75));
-    assert_eq!(parsed.last_gather.and_then(|g| g.drift_to_median), Some(0.125));
+    assert_eq!(
+        parsed.last_gather.and_then(|g| g.drift_to_median),
+        Some(0.125)
+    );
 }

@@ -111,9 +111,9 @@ impl ValidatedJob {
 /// Validates `job`.
 pub fn validate_job(job: &ByzSgdJob) -> Result<ValidatedJob, Error> {
     let name = job.name_any();
-    let namespace = job.namespace().ok_or_else(|| Error::MissingNamespace {
-        name: name.clone(),
-    })?;
+    let namespace = job
+        .namespace()
+        .ok_or_else(|| Error::MissingNamespace { name: name.clone() })?;
     let owner = job
         .controller_owner_ref(&())
         .ok_or_else(|| Error::MissingUid { name: name.clone() })?;

@@ -178,7 +178,10 @@ mod tests {
     #[test]
     fn bounds_are_linear() {
         for rule in Rule::ALL {
-            assert!(linear_bound(rule).is_some(), "{rule}: min_inputs is not linear in f");
+            assert!(
+                linear_bound(rule).is_some(),
+                "{rule}: min_inputs is not linear in f"
+            );
         }
         assert_eq!(linear_bound(Rule::Krum), Some((2, 3)));
         assert_eq!(linear_bound(Rule::Bulyan), Some((4, 3)));
@@ -186,8 +189,14 @@ mod tests {
 
     fn schema() -> Value {
         let crd = ByzSgdJob::crd();
-        serde_json::to_value(&crd.spec.versions[0].schema.as_ref().expect("schema").open_api_v3_schema)
-            .expect("schema serialises")
+        serde_json::to_value(
+            &crd.spec.versions[0]
+                .schema
+                .as_ref()
+                .expect("schema")
+                .open_api_v3_schema,
+        )
+        .expect("schema serialises")
     }
 
     fn job(spec: &Value) -> Value {
@@ -212,9 +221,15 @@ mod tests {
                 for n in 1..=9_usize {
                     for f in 0..=3_usize {
                         let (servers, workers) = if slot == "gradients" {
-                            (json!({"replicas": 1}), json!({"replicas": n, "byzantine": f}))
+                            (
+                                json!({"replicas": 1}),
+                                json!({"replicas": n, "byzantine": f}),
+                            )
                         } else {
-                            (json!({"replicas": n, "byzantine": f}), json!({"replicas": 1}))
+                            (
+                                json!({"replicas": n, "byzantine": f}),
+                                json!({"replicas": 1}),
+                            )
                         };
                         let spec = json!({
                             "model": {"kind": "logistic"},
@@ -224,7 +239,8 @@ mod tests {
                             "workers": workers,
                             "aggregation": {slot: rule.name()},
                         });
-                        let parsed: JobSpec = serde_json::from_value(spec.clone()).expect("grid spec parses");
+                        let parsed: JobSpec =
+                            serde_json::from_value(spec.clone()).expect("grid spec parses");
                         let expected = validate(&parsed).is_ok();
                         let verdict = cel_verdict(&schema, &job(&spec), None);
                         assert_eq!(

@@ -44,8 +44,16 @@ pub const DEFAULT_IMAGE: &str = "byzsgd-node:dev";
     doc = "A ByzSGD training job: parameter servers and workers, some possibly Byzantine.",
     printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
     printcolumn(name = "Step", type_ = "integer", json_path = ".status.training.step"),
-    printcolumn(name = "Accuracy", type_ = "number", json_path = ".status.training.accuracy"),
-    printcolumn(name = "Drift", type_ = "number", json_path = ".status.training.maxDrift"),
+    printcolumn(
+        name = "Accuracy",
+        type_ = "number",
+        json_path = ".status.training.accuracy"
+    ),
+    printcolumn(
+        name = "Drift",
+        type_ = "number",
+        json_path = ".status.training.maxDrift"
+    ),
     printcolumn(
         name = "Servers (f/n)",
         type_ = "string",
@@ -58,7 +66,11 @@ pub const DEFAULT_IMAGE: &str = "byzsgd-node:dev";
         json_path = ".status.workers",
         description = "declared Byzantine workers f_w / workers n_w"
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(transform = cel::add_rules)]
@@ -186,7 +198,10 @@ mod tests {
     /// `crds/` is what users apply; it must be what the code generates.
     #[test]
     fn crd_file_is_current() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/byzsgdjobs.byzsgd.io.yaml");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../crds/byzsgdjobs.byzsgd.io.yaml"
+        );
         let on_disk = std::fs::read_to_string(path).unwrap_or_default();
         let generated = crd_yaml().expect("the CRD renders");
         assert!(
@@ -224,7 +239,13 @@ mod tests {
         assert_eq!(crd.spec.names.short_names, Some(vec!["bsgd".to_owned()]));
         let version = &crd.spec.versions[0];
         assert_eq!(version.name, "v1alpha1");
-        assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
+        assert!(
+            version
+                .subresources
+                .as_ref()
+                .and_then(|s| s.status.as_ref())
+                .is_some()
+        );
         let columns: Vec<String> = version
             .additional_printer_columns
             .iter()
@@ -233,10 +254,35 @@ mod tests {
             .collect();
         assert_eq!(
             columns,
-            ["STATE", "STEP", "ACCURACY", "DRIFT", "SERVERS (F/N)", "WORKERS (F/N)", "AGE"]
+            [
+                "STATE",
+                "STEP",
+                "ACCURACY",
+                "DRIFT",
+                "SERVERS (F/N)",
+                "WORKERS (F/N)",
+                "AGE"
+            ]
         );
         let schema = serde_json::to_string(&version.schema).expect("schema serialises");
-        assert!(!schema.contains("oneOf") && !schema.contains("anyOf"), "non-structural union left in the schema");
+        assert!(
+            !schema.contains("oneOf") && !schema.contains("anyOf"),
+            "non-structural union left in the schema"
+        );
         assert!(schema.contains("x-kubernetes-int-or-string"));
+    }
+
+    /// The API server applies schema defaults; a default of one model kind (the MLP's
+    /// `hidden`) applied to another would make the node reject the manifest.
+    #[test]
+    fn variant_fields_of_tagged_unions_carry_no_default() {
+        let crd = serde_json::to_value(ByzSgdJob::crd()).expect("crd serialises");
+        let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        let hidden = &spec["properties"]["model"]["properties"]["hidden"];
+        assert!(hidden.is_object(), "model.hidden missing from the schema");
+        assert!(
+            hidden.get("default").is_none(),
+            "model.hidden has a default: {hidden}"
+        );
     }
 }
