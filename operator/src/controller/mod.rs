@@ -179,9 +179,7 @@ async fn reconcile_inner(job: &ByzSgdJob, ctx: &Context) -> Result<Action, Error
     // 1. validate
     let validated = match validate::validate_job(job) {
         Ok(validated) => validated,
-        Err(
-            error @ validate::Error::InvalidSpec { .. } | error @ validate::Error::Manifest { .. },
-        ) => {
+        Err(error @ (validate::Error::InvalidSpec { .. } | validate::Error::Manifest { .. })) => {
             let message = error_chain(&error);
             let (new_status, changed) =
                 status::invalid(job.status.as_ref(), job.metadata.generation, &message, now);
@@ -199,45 +197,7 @@ async fn reconcile_inner(job: &ByzSgdJob, ctx: &Context) -> Result<Action, Error
     let desired = build::build(&validated);
 
     // Observe the pods and the servers.
-    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &validated.namespace);
-    let listed = pods_api
-        .list(&ListParams::default().labels(&labels::job_selector(&name)))
-        .await
-        .map_err(|source| Error::ListPods {
-            job: name.clone(),
-            source,
-        })?;
-    let pods: BTreeMap<String, Pod> = listed
-        .items
-        .into_iter()
-        .filter_map(|p| Some((p.metadata.name.clone()?, p)))
-        .collect();
-    let active = job
-        .status
-        .as_ref()
-        .and_then(|s| s.state)
-        .is_none_or(|s| !s.is_terminal())
-        && !validated.run_policy.suspend;
-    let reports = if active {
-        let servers: Vec<(usize, &Pod)> = (0..validated.plan.servers)
-            .filter_map(|i| {
-                pods.get(&labels::pod_name(&name, Role::Server, i))
-                    .map(|p| (i, p))
-            })
-            .filter(|(_, p)| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
-            .collect();
-        observe::fetch_reports(
-            &ctx.http,
-            &ctx.config.status_url_template,
-            &validated.namespace,
-            &name,
-            &servers,
-            ctx.config.status_timeout,
-        )
-        .await
-    } else {
-        Vec::new()
-    };
+    let (pods, reports) = observe_job(job, &validated, ctx).await?;
 
     let Decision {
         status: new_status,
@@ -263,7 +223,9 @@ async fn reconcile_inner(job: &ByzSgdJob, ctx: &Context) -> Result<Action, Error
         job: name.clone(),
         source,
     };
-    let terminal = new_status.state.is_some_and(|s| s.is_terminal());
+    let terminal = new_status
+        .state
+        .is_some_and(crate::crd::JobState::is_terminal);
     if !terminal || !delete_job {
         applier.apply_shared(&desired).await.map_err(wrap)?;
     }
@@ -275,39 +237,7 @@ async fn reconcile_inner(job: &ByzSgdJob, ctx: &Context) -> Result<Action, Error
 
     // 4. status
     patch_status(&jobs, &name, &new_status).await?;
-    for pod in &created {
-        publish(
-            ctx,
-            job,
-            false,
-            "CreatedPod",
-            format!("created pod {pod}"),
-            "Create",
-        )
-        .await;
-    }
-    for pod in &deleted {
-        publish(
-            ctx,
-            job,
-            false,
-            "DeletedPod",
-            format!("deleted pod {pod}"),
-            "Delete",
-        )
-        .await;
-    }
-    for note in notes {
-        publish(
-            ctx,
-            job,
-            note.warning,
-            &note.reason,
-            note.message,
-            "Reconcile",
-        )
-        .await;
-    }
+    publish_all(ctx, job, &created, &deleted, notes).await;
     if delete_job {
         publish(
             ctx,
@@ -326,6 +256,83 @@ async fn reconcile_inner(job: &ByzSgdJob, ctx: &Context) -> Result<Action, Error
         return Ok(Action::await_change());
     }
     Ok(requeue.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// Publishes one event per created and deleted pod, and one per transition.
+async fn publish_all(
+    ctx: &Context,
+    job: &ByzSgdJob,
+    created: &[String],
+    deleted: &[String],
+    notes: Vec<status::Note>,
+) {
+    for pod in created {
+        let note = format!("created pod {pod}");
+        publish(ctx, job, false, "CreatedPod", note, "Create").await;
+    }
+    for pod in deleted {
+        let note = format!("deleted pod {pod}");
+        publish(ctx, job, false, "DeletedPod", note, "Delete").await;
+    }
+    for note in notes {
+        publish(
+            ctx,
+            job,
+            note.warning,
+            &note.reason,
+            note.message,
+            "Reconcile",
+        )
+        .await;
+    }
+}
+
+/// Lists the job's pods and, while the job runs, fetches its running servers' reports.
+async fn observe_job(
+    job: &ByzSgdJob,
+    validated: &validate::ValidatedJob,
+    ctx: &Context,
+) -> Result<(BTreeMap<String, Pod>, Vec<(usize, observe::NodeReport)>), Error> {
+    let name = &validated.name;
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &validated.namespace);
+    let listed = pods_api
+        .list(&ListParams::default().labels(&labels::job_selector(name)))
+        .await
+        .map_err(|source| Error::ListPods {
+            job: name.clone(),
+            source,
+        })?;
+    let pods: BTreeMap<String, Pod> = listed
+        .items
+        .into_iter()
+        .filter_map(|p| Some((p.metadata.name.clone()?, p)))
+        .collect();
+    let active = job
+        .status
+        .as_ref()
+        .and_then(|s| s.state)
+        .is_none_or(|s| !s.is_terminal())
+        && !validated.run_policy.suspend;
+    if !active {
+        return Ok((pods, Vec::new()));
+    }
+    let servers: Vec<(usize, &Pod)> = (0..validated.plan.servers)
+        .filter_map(|i| {
+            pods.get(&labels::pod_name(name, Role::Server, i))
+                .map(|p| (i, p))
+        })
+        .filter(|(_, p)| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        .collect();
+    let reports = observe::fetch_reports(
+        &ctx.http,
+        &ctx.config.status_url_template,
+        &validated.namespace,
+        name,
+        &servers,
+        ctx.config.status_timeout,
+    )
+    .await;
+    Ok((pods, reports))
 }
 
 async fn patch_status(

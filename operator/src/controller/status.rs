@@ -129,10 +129,10 @@ pub fn set_condition(
         let changed = existing.status != status;
         if changed {
             existing.last_transition_time = Time(now);
-            existing.status = status.to_owned();
+            status.clone_into(&mut existing.status);
         }
-        existing.reason = reason.to_owned();
-        existing.message = message.to_owned();
+        reason.clone_into(&mut existing.reason);
+        message.clone_into(&mut existing.message);
         existing.observed_generation = generation;
         changed
     } else {
@@ -163,7 +163,7 @@ pub fn median(values: &mut [f64]) -> Option<f64> {
     }
     values.sort_by(f64::total_cmp);
     let mid = values.len() / 2;
-    Some(if values.len() % 2 == 0 {
+    Some(if values.len().is_multiple_of(2) {
         f64::midpoint(values[mid - 1], values[mid])
     } else {
         values[mid]

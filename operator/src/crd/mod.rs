@@ -30,6 +30,8 @@ pub const DEFAULT_IMAGE: &str = "byzsgd-node:dev";
 /// A ByzSGD training job: parameter servers and workers, some of them possibly Byzantine,
 /// training one model (El-Mhamdi et al., "Genuinely Distributed Byzantine Machine Learning",
 /// PODC 2020).
+// Each printcolumn repeats `type_`; clippy reads them as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "byzsgd.io",
