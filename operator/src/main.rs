@@ -1,6 +1,7 @@
-//! `byzsgd-operator`: the ByzSGDJob controller.
+//! `byzsgd-operator`: the ByzSGDJob controller (`run`) and its CRD (`crd`).
+
+use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    eprintln!("byzsgd-operator: the controller is not built yet (see the operator issue)");
-    std::process::ExitCode::FAILURE
+    byzsgd_operator::cli::Cli::parse().run()
 }

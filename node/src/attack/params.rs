@@ -80,7 +80,7 @@ pub(crate) fn names(params: &[Param]) -> String {
 /// Parameters of an attack. Every field is optional; an unset field takes the documented
 /// default, and a field the chosen attack does not read is rejected by `validate` (it is most
 /// likely a typo for another knob).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct AttackParams {
     /// `random`: standard deviation of the N(0, scale²) coordinates sent instead of the honest

@@ -17,8 +17,9 @@ const MIN_ALPHA: f64 = 1e-3;
 /// A rule that assigns every training sample to exactly one worker.
 ///
 /// Serialized with a `kind` tag: `{kind: iid}`, `{kind: dirichlet, alpha: 0.5}`.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+#[schemars(transform = crate::job::spec::structural_tagged_union)]
 pub enum Partition {
     /// Shuffle, then deal equal shares (sizes differ by at most one sample).
     #[default]

@@ -58,7 +58,18 @@ use rows::Rows;
 
 /// An aggregation rule. Names (serde, clap, [`Display`](fmt::Display), [`FromStr`]) are the
 /// kebab-case forms listed in [`Rule::name`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 #[value(rename_all = "kebab-case")]
 pub enum Rule {
@@ -189,12 +200,13 @@ fn rule_names() -> String {
 /// A transformation applied to the inputs before the rule, in the order listed in
 /// [`GarConfig::pre`]. Written on the command line as `nnm`, `bucketing:S` or `clip:C`; in
 /// serde as `{kind: nnm}`, `{kind: bucketing, size: S}`, `{kind: norm-clip, maxNorm: C}`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(
     tag = "kind",
     rename_all = "kebab-case",
     rename_all_fields = "camelCase"
 )]
+#[schemars(transform = crate::job::spec::structural_tagged_union)]
 pub enum PreAggregator {
     /// Nearest-neighbour mixing (Allouah et al., AISTATS 2023): each input is replaced by the
     /// mean of its `n − f` nearest inputs (itself included). Needs `n ≥ 2f + 1`.

@@ -16,7 +16,7 @@ use crate::gar::{PreAggregator, Rule};
 use crate::model::ModelSpec;
 
 /// What to train, on which data, with how many servers and workers, and who misbehaves.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JobSpec {
     /// The model to train, e.g. `{kind: mlp, hidden: [100]}` (the paper's MNIST model).
@@ -45,7 +45,7 @@ pub struct JobSpec {
 }
 
 /// The data set a job trains on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DatasetSpec {
     /// `fashion-mnist` (default), `mnist` (same IDX format) or `synthetic` (seeded, no files).
@@ -72,7 +72,9 @@ impl Default for DatasetSpec {
 }
 
 /// Named data sets.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum DatasetName {
     /// Fashion-MNIST (Xiao et al. 2017), IDX files from the Debian package `dataset-fashion-mnist`.
@@ -85,7 +87,7 @@ pub enum DatasetName {
 }
 
 /// Optimisation hyper-parameters, shared by every correct node.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TrainingSpec {
     /// Number of learning steps (the paper's t runs from 0 to steps − 1).
@@ -126,7 +128,9 @@ fn default_lipschitz() -> f32 {
 }
 
 /// Network assumption the job runs under.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// No bound on delays: quorums of the first n − f senders, scatter/gather with DMC.
@@ -138,7 +142,7 @@ pub enum Mode {
 }
 
 /// Parameter servers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServerSpec {
     /// n_ps, the number of parameter servers.
@@ -152,7 +156,7 @@ pub struct ServerSpec {
 }
 
 /// Workers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WorkerSpec {
     /// n_w, the number of workers.
@@ -202,8 +206,78 @@ impl<'de> Deserialize<'de> for GatherEvery {
     }
 }
 
+/// Kubernetes' int-or-string: a positive number of steps or the word `auto`. Written by hand
+/// because the derived schema (an untagged union) is not structural.
+impl schemars::JsonSchema for GatherEvery {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "GatherEvery".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "x-kubernetes-int-or-string": true,
+            "description": "Gather period T in steps (≥ 1), or `auto` for T = ⌊1/(3·l·η)⌋.",
+        })
+    }
+}
+
+/// Schema transform for the internally tagged enums of a manifest (`{kind: mlp, hidden: […]}`).
+///
+/// schemars describes them as a `oneOf` whose branches differ in the constant of `kind`, which a
+/// Kubernetes structural schema cannot express (branches may not declare types or differing
+/// properties). This rewrites the union into one object: `kind` becomes a string enum of every
+/// variant name, and the other properties are the union of the variants' properties, each
+/// documented by its variant. Deserialization still rejects a field the chosen kind lacks.
+pub fn structural_tagged_union(schema: &mut schemars::Schema) {
+    let Some(object) = schema.as_object_mut() else {
+        return;
+    };
+    let Some(serde_json::Value::Array(variants)) = object.remove("oneOf") else {
+        return;
+    };
+    let mut kinds = Vec::new();
+    let mut properties = serde_json::Map::new();
+    for variant in variants {
+        let serde_json::Value::Object(mut variant) = variant else {
+            continue;
+        };
+        let Some(serde_json::Value::Object(variant_properties)) = variant.remove("properties")
+        else {
+            continue;
+        };
+        for (name, property) in variant_properties {
+            if name == "kind" {
+                if let Some(value) = property.get("const") {
+                    kinds.push(value.clone());
+                } else if let Some(serde_json::Value::Array(values)) = property.get("enum") {
+                    kinds.extend(values.iter().cloned());
+                }
+            } else {
+                // A default belongs to its variant: the API server would apply it to every kind
+                // (e.g. `hidden` to a logistic model), which the node then rejects.
+                let mut property = property;
+                if let Some(fields) = property.as_object_mut() {
+                    fields.remove("default");
+                }
+                properties.entry(name).or_insert(property);
+            }
+        }
+    }
+    properties.insert(
+        "kind".into(),
+        serde_json::json!({"type": "string", "enum": kinds}),
+    );
+    object.insert("type".into(), "object".into());
+    object.insert("properties".into(), properties.into());
+    object.insert("required".into(), serde_json::json!(["kind"]));
+}
+
 /// Which rule aggregates what.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AggregationSpec {
     /// Rule the servers apply to the q_w = n_w − f_w gradients of a step (paper: `mda`).
@@ -236,7 +310,19 @@ impl Default for AggregationSpec {
 }
 
 /// The two roles of ByzSGD.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// A parameter server.
@@ -262,7 +348,7 @@ impl std::fmt::Display for Role {
 }
 
 /// Make some nodes of a role Byzantine with a named attack.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Injection {
     /// `server` or `worker`.
@@ -290,7 +376,7 @@ fn default_count() -> usize {
 }
 
 /// When a job counts as converged.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConvergenceSpec {
     /// Test accuracy (0–1) the median over a quorum of correct servers must reach.

@@ -29,8 +29,9 @@ pub use sgd::Sgd;
 ///
 /// Serialized with a `kind` tag: `{kind: logistic}`, `{kind: mlp, hidden: [100]}`,
 /// `{kind: cnn}`. The MLP's `hidden` defaults to `[100]`, the paper's MNIST model.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+#[schemars(transform = crate::job::spec::structural_tagged_union)]
 pub enum ModelSpec {
     /// Multinomial logistic regression: one dense layer, softmax.
     Logistic,

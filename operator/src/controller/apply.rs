@@ -1,0 +1,133 @@
+//! Step 3 of the pipeline, the only step besides the status patch that writes: server-side
+//! applies the desired objects with the one field manager [`FIELD_MANAGER`], and deletes the
+//! pods the decision names.
+
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::{Api, Client};
+
+use super::build::DesiredResources;
+use super::build::labels::FIELD_MANAGER;
+
+/// Why applying failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A server-side apply was refused.
+    #[error("failed to apply {kind} {name}")]
+    Apply {
+        /// Kind of the object.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// A delete was refused.
+    #[error("failed to delete pod {name}")]
+    Delete {
+        /// The pod.
+        name: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// Applies and deletes objects of one job in one namespace.
+pub struct Applier {
+    services: Api<Service>,
+    config_maps: Api<ConfigMap>,
+    pods: Api<Pod>,
+    params: PatchParams,
+}
+
+impl Applier {
+    /// An applier for `namespace`.
+    pub fn new(client: Client, namespace: &str) -> Self {
+        Self {
+            services: Api::namespaced(client.clone(), namespace),
+            config_maps: Api::namespaced(client.clone(), namespace),
+            pods: Api::namespaced(client, namespace),
+            // Force: the operator owns these objects; another manager's edit is overridden.
+            params: PatchParams::apply(FIELD_MANAGER).force(),
+        }
+    }
+
+    /// Applies the Service and the ConfigMap (idempotent, so every reconcile repairs them).
+    pub async fn apply_shared(&self, desired: &DesiredResources) -> Result<(), Error> {
+        let DesiredResources {
+            service,
+            config_map,
+            pods: _,
+        } = desired;
+        let name = service.metadata.name.clone().unwrap_or_default();
+        self.services
+            .patch(&name, &self.params, &Patch::Apply(service))
+            .await
+            .map_err(|source| Error::Apply {
+                kind: "Service",
+                name,
+                source,
+            })?;
+        let name = config_map.metadata.name.clone().unwrap_or_default();
+        self.config_maps
+            .patch(&name, &self.params, &Patch::Apply(config_map))
+            .await
+            .map_err(|source| Error::Apply {
+                kind: "ConfigMap",
+                name,
+                source,
+            })?;
+        Ok(())
+    }
+
+    /// Creates (by server-side apply, so a repeat is harmless) the pods named in `names`.
+    pub async fn create_pods(
+        &self,
+        desired: &DesiredResources,
+        names: impl Iterator<Item = &String>,
+    ) -> Result<Vec<String>, Error> {
+        let mut created = Vec::new();
+        for name in names {
+            let Some(pod) = desired
+                .pods
+                .iter()
+                .find(|p| p.metadata.name.as_ref() == Some(name))
+            else {
+                continue;
+            };
+            self.pods
+                .patch(name, &self.params, &Patch::Apply(pod))
+                .await
+                .map_err(|source| Error::Apply {
+                    kind: "Pod",
+                    name: name.clone(),
+                    source,
+                })?;
+            created.push(name.clone());
+        }
+        Ok(created)
+    }
+
+    /// Deletes the pods named in `names`; a pod already gone is not an error.
+    pub async fn delete_pods(
+        &self,
+        names: impl Iterator<Item = &String>,
+    ) -> Result<Vec<String>, Error> {
+        let mut deleted = Vec::new();
+        for name in names {
+            match self.pods.delete(name, &DeleteParams::background()).await {
+                Ok(_) => deleted.push(name.clone()),
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(source) => {
+                    return Err(Error::Delete {
+                        name: name.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(deleted)
+    }
+}

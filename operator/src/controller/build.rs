@@ -1,0 +1,91 @@
+//! Step 2 of the pipeline, pure: turns a [`ValidatedJob`] into the objects the job needs — one
+//! headless Service, one ConfigMap holding the manifest, one bare Pod per server and worker
+//! (DESIGN.md §4). Every object carries the controller owner reference, so deleting the job
+//! garbage-collects them all.
+
+pub mod labels;
+pub mod pod;
+
+use std::collections::BTreeMap;
+
+use byzsgd_node::job::Role;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service, ServicePort, ServiceSpec};
+use kube::api::ObjectMeta;
+
+use super::validate::ValidatedJob;
+
+/// Everything a job owns, as it should be.
+#[derive(Debug, Clone)]
+pub struct DesiredResources {
+    /// The headless Service giving each pod a stable DNS name.
+    pub service: Service,
+    /// The manifest the pods read.
+    pub config_map: ConfigMap,
+    /// Servers first, then workers, each by index.
+    pub pods: Vec<Pod>,
+}
+
+/// Builds every object of `job`.
+pub fn build(job: &ValidatedJob) -> DesiredResources {
+    let pods = [Role::Server, Role::Worker]
+        .into_iter()
+        .flat_map(|role| (0..job.replicas(role)).map(move |index| pod::pod(job, role, index)))
+        .collect();
+    DesiredResources {
+        service: service(job),
+        config_map: config_map(job),
+        pods,
+    }
+}
+
+fn metadata(job: &ValidatedJob, name: String) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: Some(job.namespace.clone()),
+        labels: Some(labels::job_labels(&job.name)),
+        owner_references: Some(vec![job.owner.clone()]),
+        ..ObjectMeta::default()
+    }
+}
+
+/// The headless Service `<job>`: pods set it as their subdomain, so `<pod>.<job>` resolves.
+/// It publishes not-ready addresses because nodes only turn ready once they reach their peers.
+pub fn service(job: &ValidatedJob) -> Service {
+    let port = |name: &str, port: i32| ServicePort {
+        name: Some(name.to_owned()),
+        port,
+        target_port: Some(
+            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(name.to_owned()),
+        ),
+        ..ServicePort::default()
+    };
+    Service {
+        metadata: metadata(job, labels::service_name(&job.name)),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".to_owned()),
+            selector: Some(BTreeMap::from([(
+                labels::JOB_LABEL.to_owned(),
+                job.name.clone(),
+            )])),
+            publish_not_ready_addresses: Some(true),
+            ports: Some(vec![
+                port("grpc", labels::GRPC_PORT),
+                port("admin", labels::ADMIN_PORT),
+            ]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+/// The ConfigMap `<job>-job` holding the manifest under `job.yaml`.
+pub fn config_map(job: &ValidatedJob) -> ConfigMap {
+    ConfigMap {
+        metadata: metadata(job, labels::config_map_name(&job.name)),
+        data: Some(BTreeMap::from([(
+            labels::JOB_FILE.to_owned(),
+            job.manifest.clone(),
+        )])),
+        ..ConfigMap::default()
+    }
+}

@@ -1,0 +1,525 @@
+//! Unit tests of the pure steps (`validate`, `build`, the status decision), driven by minimal
+//! YAML fixtures (`operator/tests/fixtures/`) and the quickstart, as users write them.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use byzsgd_node::job::Role;
+use clap::Parser;
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+
+use super::build::{build, labels};
+use super::observe::{GatherReport, NodeReport};
+use super::status::{Observed, combine, decide, set_condition};
+use super::validate::{Error, ValidatedJob, validate_job};
+use crate::crd::{ByzSgdJob, ByzSgdJobStatus, CleanPodPolicy, ConditionType, JobState};
+
+const QUICKSTART: &str = include_str!("../../../examples/quickstart.yaml");
+
+/// Parses a fixture as the API server would hand it over: with a namespace and a uid.
+fn job_from(yaml: &str) -> ByzSgdJob {
+    let mut job: ByzSgdJob = serde_yaml_ng::from_str(yaml).expect("fixture parses");
+    job.metadata.namespace = Some("ns".to_owned());
+    job.metadata.uid = Some("uid-1".to_owned());
+    job.metadata.generation = Some(1);
+    job
+}
+
+fn validated(yaml: &str) -> ValidatedJob {
+    validate_job(&job_from(yaml)).expect("fixture is valid")
+}
+
+#[test]
+fn minimal_job_validates_with_one_server_and_one_worker() {
+    let job = validated(include_str!("../../tests/fixtures/minimal.yaml"));
+    assert_eq!((job.plan.servers, job.plan.workers), (1, 1));
+    assert_eq!(job.namespace, "ns");
+    assert!(job.owner.controller == Some(true) && job.owner.uid == "uid-1");
+}
+
+/// Every fixture the API server must reject is also rejected by `validate` (defence in depth:
+/// a CRD installed without its rules still cannot start a broken job).
+#[test]
+fn broken_fixtures_fail_validation_naming_the_field() {
+    for (yaml, field) in [
+        (
+            include_str!("../../tests/fixtures/bad-servers.yaml"),
+            "spec.servers.replicas",
+        ),
+        (
+            include_str!("../../tests/fixtures/bad-workers.yaml"),
+            "spec.workers.replicas",
+        ),
+        (
+            include_str!("../../tests/fixtures/bad-krum.yaml"),
+            "spec.aggregation.gradients",
+        ),
+        (
+            include_str!("../../tests/fixtures/bad-bulyan.yaml"),
+            "spec.aggregation.models",
+        ),
+        (
+            include_str!("../../tests/fixtures/bad-inject.yaml"),
+            "spec.inject[0].count",
+        ),
+    ] {
+        match validate_job(&job_from(yaml)) {
+            Err(Error::InvalidSpec { source, .. }) => assert!(
+                source.problems.iter().any(|p| p.field == field),
+                "expected a problem on {field}: {source}"
+            ),
+            other => panic!("expected InvalidSpec on {field}, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn job_without_uid_is_refused() {
+    let mut job = job_from(include_str!("../../tests/fixtures/minimal.yaml"));
+    job.metadata.uid = None;
+    assert!(matches!(validate_job(&job), Err(Error::MissingUid { .. })));
+}
+
+#[test]
+fn quickstart_builds_service_config_map_and_twelve_owned_pods() {
+    let job = validated(QUICKSTART);
+    let desired = build(&job);
+    assert_eq!(desired.pods.len(), 12);
+    let names: Vec<String> = desired
+        .pods
+        .iter()
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
+    assert_eq!(names[0], "quickstart-server-0");
+    assert_eq!(names[11], "quickstart-worker-6");
+    let service = desired.service.spec.as_ref().expect("service spec");
+    assert_eq!(service.cluster_ip.as_deref(), Some("None"));
+    for owner in std::iter::once(&desired.service.metadata)
+        .chain(std::iter::once(&desired.config_map.metadata))
+        .chain(desired.pods.iter().map(|p| &p.metadata))
+        .map(|m| m.owner_references.as_ref().expect("owner refs"))
+    {
+        assert_eq!(owner.len(), 1);
+        assert_eq!(owner[0].kind, "ByzSGDJob");
+        assert_eq!(owner[0].controller, Some(true));
+    }
+}
+
+/// The pods read the ConfigMap with the node's own parser; what it reads must be the job.
+#[test]
+fn config_map_holds_a_manifest_the_node_parses_back_to_the_same_spec() {
+    let job = validated(QUICKSTART);
+    let desired = build(&job);
+    let text = &desired.config_map.data.as_ref().expect("data")[labels::JOB_FILE];
+    let parsed = byzsgd_node::job::Manifest::parse(text, "configmap").expect("node parses it");
+    assert_eq!(parsed.name, "quickstart");
+    assert_eq!(parsed.spec, job.plan.spec);
+}
+
+/// The contract with the node: the rendered args parse with the node's clap CLI into the
+/// intended role, index, manifest path and peer template.
+#[test]
+fn worker_and_server_pod_args_parse_with_node_cli() {
+    let job = validated(QUICKSTART);
+    for pod in build(&job).pods {
+        let container = &pod.spec.as_ref().expect("spec").containers[0];
+        let args = container.args.clone().expect("args");
+        let labels = pod.metadata.labels.as_ref().expect("labels");
+        let cli = byzsgd_node::cli::Cli::try_parse_from(
+            std::iter::once("byzsgd-node".to_owned()).chain(args),
+        )
+        .unwrap_or_else(|e| panic!("{:?} does not parse: {e}", pod.metadata.name));
+        let (role, node) = match cli.command {
+            byzsgd_node::cli::Command::Server(a) => ("server", a),
+            byzsgd_node::cli::Command::Worker(a) => ("worker", a),
+            other => panic!("unexpected subcommand {other:?}"),
+        };
+        assert_eq!(labels[labels::ROLE_LABEL], role);
+        assert_eq!(labels[labels::INDEX_LABEL], node.index.to_string());
+        assert_eq!(node.job_file, std::path::Path::new("/etc/byzsgd/job.yaml"));
+        assert_eq!(
+            node.peer_template.as_deref(),
+            Some("{job}-{role}-{index}.{job}:7070")
+        );
+        assert_eq!(node.listen.port(), 7070);
+        assert_eq!(node.admin_listen.port(), 9090);
+        // The manifest is mounted where --job-file points.
+        let mount = &container.volume_mounts.as_ref().expect("mounts")[0];
+        assert_eq!(mount.mount_path, "/etc/byzsgd");
+    }
+}
+
+/// Dashboards find Byzantine pods by label; the node picks the highest indices by default.
+#[test]
+fn injected_pods_carry_the_byzantine_label_and_others_do_not() {
+    let job = validated(QUICKSTART);
+    let byzantine: BTreeMap<String, String> = build(&job)
+        .pods
+        .iter()
+        .filter_map(|p| {
+            let labels = p.metadata.labels.as_ref()?;
+            Some((
+                p.metadata.name.clone()?,
+                labels.get(labels::BYZANTINE_LABEL)?.clone(),
+            ))
+        })
+        .collect();
+    assert_eq!(
+        byzantine,
+        BTreeMap::from([
+            ("quickstart-server-4".to_owned(), "equivocate".to_owned()),
+            ("quickstart-worker-5".to_owned(), "alie".to_owned()),
+            ("quickstart-worker-6".to_owned(), "alie".to_owned()),
+        ])
+    );
+}
+
+/// Prometheus discovers node pods through these; without them no node metric is scraped.
+#[test]
+fn pods_carry_scrape_annotations_ports_probes_and_identity() {
+    let job = validated(QUICKSTART);
+    let pod = &build(&job).pods[3];
+    let annotations = pod.metadata.annotations.as_ref().expect("annotations");
+    assert_eq!(annotations["prometheus.io/scrape"], "true");
+    assert_eq!(annotations["prometheus.io/port"], "9090");
+    assert_eq!(annotations["prometheus.io/path"], "/metrics");
+    let spec = pod.spec.as_ref().expect("spec");
+    assert_eq!(spec.hostname.as_deref(), Some("quickstart-server-3"));
+    assert_eq!(spec.subdomain.as_deref(), Some("quickstart"));
+    let container = &spec.containers[0];
+    let ports: Vec<(String, i32)> = container
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| (p.name.clone().unwrap_or_default(), p.container_port))
+        .collect();
+    assert_eq!(
+        ports,
+        [("grpc".to_owned(), 7070), ("admin".to_owned(), 9090)]
+    );
+    let path = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
+        p.as_ref()
+            .and_then(|p| p.http_get.as_ref())
+            .and_then(|h| h.path.clone())
+    };
+    assert_eq!(path(&container.readiness_probe).as_deref(), Some("/readyz"));
+    assert_eq!(path(&container.liveness_probe).as_deref(), Some("/healthz"));
+    let labels = pod.metadata.labels.as_ref().expect("labels");
+    for key in ["name", "instance", "component", "managed-by"] {
+        assert!(
+            labels.contains_key(&format!("app.kubernetes.io/{key}")),
+            "missing {key}"
+        );
+    }
+}
+
+fn report(step: u64, accuracy: f64) -> NodeReport {
+    NodeReport {
+        step,
+        loss: Some(1.0 - accuracy),
+        accuracy: Some(accuracy),
+        last_gather: Some(GatherReport {
+            step,
+            drift_to_median: Some(0.01),
+        }),
+        finished: false,
+    }
+}
+
+/// PAPER.md §2: n_ps ≥ 3·f_ps + 2 makes the quorum at least 2·f_ps + 2, so the median of the
+/// quorum stays among correct values whatever f_ps servers say.
+#[test]
+fn one_lying_server_cannot_move_the_combined_accuracy() {
+    let honest: Vec<(usize, NodeReport)> = (0..5).map(|i| (i, report(100, 0.5))).collect();
+    let mut lying = honest.clone();
+    lying[0].1 = report(1_000_000, 1.0);
+    let combined = combine(&lying, 4).expect("quorum answered");
+    assert_eq!(combined.accuracy, Some(0.5));
+    assert_eq!(combined.step, 100);
+    // Control: with two liars (more than f_ps = 1) the median does move, so the check above is
+    // about the quorum, not a constant.
+    lying[1].1 = report(1_000_000, 1.0);
+    assert_eq!(combine(&lying, 4).expect("quorum").accuracy, Some(0.75));
+    assert!(
+        combine(&honest[..3], 4).is_none(),
+        "fewer than a quorum must not produce a status"
+    );
+}
+
+#[test]
+fn condition_transition_time_changes_only_on_transitions() {
+    let t0 = Timestamp::from_second(1_000).expect("time");
+    let t1 = Timestamp::from_second(2_000).expect("time");
+    let mut conditions = Vec::new();
+    assert!(set_condition(
+        &mut conditions,
+        ConditionType::Running,
+        true,
+        "A",
+        "a",
+        t0,
+        Some(1)
+    ));
+    assert!(!set_condition(
+        &mut conditions,
+        ConditionType::Running,
+        true,
+        "B",
+        "b",
+        t1,
+        Some(1)
+    ));
+    assert_eq!(conditions[0].last_transition_time.0, t0);
+    assert_eq!(conditions[0].reason, "B");
+    assert!(set_condition(
+        &mut conditions,
+        ConditionType::Running,
+        false,
+        "C",
+        "c",
+        t1,
+        Some(1)
+    ));
+    assert_eq!(conditions[0].last_transition_time.0, t1);
+}
+
+fn pod(name: &str, uid: &str, phase: &str, restarts: i32) -> (String, Pod) {
+    let mut pod = Pod::default();
+    pod.metadata.name = Some(name.to_owned());
+    pod.metadata.uid = Some(uid.to_owned());
+    pod.status = Some(PodStatus {
+        phase: Some(phase.to_owned()),
+        container_statuses: Some(vec![ContainerStatus {
+            name: "node".to_owned(),
+            restart_count: restarts,
+            ..ContainerStatus::default()
+        }]),
+        ..PodStatus::default()
+    });
+    (name.to_owned(), pod)
+}
+
+fn running_pods(job: &ValidatedJob, generation: &str) -> BTreeMap<String, Pod> {
+    [Role::Server, Role::Worker]
+        .into_iter()
+        .flat_map(|role| (0..job.replicas(role)).map(move |i| (role, i)))
+        .map(|(role, i)| {
+            let name = labels::pod_name(&job.name, role, i);
+            pod(&name, &format!("{name}-{generation}"), "Running", 0)
+        })
+        .collect()
+}
+
+fn observe<'a>(
+    previous: Option<&'a ByzSgdJobStatus>,
+    pods: &'a BTreeMap<String, Pod>,
+    reports: &'a [(usize, NodeReport)],
+    now: Timestamp,
+) -> Observed<'a> {
+    Observed {
+        previous,
+        pods,
+        reports,
+        now,
+        poll: Duration::from_secs(10),
+    }
+}
+
+/// Re-deciding with the same observations must write the same status: a timestamp that moved
+/// on every reconcile would trigger the next reconcile forever.
+#[test]
+fn deciding_twice_on_the_same_observations_gives_the_same_status() {
+    let job = validated(QUICKSTART);
+    let pods = running_pods(&job, "a");
+    let t0 = Timestamp::from_second(1_000).expect("time");
+    let first = decide(&job, &observe(None, &pods, &[], t0)).status;
+    assert_eq!(first.state, Some(JobState::Running));
+    let later = t0 + SignedDuration::from_secs(30);
+    let second = decide(&job, &observe(Some(&first), &pods, &[], later)).status;
+    assert_eq!(first, second);
+}
+
+#[test]
+fn missing_pods_are_created_and_first_creations_do_not_count_as_restarts() {
+    let job = validated(QUICKSTART);
+    let t0 = Timestamp::from_second(1_000).expect("time");
+    let decision = decide(&job, &observe(None, &BTreeMap::new(), &[], t0));
+    assert_eq!(decision.create.len(), 12);
+    assert_eq!(decision.status.restarts, 0);
+    assert_eq!(decision.status.state, Some(JobState::Created));
+}
+
+/// Recreations and container restarts both count, each once, and the count lives in the status
+/// so an operator restart (a fresh `decide` from the stored status) does not reset it.
+#[test]
+fn backoff_counts_recreations_and_container_restarts_once_each() {
+    let mut job = validated(QUICKSTART);
+    job.run_policy.backoff_limit = Some(2);
+    job.run_policy.clean_pod_policy = CleanPodPolicy::Running;
+    let t0 = Timestamp::from_second(1_000).expect("time");
+    let mut pods = running_pods(&job, "a");
+    let first = decide(&job, &observe(None, &pods, &[], t0)).status;
+    assert_eq!(first.restarts, 0);
+
+    // server-0 deleted: one recreation; worker-0 restarted its container twice... once.
+    pods.remove("quickstart-server-0");
+    let (name, restarted) = pod("quickstart-worker-0", "quickstart-worker-0-a", "Running", 1);
+    pods.insert(name, restarted);
+    let second = decide(&job, &observe(Some(&first), &pods, &[], t0));
+    assert_eq!(second.status.restarts, 2);
+    assert!(second.create.contains("quickstart-server-0"));
+    assert_eq!(second.status.state, Some(JobState::Restarting));
+    // The same observation again adds nothing.
+    let again = decide(&job, &observe(Some(&second.status), &pods, &[], t0));
+    assert_eq!(again.status.restarts, 2);
+
+    // The pod comes back (new uid, already counted), then a third event exceeds the limit.
+    let (name, back) = pod("quickstart-server-0", "quickstart-server-0-b", "Running", 0);
+    pods.insert(name, back);
+    let third = decide(&job, &observe(Some(&again.status), &pods, &[], t0));
+    assert_eq!(third.status.restarts, 2);
+    pods.remove("quickstart-worker-3");
+    let failed = decide(&job, &observe(Some(&third.status), &pods, &[], t0));
+    assert_eq!(failed.status.state, Some(JobState::Failed));
+    let condition = failed
+        .status
+        .condition(ConditionType::Failed)
+        .expect("Failed condition");
+    assert_eq!(condition.reason, "BackoffLimitExceeded");
+    assert!(
+        failed.create.is_empty(),
+        "no pod is recreated after failing"
+    );
+    // cleanPodPolicy Running deletes every running pod.
+    assert_eq!(failed.delete.len(), pods.len());
+}
+
+#[test]
+fn clean_pod_policy_none_keeps_every_pod_after_failure() {
+    let mut job = validated(QUICKSTART);
+    job.run_policy.backoff_limit = Some(0);
+    let t0 = Timestamp::from_second(1_000).expect("time");
+    let mut pods = running_pods(&job, "a");
+    let first = decide(&job, &observe(None, &pods, &[], t0)).status;
+    pods.remove("quickstart-worker-1");
+    let failed = decide(&job, &observe(Some(&first), &pods, &[], t0));
+    assert_eq!(failed.status.state, Some(JobState::Failed));
+    assert!(failed.delete.is_empty());
+    // Later reconciles of a finished job keep it finished and keep the pods.
+    let later = decide(&job, &observe(Some(&failed.status), &pods, &[], t0));
+    assert_eq!(later.status, failed.status);
+    assert!(later.delete.is_empty() && later.create.is_empty());
+}
+
+#[test]
+fn deadline_fails_the_job_and_ttl_deletes_it_later() {
+    let mut job = validated(QUICKSTART);
+    job.run_policy.active_deadline_seconds = Some(60);
+    job.run_policy.ttl_seconds_after_finished = Some(600);
+    job.run_policy.clean_pod_policy = CleanPodPolicy::All;
+    let t0 = Timestamp::from_second(1_000).expect("time");
+    let pods = running_pods(&job, "a");
+    let first = decide(&job, &observe(None, &pods, &[], t0));
+    assert!(first.requeue.is_some_and(|r| r <= Duration::from_secs(10)));
+    let late = t0 + SignedDuration::from_secs(61);
+    let failed = decide(&job, &observe(Some(&first.status), &pods, &[], late));
+    let condition = failed
+        .status
+        .condition(ConditionType::Failed)
+        .expect("Failed");
+    assert_eq!(condition.reason, "DeadlineExceeded");
+    assert_eq!(failed.delete.len(), 12);
+    assert!(!failed.delete_job);
+    let expired = late + SignedDuration::from_secs(601);
+    assert!(decide(&job, &observe(Some(&failed.status), &pods, &[], expired)).delete_job);
+}
+
+#[test]
+fn more_failed_pods_than_f_lose_the_quorum() {
+    let job = validated(QUICKSTART);
+    let t0 = Timestamp::from_second(1_000).expect("time");
+    let mut pods = running_pods(&job, "a");
+    let first = decide(&job, &observe(None, &pods, &[], t0)).status;
+    for i in 0..2 {
+        let (name, failed) = pod(
+            &format!("quickstart-server-{i}"),
+            &format!("quickstart-server-{i}-a"),
+            "Failed",
+            0,
+        );
+        pods.insert(name, failed);
+    }
+    let decision = decide(&job, &observe(Some(&first), &pods, &[], t0));
+    let condition = decision
+        .status
+        .condition(ConditionType::Failed)
+        .expect("Failed");
+    assert_eq!(condition.reason, "QuorumLost");
+}
+
+#[test]
+fn suspend_deletes_pods_keeps_status_and_resume_recreates_without_counting() {
+    let mut job = validated(QUICKSTART);
+    let t0 = Timestamp::from_second(1_000).expect("time");
+    let pods = running_pods(&job, "a");
+    let reports: Vec<(usize, NodeReport)> = (0..5).map(|i| (i, report(100, 0.5))).collect();
+    let running = decide(&job, &observe(None, &pods, &reports, t0)).status;
+    job.run_policy.suspend = true;
+    let suspended = decide(&job, &observe(Some(&running), &pods, &[], t0));
+    assert_eq!(suspended.delete.len(), 12);
+    assert_eq!(suspended.status.state, Some(JobState::Suspended));
+    assert_eq!(
+        suspended.status.training, running.training,
+        "status is kept"
+    );
+    job.run_policy.suspend = false;
+    let resumed = decide(
+        &job,
+        &observe(Some(&suspended.status), &BTreeMap::new(), &[], t0),
+    );
+    assert_eq!(resumed.create.len(), 12);
+    assert_eq!(resumed.status.restarts, 0);
+    assert!(!resumed.status.is_true(ConditionType::Suspended));
+}
+
+#[test]
+fn quorum_reaching_the_target_succeeds_and_a_liar_alone_cannot() {
+    let job = validated(QUICKSTART);
+    let t0 = Timestamp::from_second(1_000).expect("time");
+    let pods = running_pods(&job, "a");
+    let mut reports: Vec<(usize, NodeReport)> = (0..5).map(|i| (i, report(500, 0.5))).collect();
+    reports[4].1 = report(500, 1.0);
+    let not_yet = decide(&job, &observe(None, &pods, &reports, t0));
+    assert_eq!(not_yet.status.state, Some(JobState::Running));
+    assert!(!not_yet.status.is_true(ConditionType::Converged));
+    for (_, r) in &mut reports {
+        *r = report(600, 0.85);
+    }
+    let done = decide(&job, &observe(Some(&not_yet.status), &pods, &reports, t0));
+    assert_eq!(done.status.state, Some(JobState::Succeeded));
+    assert!(done.status.is_true(ConditionType::Converged));
+}
+
+/// The node's `/status` JSON is what the operator parses: a contract between the two crates.
+#[test]
+fn node_status_json_parses_into_a_report() {
+    let status = byzsgd_node::runtime::Status {
+        step: 42,
+        loss: Some(0.25),
+        accuracy: Some(0.75),
+        last_gather: Some(byzsgd_node::runtime::GatherStatus {
+            step: 40,
+            drift_to_median: 0.125,
+        }),
+        ..byzsgd_node::runtime::Status::default()
+    };
+    let json = serde_json::to_vec(&status).expect("serialises");
+    let parsed: NodeReport = serde_json::from_slice(&json).expect("parses");
+    assert_eq!(parsed.step, 42);
+    assert_eq!(parsed.accuracy, Some(0.75));
+    assert_eq!(
+        parsed.last_gather.and_then(|g| g.drift_to_median),
+        Some(0.125)
+    );
+}
