@@ -99,7 +99,9 @@ fn collect_exprs(value: &Value, origin: &str, out: &mut Vec<Query>) {
             };
             for (key, child) in map {
                 if key == "expr" {
-                    let expr = child.as_str().unwrap_or_else(|| panic!("{origin}: non-string expr"));
+                    let expr = child
+                        .as_str()
+                        .unwrap_or_else(|| panic!("{origin}: non-string expr"));
                     out.push(Query {
                         origin: origin.clone(),
                         expr: expr.to_owned(),
@@ -291,7 +293,10 @@ scrape_configs:
         let log = dir.join("prometheus.log");
         let child = Command::new(PROMETHEUS)
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -334,15 +339,15 @@ scrape_configs:
         if json["status"] != "success" {
             return Err(format!("HTTP {status}: {}", json["error"]));
         }
-        Ok(json["data"]["result"].as_array().cloned().unwrap_or_default())
+        Ok(json["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
     }
 
     /// Values of `label` on series matching `selector`, as Grafana's `label_values()` asks.
     fn label_values(&self, label: &str, selector: &str) -> Vec<String> {
-        let path = format!(
-            "/api/v1/label/{label}/values?match[]={}",
-            encode(selector)
-        );
+        let path = format!("/api/v1/label/{label}/values?match[]={}", encode(selector));
         let (status, body) = http_get(self.port, &path).unwrap();
         let json: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(json["status"], "success", "HTTP {status}: {body}");
@@ -387,7 +392,9 @@ impl Drop for Run {
 }
 
 /// Starts a small job with a Byzantine server (equivocating) and a Byzantine worker (ALIE) on
-/// the synthetic data set, as tests/local.rs does, with enough steps to outlast the scrapes.
+/// the synthetic data set, as tests/local.rs does. A few hundred steps take seconds, less than
+/// the scrapes need, so the job gets more steps than it can finish and is interrupted (Ctrl-C,
+/// which the runner handles like a user's) once the queries are done.
 fn start_run(dir: &Path, steps: u64) -> Run {
     let file = dir.join(format!("{JOB}.yaml"));
     std::fs::write(
@@ -438,7 +445,10 @@ fn wait_for_targets(dir: &Path, run: &mut Run) -> PathBuf {
             return path;
         }
         if let Some(status) = run.child.try_wait().unwrap() {
-            panic!("the run exited ({status}) before writing targets.json\n{}", run.output());
+            panic!(
+                "the run exited ({status}) before writing targets.json\n{}",
+                run.output()
+            );
         }
         assert!(
             Instant::now() < deadline,
@@ -494,7 +504,9 @@ fn top_level_comparisons_become_bool() {
 fn dashboards_are_well_formed() {
     let mut uids = BTreeSet::new();
     for (name, json) in dashboards() {
-        let uid = json["uid"].as_str().unwrap_or_else(|| panic!("{name}: no uid"));
+        let uid = json["uid"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: no uid"));
         assert!(uids.insert(uid.to_owned()), "{name}: uid {uid} used twice");
         assert!(json["title"].as_str().is_some(), "{name}: no title");
         let variables: BTreeMap<&str, &Value> = json["templating"]["list"]
@@ -600,7 +612,7 @@ fn promtool_checks_the_rules_and_unit_tests_every_alert() {
 #[test]
 fn every_dashboard_and_alert_query_returns_series_from_a_real_run() {
     let dir = tempfile::tempdir().unwrap();
-    let mut run = start_run(dir.path(), 600);
+    let mut run = start_run(dir.path(), 10_000_000);
     let targets = wait_for_targets(dir.path(), &mut run);
     let prometheus = Prometheus::start(dir.path(), &targets);
 
@@ -617,9 +629,36 @@ fn every_dashboard_and_alert_query_returns_series_from_a_real_run() {
         "the expressions that need the operator changed: update NEEDS_OPERATOR"
     );
 
-    // Waits until every expression returns a series at one instant while the job runs (rates
-    // need a few scrapes; excluded, gathers and evaluations need a few steps), then keeps that
-    // instant, so every value printed below comes from the same moment.
+    // Waits until every target answered its scrapes for a whole rate window, then until every
+    // expression returns a series at one instant while the job runs (excluded, gathers and
+    // evaluations need a few steps), and keeps that instant, so every value checked and printed
+    // below comes from the same moment.
+    let targets_json: Value =
+        serde_json::from_str(&std::fs::read_to_string(&targets).unwrap()).unwrap();
+    let target_count = targets_json.as_array().unwrap().len();
+    let window = GRAFANA_INTERVALS[0].1;
+    let history = format!("min(count_over_time(up{{job_name=\"{JOB}\"}}[{window}]))");
+    let live = format!("count(up{{job_name=\"{JOB}\"}} == 1)");
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let value = |expr: &str| {
+            let series = prometheus.query(expr, now()).unwrap();
+            series.first().map_or(0.0, |s| {
+                s["value"][1].as_str().unwrap().parse::<f64>().unwrap()
+            })
+        };
+        // One scrape a second: at least 8 samples of every target in the 10 s window.
+        if value(&live) == target_count as f64 && value(&history) >= 8.0 {
+            break;
+        }
+        assert!(
+            run.child.try_wait().unwrap().is_none() && Instant::now() < deadline,
+            "the {target_count} targets were not all scraped for {window}\n{}\n{}",
+            run.output(),
+            prometheus.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let deadline = Instant::now() + Duration::from_secs(240);
     let (at, results) = loop {
         let at = now();
@@ -649,6 +688,48 @@ fn every_dashboard_and_alert_query_returns_series_from_a_real_run() {
         std::thread::sleep(Duration::from_secs(2));
     };
 
+    // On this healthy run every alert condition is false, except the Byzantine one, which holds
+    // for exactly the nodes the runner made Byzantine (the `attack` labels of targets.json).
+    let injected: BTreeSet<(String, String)> = targets_json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|group| &group["labels"])
+        .filter(|labels| labels["byzantine"] == "true")
+        .map(|labels| {
+            let text = |key: &str| labels[key].as_str().unwrap().to_owned();
+            (text("node"), text("attack"))
+        })
+        .collect();
+    assert_eq!(
+        injected.len(),
+        2,
+        "one Byzantine server and one worker: {targets_json}"
+    );
+    for (query, _, series) in results
+        .iter()
+        .filter(|(q, ..)| q.origin.contains(".rules.yaml"))
+    {
+        let firing: BTreeSet<(String, String)> = series
+            .iter()
+            .filter(|s| s["value"][1] == "1")
+            .map(|s| {
+                let text = |key: &str| s["metric"][key].as_str().unwrap_or_default().to_owned();
+                (text("node"), text("attack"))
+            })
+            .collect();
+        if query.origin.ends_with("ByzSGDByzantineActivity") {
+            assert_eq!(firing, injected, "{}: {}", query.origin, describe(series));
+        } else {
+            assert!(
+                firing.is_empty(),
+                "{} holds on a healthy run:\n{}",
+                query.origin,
+                describe(series)
+            );
+        }
+    }
+
     // The operator's expressions: they must parse and evaluate (to nothing, here).
     for query in &operator {
         let expr = with_bool_comparisons(&substitute(&query.expr));
@@ -658,7 +739,11 @@ fn every_dashboard_and_alert_query_returns_series_from_a_real_run() {
         assert!(series.is_empty(), "{}: no operator runs here", query.origin);
     }
     // A typo'd expression must fail that check, or it proves nothing.
-    assert!(prometheus.query("sum by (phase (byzsgd_operator_jobs)", at).is_err());
+    assert!(
+        prometheus
+            .query("sum by (phase (byzsgd_operator_jobs)", at)
+            .is_err()
+    );
 
     // The template variables resolve to this run.
     for (name, json) in dashboards() {
@@ -672,7 +757,11 @@ fn every_dashboard_and_alert_query_returns_series_from_a_real_run() {
                 .unwrap_or_else(|| panic!("{name}: variable query `{query}` is not label_values"));
             let (selector, label) = inner.rsplit_once(',').unwrap();
             let values = prometheus.label_values(label.trim(), &substitute(selector.trim()));
-            let expected = if label.trim() == "namespace" { NAMESPACE } else { JOB };
+            let expected = if label.trim() == "namespace" {
+                NAMESPACE
+            } else {
+                JOB
+            };
             assert!(
                 values.iter().any(|v| v == expected),
                 "{name}: `{query}` gives {values:?}, not {expected}"
@@ -699,14 +788,33 @@ fn every_dashboard_and_alert_query_returns_series_from_a_real_run() {
         operator.len()
     );
 
-    // The run itself must still end well: scraping does not disturb it.
-    let deadline = Instant::now() + Duration::from_secs(300);
+    // Scraping did not disturb the run: it is still going, and stops cleanly on Ctrl-C.
+    assert!(
+        run.child.try_wait().unwrap().is_none(),
+        "the run ended early\n{}",
+        run.output()
+    );
+    let kill = Command::new("kill")
+        .args(["-INT", &run.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
         if let Some(status) = run.child.try_wait().unwrap() {
             break status;
         }
-        assert!(Instant::now() < deadline, "the run did not finish\n{}", run.output());
-        std::thread::sleep(Duration::from_millis(500));
+        assert!(
+            Instant::now() < deadline,
+            "the run ignored Ctrl-C\n{}",
+            run.output()
+        );
+        std::thread::sleep(Duration::from_millis(200));
     };
     assert!(status.success(), "the run failed\n{}", run.output());
+    let summary: Value = serde_json::from_str(
+        &std::fs::read_to_string(targets.with_file_name("summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary["interrupted"], true, "{summary}");
 }

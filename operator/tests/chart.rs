@@ -15,8 +15,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::ListParams;
+use kube::Api;
+use kube::api::{ListParams, PostParams};
 use kube::runtime::wait::conditions;
 
 use support::{TestNamespace, Testbed, unique_name, wait_for};
@@ -52,7 +56,10 @@ fn bin_dir() -> PathBuf {
         .arg("--print-bin-dir")
         .output()
         .expect("running testbed/build --print-bin-dir");
-    assert!(output.status.success(), "testbed/build --print-bin-dir failed");
+    assert!(
+        output.status.success(),
+        "testbed/build --print-bin-dir failed"
+    );
     let dir = PathBuf::from(String::from_utf8(output.stdout).unwrap().trim());
     for tool in ["helm", "helm4", "kubectl"] {
         assert!(
@@ -229,7 +236,10 @@ fn chart_embeds_the_rule_files_and_dashboards_unchanged() {
         .unwrap();
         let original: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        assert_eq!(embedded, original, "{key} changed on its way into the ConfigMap");
+        assert_eq!(
+            embedded, original,
+            "{key} changed on its way into the ConfigMap"
+        );
     }
 
     // Values reach the objects: the sidecar label, alert labels and per-alert overrides.
@@ -246,9 +256,15 @@ fn chart_embeds_the_rule_files_and_dashboards_unchanged() {
             "prometheusRule.overrides.ByzSGDDriftAboveBound.for=20m",
         ],
     ));
-    let config_map = customised.iter().find(|d| d["kind"] == "ConfigMap").unwrap();
+    let config_map = customised
+        .iter()
+        .find(|d| d["kind"] == "ConfigMap")
+        .unwrap();
     assert_eq!(config_map["metadata"]["labels"]["my_dashboards"], "yes");
-    let rule = customised.iter().find(|d| d["kind"] == "PrometheusRule").unwrap();
+    let rule = customised
+        .iter()
+        .find(|d| d["kind"] == "PrometheusRule")
+        .unwrap();
     let rules = rule["spec"]["groups"][0]["rules"].as_sequence().unwrap();
     for alert in rules {
         assert_eq!(alert["labels"]["team"], "ml", "{alert:?}");
@@ -336,32 +352,54 @@ async fn every_rendered_object_passes_a_server_side_dry_run() {
     namespace.delete().await;
 }
 
-/// `kubectl auth can-i` as the operator's ServiceAccount; `resource` may name a subresource
-/// (`byzsgdjobs.byzsgd.io/status`). RBAC changes reach the authorizer through informers, so
-/// this polls (up to 20 s) until the answer is `expected` and returns the last answer.
-fn can_i(service_account: &str, verb: &str, resource: &str, namespace: &str, expected: bool) -> bool {
+/// Asks the API server's authorizer (a SubjectAccessReview, as `kubectl auth can-i` does, but
+/// with an explicit group so it works before the ByzSGDJob CRD exists) whether the operator's
+/// ServiceAccount may `verb` `group`/`resource` (`resource` may be `byzsgdjobs/status`) in
+/// `namespace`. RBAC changes reach the authorizer through informers, so this polls (up to 20 s)
+/// until the answer is `expected`, and returns the last answer.
+async fn can_i(
+    testbed: &Testbed,
+    service_account: (&str, &str),
+    verb: &str,
+    (group, resource): (&str, &str),
+    namespace: &str,
+    expected: bool,
+) -> bool {
     let (resource, subresource) = resource.split_once('/').unwrap_or((resource, ""));
+    let (sa_namespace, sa_name) = service_account;
+    let review = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(format!("system:serviceaccount:{sa_namespace}:{sa_name}")),
+            groups: Some(vec![
+                "system:serviceaccounts".to_owned(),
+                format!("system:serviceaccounts:{sa_namespace}"),
+                "system:authenticated".to_owned(),
+            ]),
+            resource_attributes: Some(ResourceAttributes {
+                group: Some(group.to_owned()),
+                resource: Some(resource.to_owned()),
+                subresource: Some(subresource.to_owned()).filter(|s| !s.is_empty()),
+                verb: Some(verb.to_owned()),
+                namespace: Some(namespace.to_owned()),
+                ..ResourceAttributes::default()
+            }),
+            ..SubjectAccessReviewSpec::default()
+        },
+        ..SubjectAccessReview::default()
+    };
+    let api: Api<SubjectAccessReview> = Api::all(testbed.client.clone());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
-        let mut command = tool("kubectl");
-        command.args(["auth", "can-i", verb, resource, "--namespace", namespace]);
-        command.args(["--as", service_account]);
-        if !subresource.is_empty() {
-            command.arg(format!("--subresource={subresource}"));
-        }
-        let output = output_of(&mut command, None);
-        let answer = match String::from_utf8_lossy(&output.stdout).trim() {
-            "yes" => true,
-            "no" => false,
-            other => panic!(
-                "kubectl auth can-i {verb} {resource}: `{other}` {}",
-                String::from_utf8_lossy(&output.stderr)
-            ),
-        };
+        let answer = api
+            .create(&PostParams::default(), &review)
+            .await
+            .expect("creating a SubjectAccessReview")
+            .status
+            .is_some_and(|status| status.allowed);
         if answer == expected || std::time::Instant::now() > deadline {
             return answer;
         }
-        std::thread::sleep(std::time::Duration::from_millis(500));
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
 }
 
@@ -407,7 +445,11 @@ async fn helm_install_schedules_the_operator_then_uninstalls() {
         .await
         .unwrap();
         let spec = pod.spec.unwrap();
-        assert_eq!(spec.node_name.as_deref(), Some(kwok_node.as_str()), "{helm}");
+        assert_eq!(
+            spec.node_name.as_deref(),
+            Some(kwok_node.as_str()),
+            "{helm}"
+        );
         let container = &spec.containers[0];
         let security = container.security_context.clone().unwrap();
         assert_eq!(security.read_only_root_filesystem, Some(true));
@@ -423,28 +465,36 @@ async fn helm_install_schedules_the_operator_then_uninstalls() {
         );
 
         // Least privilege, as the operator's ServiceAccount sees it.
-        let sa = format!(
-            "system:serviceaccount:{}:{}",
-            namespace.name,
-            spec.service_account_name.unwrap()
-        );
+        let sa_name = spec.service_account_name.unwrap();
+        let sa = (namespace.name.as_str(), sa_name.as_str());
         let elsewhere = "default";
         for (verb, resource, ns, allowed) in [
-            ("watch", "byzsgdjobs.byzsgd.io", elsewhere, true),
-            ("patch", "byzsgdjobs.byzsgd.io/status", elsewhere, true),
-            ("create", "byzsgdjobs.byzsgd.io", elsewhere, false),
-            ("delete", "pods", elsewhere, true),
-            ("create", "configmaps", elsewhere, true),
-            ("create", "events.events.k8s.io", elsewhere, true),
-            ("get", "secrets", elsewhere, false),
-            ("create", "deployments.apps", elsewhere, false),
-            ("update", "leases.coordination.k8s.io", &namespace.name, true),
-            ("update", "leases.coordination.k8s.io", elsewhere, false),
+            ("watch", ("byzsgd.io", "byzsgdjobs"), elsewhere, true),
+            ("patch", ("byzsgd.io", "byzsgdjobs/status"), elsewhere, true),
+            ("create", ("byzsgd.io", "byzsgdjobs"), elsewhere, false),
+            ("delete", ("", "pods"), elsewhere, true),
+            ("create", ("", "configmaps"), elsewhere, true),
+            ("create", ("", "events"), elsewhere, true),
+            ("create", ("events.k8s.io", "events"), elsewhere, true),
+            ("get", ("", "secrets"), elsewhere, false),
+            ("create", ("apps", "deployments"), elsewhere, false),
+            (
+                "update",
+                ("coordination.k8s.io", "leases"),
+                &namespace.name,
+                true,
+            ),
+            (
+                "update",
+                ("coordination.k8s.io", "leases"),
+                elsewhere,
+                false,
+            ),
         ] {
             assert_eq!(
-                can_i(&sa, verb, resource, ns, allowed),
+                can_i(&testbed, sa, verb, resource, ns, allowed).await,
                 allowed,
-                "{helm}: can the operator {verb} {resource} in {ns}?"
+                "{helm}: may the operator {verb} {resource:?} in {ns}?"
             );
         }
 
@@ -463,9 +513,20 @@ async fn helm_install_schedules_the_operator_then_uninstalls() {
             .list(&ListParams::default().labels(&selector))
             .await
             .unwrap();
-        assert!(left.items.is_empty(), "{helm}: the Deployment outlived the release");
         assert!(
-            !can_i(&sa, "watch", "byzsgdjobs.byzsgd.io", elsewhere, false),
+            left.items.is_empty(),
+            "{helm}: the Deployment outlived the release"
+        );
+        assert!(
+            !can_i(
+                &testbed,
+                sa,
+                "watch",
+                ("byzsgd.io", "byzsgdjobs"),
+                elsewhere,
+                false
+            )
+            .await,
             "{helm}: the ClusterRoleBinding outlived the release"
         );
         namespace.delete().await;
