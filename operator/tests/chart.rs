@@ -277,6 +277,35 @@ fn chart_embeds_the_rule_files_and_dashboards_unchanged() {
     assert_eq!(drift["for"], "20m");
 }
 
+#[test]
+fn misspelt_or_contradictory_values_fail_with_a_message() {
+    for (values, message) in [
+        // values.schema.json rejects unknown keys, so a typo cannot silently do nothing.
+        (
+            "serviceMonitor.enable=true",
+            "additional properties 'enable' not allowed",
+        ),
+        (
+            "replicaCount=2,leaderElection.enabled=false",
+            "replicaCount > 1 needs leaderElection.enabled",
+        ),
+        (
+            "serviceAccount.create=false",
+            "serviceAccount.name is required when serviceAccount.create is false",
+        ),
+    ] {
+        for helm in ["helm", "helm4"] {
+            let output = output_of(
+                tool(helm).args(["template", "bad", CHART, "--set", values]),
+                None,
+            );
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(!output.status.success(), "{helm}: {values} rendered");
+            assert!(stderr.contains(message), "{helm}: {values}: {stderr}");
+        }
+    }
+}
+
 /// Installs the Prometheus Operator CRDs (fetched by `charts/prometheus-operator-crds` through
 /// the Go module proxy) with server-side apply, which is idempotent and has no size limit.
 fn install_monitoring_crds() {
