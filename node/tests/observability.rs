@@ -54,6 +54,8 @@ const NEEDS_OPERATOR: [&str; 2] = [
 struct Query {
     origin: String,
     expr: String,
+    /// The alert's name, for expressions of alert rules.
+    alert: Option<String>,
 }
 
 fn chart_path(relative: &str) -> PathBuf {
@@ -105,6 +107,7 @@ fn collect_exprs(value: &Value, origin: &str, out: &mut Vec<Query>) {
                     out.push(Query {
                         origin: origin.clone(),
                         expr: expr.to_owned(),
+                        alert: None,
                     });
                 } else {
                     collect_exprs(child, &origin, out);
@@ -136,10 +139,12 @@ fn rule_queries() -> Vec<Query> {
             serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         for group in yaml["groups"].as_sequence().unwrap() {
             for rule in group["rules"].as_sequence().unwrap() {
-                let id = rule["alert"].as_str().or_else(|| rule["record"].as_str());
+                let alert = rule["alert"].as_str().map(str::to_owned);
+                let id = alert.as_deref().or_else(|| rule["record"].as_str());
                 queries.push(Query {
                     origin: format!("{name} / {}", id.unwrap()),
                     expr: rule["expr"].as_str().unwrap().trim().to_owned(),
+                    alert,
                 });
             }
         }
@@ -581,10 +586,7 @@ fn promtool_checks_the_rules_and_unit_tests_every_alert() {
             }
         }
     }
-    let alerts: BTreeSet<String> = rule_queries()
-        .iter()
-        .map(|q| q.origin.rsplit(" / ").next().unwrap().to_owned())
-        .collect();
+    let alerts: BTreeSet<String> = rule_queries().into_iter().filter_map(|q| q.alert).collect();
     assert_eq!(alerts.len(), 6, "the six alerts of the issue: {alerts:?}");
     for alert in &alerts {
         assert!(firing.contains(alert), "no unit test sees {alert} firing");
@@ -706,10 +708,7 @@ fn every_dashboard_and_alert_query_returns_series_from_a_real_run() {
         2,
         "one Byzantine server and one worker: {targets_json}"
     );
-    for (query, _, series) in results
-        .iter()
-        .filter(|(q, ..)| q.origin.contains(".rules.yaml"))
-    {
+    for (query, _, series) in results.iter().filter(|(q, ..)| q.alert.is_some()) {
         let firing: BTreeSet<(String, String)> = series
             .iter()
             .filter(|s| s["value"][1] == "1")
@@ -718,7 +717,7 @@ fn every_dashboard_and_alert_query_returns_series_from_a_real_run() {
                 (text("node"), text("attack"))
             })
             .collect();
-        if query.origin.ends_with("ByzSGDByzantineActivity") {
+        if query.alert.as_deref() == Some("ByzSGDByzantineActivity") {
             assert_eq!(firing, injected, "{}: {}", query.origin, describe(series));
         } else {
             assert!(
@@ -778,7 +777,7 @@ fn every_dashboard_and_alert_query_returns_series_from_a_real_run() {
     }
     println!("alert expressions (with bool), at the same instant:");
     for (query, expr, series) in &results {
-        if query.origin.ends_with(".rules.yaml") || query.origin.contains(".rules.yaml /") {
+        if query.alert.is_some() {
             println!("  {}\n  {expr}\n{}", query.origin, describe(series));
         }
     }
