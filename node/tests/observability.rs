@@ -611,62 +611,49 @@ fn promtool_checks_the_rules_and_unit_tests_every_alert() {
     );
 }
 
-#[test]
-fn every_dashboard_and_alert_query_returns_series_from_a_real_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut run = start_run(dir.path(), 10_000_000);
-    let targets = wait_for_targets(dir.path(), &mut run);
-    let prometheus = Prometheus::start(dir.path(), &targets);
+/// A query's result at the chosen instant: the query, the expression sent, the series.
+type Evaluated = (Query, String, Vec<Value>);
 
-    let dashboard = dashboard_queries();
-    let rules = rule_queries();
-    let all: Vec<Query> = dashboard.iter().chain(&rules).cloned().collect();
-    let (operator, node): (Vec<Query>, Vec<Query>) = all
-        .into_iter()
-        .partition(|q| q.expr.contains("byzsgd_operator_"));
-    let operator_exprs: BTreeSet<&str> = operator.iter().map(|q| q.expr.as_str()).collect();
-    assert_eq!(
-        operator_exprs,
-        NEEDS_OPERATOR.into_iter().collect::<BTreeSet<_>>(),
-        "the expressions that need the operator changed: update NEEDS_OPERATOR"
-    );
-
-    // Waits until every target answered its scrapes for a whole rate window, then until every
-    // expression returns a series at one instant while the job runs (excluded, gathers and
-    // evaluations need a few steps), and keeps that instant, so every value checked and printed
-    // below comes from the same moment.
-    let targets_json: Value =
-        serde_json::from_str(&std::fs::read_to_string(&targets).unwrap()).unwrap();
-    let target_count = targets_json.as_array().unwrap().len();
+/// Waits until Prometheus scraped every one of the `count` targets once a second for a whole
+/// rate window, so that every `rate()` of the dashboards has samples of every node.
+fn wait_for_scrapes(prometheus: &Prometheus, run: &mut Run, count: usize) {
     let window = GRAFANA_INTERVALS[0].1;
     let history = format!("min(count_over_time(up{{job_name=\"{JOB}\"}}[{window}]))");
     let live = format!("count(up{{job_name=\"{JOB}\"}} == 1)");
+    let value = |expr: &str| {
+        let series = prometheus.query(expr, now()).unwrap();
+        series.first().map_or(0.0, |s| {
+            s["value"][1].as_str().unwrap().parse::<f64>().unwrap()
+        })
+    };
     let deadline = Instant::now() + Duration::from_secs(240);
-    loop {
-        let value = |expr: &str| {
-            let series = prometheus.query(expr, now()).unwrap();
-            series.first().map_or(0.0, |s| {
-                s["value"][1].as_str().unwrap().parse::<f64>().unwrap()
-            })
-        };
-        // One scrape a second: at least 8 samples of every target in the 10 s window.
-        if value(&live) == target_count as f64 && value(&history) >= 8.0 {
-            break;
-        }
+    // One scrape a second: at least 8 samples of every target in the 10 s window.
+    while value(&live) < count as f64 || value(&history) < 8.0 {
         assert!(
             run.child.try_wait().unwrap().is_none() && Instant::now() < deadline,
-            "the {target_count} targets were not all scraped for {window}\n{}\n{}",
+            "the {count} targets were not all scraped for {window}\n{}\n{}",
             run.output(),
             prometheus.log_text()
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// Evaluates `queries` at one instant, again every 2 s until each returns a series (gathers,
+/// exclusions and evaluations need a few steps), and returns that instant and the results. A
+/// query that does not parse fails at once; one still empty when the run ends or after 4
+/// minutes fails with the list of empty ones.
+fn evaluate_until_every_query_returns(
+    prometheus: &Prometheus,
+    run: &mut Run,
+    queries: &[Query],
+) -> (f64, Vec<Evaluated>) {
     let deadline = Instant::now() + Duration::from_secs(240);
-    let (at, results) = loop {
+    loop {
         let at = now();
         let mut results = Vec::new();
         let mut empty = Vec::new();
-        for query in &node {
+        for query in queries {
             let expr = with_bool_comparisons(&substitute(&query.expr));
             match prometheus.query(&expr, at) {
                 Ok(series) if series.is_empty() => empty.push(format!("{}: {expr}", query.origin)),
@@ -675,7 +662,7 @@ fn every_dashboard_and_alert_query_returns_series_from_a_real_run() {
             }
         }
         if empty.is_empty() {
-            break (at, results);
+            return (at, results);
         }
         let running = run.child.try_wait().unwrap().is_none();
         assert!(
@@ -688,11 +675,13 @@ fn every_dashboard_and_alert_query_returns_series_from_a_real_run() {
             prometheus.log_text()
         );
         std::thread::sleep(Duration::from_secs(2));
-    };
+    }
+}
 
-    // On this healthy run every alert condition is false, except the Byzantine one, which holds
-    // for exactly the nodes the runner made Byzantine (the `attack` labels of targets.json).
-    let injected: BTreeSet<(String, String)> = targets_json
+/// On a healthy run every alert condition is false, except the Byzantine one, which holds for
+/// exactly the nodes the runner made Byzantine (the `attack` labels of targets.json).
+fn assert_only_the_injection_alerts(results: &[Evaluated], targets: &Value) {
+    let injected: BTreeSet<(String, String)> = targets
         .as_array()
         .unwrap()
         .iter()
@@ -706,7 +695,7 @@ fn every_dashboard_and_alert_query_returns_series_from_a_real_run() {
     assert_eq!(
         injected.len(),
         2,
-        "one Byzantine server and one worker: {targets_json}"
+        "one Byzantine server and one worker: {targets}"
     );
     for (query, _, series) in results.iter().filter(|(q, ..)| q.alert.is_some()) {
         let firing: BTreeSet<(String, String)> = series
@@ -728,23 +717,10 @@ fn every_dashboard_and_alert_query_returns_series_from_a_real_run() {
             );
         }
     }
+}
 
-    // The operator's expressions: they must parse and evaluate (to nothing, here).
-    for query in &operator {
-        let expr = with_bool_comparisons(&substitute(&query.expr));
-        let series = prometheus
-            .query(&expr, at)
-            .unwrap_or_else(|e| panic!("{}: `{expr}` does not parse: {e}", query.origin));
-        assert!(series.is_empty(), "{}: no operator runs here", query.origin);
-    }
-    // A typo'd expression must fail that check, or it proves nothing.
-    assert!(
-        prometheus
-            .query("sum by (phase (byzsgd_operator_jobs)", at)
-            .is_err()
-    );
-
-    // The template variables resolve to this run.
+/// Every dashboard's `label_values()` variables resolve to this run's namespace and job.
+fn assert_variables_resolve(prometheus: &Prometheus) {
     for (name, json) in dashboards() {
         for variable in json["templating"]["list"].as_array().unwrap() {
             let Some(query) = variable["query"]["query"].as_str() else {
@@ -767,27 +743,10 @@ fn every_dashboard_and_alert_query_returns_series_from_a_real_run() {
             );
         }
     }
+}
 
-    // The numbers quoted in the note: the job overview, at one instant.
-    println!("job overview dashboard at {at:.0} (job {JOB}):");
-    for (query, expr, series) in &results {
-        if query.origin.starts_with("byzsgd-job-overview.json") {
-            println!("  {}\n  {expr}\n{}", query.origin, describe(series));
-        }
-    }
-    println!("alert expressions (with bool), at the same instant:");
-    for (query, expr, series) in &results {
-        if query.alert.is_some() {
-            println!("  {}\n  {expr}\n{}", query.origin, describe(series));
-        }
-    }
-    println!(
-        "{} node expressions returned series; {} operator expressions parsed",
-        results.len(),
-        operator.len()
-    );
-
-    // Scraping did not disturb the run: it is still going, and stops cleanly on Ctrl-C.
+/// Interrupts the run as a user would (Ctrl-C) and checks it ends cleanly, having noticed.
+fn stop_run(run: &mut Run, targets: &Path) {
     assert!(
         run.child.try_wait().unwrap().is_none(),
         "the run ended early\n{}",
@@ -816,4 +775,76 @@ fn every_dashboard_and_alert_query_returns_series_from_a_real_run() {
     )
     .unwrap();
     assert_eq!(summary["interrupted"], true, "{summary}");
+}
+
+#[test]
+fn every_dashboard_and_alert_query_returns_series_from_a_real_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut run = start_run(dir.path(), 10_000_000);
+    let targets = wait_for_targets(dir.path(), &mut run);
+    let targets_json: Value =
+        serde_json::from_str(&std::fs::read_to_string(&targets).unwrap()).unwrap();
+    let prometheus = Prometheus::start(dir.path(), &targets);
+
+    let all: Vec<Query> = dashboard_queries()
+        .into_iter()
+        .chain(rule_queries())
+        .collect();
+    let (operator, node): (Vec<Query>, Vec<Query>) = all
+        .into_iter()
+        .partition(|q| q.expr.contains("byzsgd_operator_"));
+    let operator_exprs: BTreeSet<&str> = operator.iter().map(|q| q.expr.as_str()).collect();
+    assert_eq!(
+        operator_exprs,
+        NEEDS_OPERATOR.into_iter().collect::<BTreeSet<_>>(),
+        "the expressions that need the operator changed: update NEEDS_OPERATOR"
+    );
+
+    wait_for_scrapes(
+        &prometheus,
+        &mut run,
+        targets_json.as_array().unwrap().len(),
+    );
+    // Every value checked and printed below comes from the same instant.
+    let (at, results) = evaluate_until_every_query_returns(&prometheus, &mut run, &node);
+    assert_only_the_injection_alerts(&results, &targets_json);
+
+    // The operator's expressions: they must parse and evaluate (to nothing, here).
+    for query in &operator {
+        let expr = with_bool_comparisons(&substitute(&query.expr));
+        let series = prometheus
+            .query(&expr, at)
+            .unwrap_or_else(|e| panic!("{}: `{expr}` does not parse: {e}", query.origin));
+        assert!(series.is_empty(), "{}: no operator runs here", query.origin);
+    }
+    // A typo'd expression must fail that check, or it proves nothing.
+    assert!(
+        prometheus
+            .query("sum by (phase (byzsgd_operator_jobs)", at)
+            .is_err()
+    );
+
+    assert_variables_resolve(&prometheus);
+
+    // The numbers quoted in the note: the job overview, and the alerts, at one instant.
+    println!("job overview dashboard at {at:.0} (job {JOB}):");
+    for (query, expr, series) in &results {
+        if query.origin.starts_with("byzsgd-job-overview.json") {
+            println!("  {}\n  {expr}\n{}", query.origin, describe(series));
+        }
+    }
+    println!("alert expressions (with bool), at the same instant:");
+    for (query, expr, series) in &results {
+        if query.alert.is_some() {
+            println!("  {}\n  {expr}\n{}", query.origin, describe(series));
+        }
+    }
+    println!(
+        "{} node expressions returned series; {} operator expressions parsed",
+        results.len(),
+        operator.len()
+    );
+
+    // Scraping did not disturb the run: it is still going, and stops cleanly on Ctrl-C.
+    stop_run(&mut run, &targets);
 }

@@ -7,6 +7,9 @@
 //! `helm`, `helm4` and `kubectl` come from the testbed's bin dir (`testbed/build
 //! --print-bin-dir`); a missing one fails the test, naming `testbed/build`.
 
+// Helpers outside #[test] functions are test code too.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::collections::BTreeSet;
@@ -116,7 +119,11 @@ fn yaml_files(dir: &Path) -> BTreeSet<String> {
         .map(|entries| {
             entries
                 .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-                .filter(|name| name.ends_with(".yaml") || name.ends_with(".yml"))
+                .filter(|name| {
+                    Path::new(name).extension().is_some_and(|ext| {
+                        ext.eq_ignore_ascii_case("yaml") || ext.eq_ignore_ascii_case("yml")
+                    })
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -432,6 +439,35 @@ async fn can_i(
     }
 }
 
+/// Waits for the pod matching `selector` in `namespace` to exist, then to run, and returns it.
+async fn running_pod(namespace: &TestNamespace, selector: &str) -> Pod {
+    let pods = namespace.api::<Pod>();
+    let deadline = std::time::Instant::now() + support::WAIT;
+    let name = loop {
+        let list = pods
+            .list(&ListParams::default().labels(selector))
+            .await
+            .unwrap();
+        if let Some(name) = list.items.first().and_then(|p| p.metadata.name.clone()) {
+            break name;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no pod matches {selector} in {}",
+            namespace.name
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    wait_for(
+        pods,
+        &name,
+        "the operator pod to run",
+        conditions::is_pod_running(),
+    )
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn helm_install_schedules_the_operator_then_uninstalls() {
     let testbed = Testbed::connect().await;
@@ -447,33 +483,7 @@ async fn helm_install_schedules_the_operator_then_uninstalls() {
 
         // The Deployment's pod lands on the kwok node and (kwok being its kubelet) runs.
         let selector = format!("app.kubernetes.io/instance={release}");
-        let pods = namespace.api::<Pod>();
-        let pod_name = {
-            let deadline = std::time::Instant::now() + support::WAIT;
-            loop {
-                let list = pods
-                    .list(&ListParams::default().labels(&selector))
-                    .await
-                    .unwrap();
-                if let Some(name) = list.items.first().and_then(|p| p.metadata.name.clone()) {
-                    break name;
-                }
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "{helm}: no operator pod for {selector}"
-                );
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            }
-        };
-        let pod = wait_for(
-            pods.clone(),
-            &pod_name,
-            "the operator pod to run",
-            conditions::is_pod_running(),
-        )
-        .await
-        .unwrap();
-        let spec = pod.spec.unwrap();
+        let spec = running_pod(&namespace, &selector).await.spec.unwrap();
         assert_eq!(
             spec.node_name.as_deref(),
             Some(kwok_node.as_str()),
