@@ -9,7 +9,7 @@ use std::sync::Arc;
 use ndarray::{ArrayView1, ArrayViewMut1};
 
 use crate::attack::{WorkerAttackKind, flip_labels};
-use crate::data::{self, Batches, DEFAULT_DATA_DIR, DataError, Dataset};
+use crate::data::{self, Batches, DEFAULT_DATA_DIR, DataError, Dataset, Samples};
 use crate::job::spec::DatasetName;
 use crate::job::{Behaviour, Plan, Role};
 use crate::model::{Model, ModelError};
@@ -54,34 +54,79 @@ pub struct JobData {
     pub shards: Vec<Vec<usize>>,
 }
 
+/// Which nodes a [`JobData`] must be able to build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataNeeds {
+    /// Any node (the simulator, the local runner's up-front check).
+    Everything,
+    /// Servers only: the test set; no training images.
+    Server,
+    /// Worker `index` only: its own shard; no test images.
+    Worker(usize),
+}
+
 impl JobData {
-    /// Loads and partitions the data a plan names.
+    /// Loads and partitions the data a plan names, for any node.
     pub fn load(plan: &Plan) -> Result<Self, AssembleError> {
+        Self::load_for(plan, DataNeeds::Everything)
+    }
+
+    /// Loads what the nodes in `needs` use. A node process loads for itself only: a server
+    /// keeps the test set, a worker its shard, instead of twelve processes of a local job each
+    /// holding the whole data set as floats (≈ 290 MB each). The partition is computed from
+    /// every training label either way, so shards are the same as with [`Self::load`]; a
+    /// worker's own shard is renumbered `0..len` and the other shards are left empty.
+    pub fn load_for(plan: &Plan, needs: DataNeeds) -> Result<Self, AssembleError> {
         let spec = &plan.spec.dataset;
         let seed = plan.spec.training.seed;
-        let (train, test) = match spec.name {
+        spec.partition.validate().map_err(AssembleError::Shard)?;
+        let (train, test, shards) = match spec.name {
             DatasetName::Synthetic => {
-                // One prototype set for both parts: generate once and split.
+                // One prototype set for both parts: generate once and split. Cheap, so every
+                // need gets all of it.
                 let all = data::synthetic(SYNTHETIC_TRAIN + SYNTHETIC_TRAIN / 6, 28, 28, 10, seed);
                 let train_indices: Vec<usize> = (0..SYNTHETIC_TRAIN).collect();
                 let test_indices: Vec<usize> = (SYNTHETIC_TRAIN..all.len()).collect();
-                (
-                    all.subset(&train_indices).map_err(AssembleError::Shard)?,
-                    all.subset(&test_indices).map_err(AssembleError::Shard)?,
-                )
+                let train = all.subset(&train_indices).map_err(AssembleError::Shard)?;
+                let shards = spec.partition.assign(&train.labels, plan.workers, seed);
+                let test = all.subset(&test_indices).map_err(AssembleError::Shard)?;
+                (train, test, shards)
             }
             DatasetName::FashionMnist | DatasetName::Mnist => {
                 let dir = data_dir(plan);
-                let split = data::load_dir(&dir).map_err(|source| AssembleError::Data {
+                let error = |source| AssembleError::Data {
                     name: dataset_label(spec.name),
                     dir: dir.clone(),
                     source,
-                })?;
-                (split.train, split.test)
+                };
+                let labels = data::load_train_labels(&dir).map_err(error)?;
+                let mut shards = spec.partition.assign(&labels, plan.workers, seed);
+                let nothing: &[usize] = &[];
+                let (train, test) = match needs {
+                    DataNeeds::Everything => (Samples::All, Samples::All),
+                    DataNeeds::Server => (Samples::Only(nothing), Samples::All),
+                    DataNeeds::Worker(index) => (
+                        Samples::Only(shards.get(index).map_or(nothing, Vec::as_slice)),
+                        Samples::Only(nothing),
+                    ),
+                };
+                let split = data::load_dir_samples(&dir, train, test).map_err(error)?;
+                match needs {
+                    DataNeeds::Everything => {}
+                    DataNeeds::Server => shards.iter_mut().for_each(Vec::clear),
+                    DataNeeds::Worker(index) => {
+                        for (other, shard) in shards.iter_mut().enumerate() {
+                            *shard = if other == index {
+                                (0..shard.len()).collect()
+                            } else {
+                                Vec::new()
+                            };
+                        }
+                    }
+                }
+                (split.train, split.test, shards)
             }
         };
-        spec.partition.validate().map_err(AssembleError::Shard)?;
-        let shards = spec.partition.assign(&train.labels, plan.workers, seed);
         Ok(Self {
             train: Arc::new(train),
             test: Arc::new(test),

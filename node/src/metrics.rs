@@ -55,12 +55,25 @@ pub struct Metrics {
     pub byzantine_active: IntGaugeVec,
     /// Synchronous mode: models refused by a filter.
     pub filter_rejections_total: IntCounterVec,
+    /// Distinct senders a quorum needs, by what it collects: `model` (server models, n_ps −
+    /// f_ps) and `gradient` (worker gradients, n_w − f_w), so alerts can compare live nodes
+    /// with what the job really requires. (Not labelled `role`: that is this node's own.)
+    pub quorum_size: IntGaugeVec,
 }
 
 impl Metrics {
     /// Registers every metric in `registry` (created with the `byzsgd` prefix).
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
-        let metrics = Self {
+        let metrics = Self::create()?;
+        for collector in metrics.collectors() {
+            registry.register(collector)?;
+        }
+        Ok(metrics)
+    }
+
+    /// Every metric, not yet registered.
+    fn create() -> prometheus::Result<Self> {
+        Ok(Self {
             step: IntGauge::new("step", "The node's current step")?,
             train_loss: Gauge::new(
                 "train_loss",
@@ -134,25 +147,38 @@ impl Metrics {
                 ),
                 &["filter"],
             )?,
-        };
-        registry.register(Box::new(metrics.step.clone()))?;
-        registry.register(Box::new(metrics.train_loss.clone()))?;
-        registry.register(Box::new(metrics.test_accuracy.clone()))?;
-        registry.register(Box::new(metrics.test_loss.clone()))?;
-        registry.register(Box::new(metrics.steps_total.clone()))?;
-        registry.register(Box::new(metrics.step_seconds.clone()))?;
-        registry.register(Box::new(metrics.aggregation_seconds.clone()))?;
-        registry.register(Box::new(metrics.quorum_wait_seconds.clone()))?;
-        registry.register(Box::new(metrics.gathers_total.clone()))?;
-        registry.register(Box::new(metrics.drift_to_median.clone()))?;
-        registry.register(Box::new(metrics.peer_distance.clone()))?;
-        registry.register(Box::new(metrics.excluded_total.clone()))?;
-        registry.register(Box::new(metrics.rejected_total.clone()))?;
-        registry.register(Box::new(metrics.messages_total.clone()))?;
-        registry.register(Box::new(metrics.bytes_total.clone()))?;
-        registry.register(Box::new(metrics.byzantine_active.clone()))?;
-        registry.register(Box::new(metrics.filter_rejections_total.clone()))?;
-        Ok(metrics)
+            quorum_size: IntGaugeVec::new(
+                Opts::new(
+                    "quorum_size",
+                    "Distinct senders a quorum needs (n - f), by the kind of vector it collects",
+                ),
+                &["kind"],
+            )?,
+        })
+    }
+
+    /// Every metric as a collector, for registration.
+    fn collectors(&self) -> [Box<dyn prometheus::core::Collector>; 18] {
+        [
+            Box::new(self.step.clone()),
+            Box::new(self.quorum_size.clone()),
+            Box::new(self.train_loss.clone()),
+            Box::new(self.test_accuracy.clone()),
+            Box::new(self.test_loss.clone()),
+            Box::new(self.steps_total.clone()),
+            Box::new(self.step_seconds.clone()),
+            Box::new(self.aggregation_seconds.clone()),
+            Box::new(self.quorum_wait_seconds.clone()),
+            Box::new(self.gathers_total.clone()),
+            Box::new(self.drift_to_median.clone()),
+            Box::new(self.peer_distance.clone()),
+            Box::new(self.excluded_total.clone()),
+            Box::new(self.rejected_total.clone()),
+            Box::new(self.messages_total.clone()),
+            Box::new(self.bytes_total.clone()),
+            Box::new(self.byzantine_active.clone()),
+            Box::new(self.filter_rejections_total.clone()),
+        ]
     }
 
     /// Counts a message sent or received.

@@ -58,6 +58,9 @@ pub struct RuntimeOptions {
     pub linger: Duration,
     /// Print progress as JSON lines on stdout (the local runner reads them).
     pub progress_lines: bool,
+    /// Quorum sizes of the job, (models n_ps − f_ps, gradients n_w − f_w), exported as
+    /// `byzsgd_quorum_size{kind}`.
+    pub quorums: (usize, usize),
 }
 
 /// What `/status` reports.
@@ -127,6 +130,13 @@ impl Shared {
         let metrics = Metrics::register(&registry)?;
         if let Some(attack) = &options.attack {
             metrics.byzantine_active.with_label_values(&[attack]).set(1);
+        }
+        let (models, gradients) = options.quorums;
+        for (kind, size) in [("model", models), ("gradient", gradients)] {
+            metrics
+                .quorum_size
+                .with_label_values(&[kind])
+                .set(i64::try_from(size).unwrap_or(i64::MAX));
         }
         let status = Status {
             job: options.job.clone(),

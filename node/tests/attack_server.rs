@@ -310,3 +310,47 @@ proptest! {
         let _ = attack.validate();
     }
 }
+
+/// The Byzantine wrapper crafts once per receiver class and shares the model: that is only
+/// sound if receivers of one class really get bit-identical models (and equivocation's two
+/// classes really get different ones).
+#[test]
+fn receivers_of_one_class_get_the_same_model() {
+    let mut call = Call::new(
+        array![1.0, 2.0, 3.0],
+        vec![
+            array![0.0, 1.0, 2.0],
+            array![2.0, 4.0, 3.5],
+            array![1.0, 0.0, 9.0],
+        ],
+    );
+    call.history = vec![array![5.0, 5.0, 5.0]];
+    for kind in ServerAttackKind::ALL {
+        let attack = ServerAttack::new(kind);
+        for a in 0..call.receivers {
+            for b in 0..call.receivers {
+                let same_class = attack.receiver_class(a, call.receivers)
+                    == attack.receiver_class(b, call.receivers);
+                let (mut to_a, mut to_b) = (call.clone(), call.clone());
+                to_a.receiver = a;
+                to_b.receiver = b;
+                let (sent_a, sent_b) = (to_a.run(&attack), to_b.run(&attack));
+                let equal = sent_a.as_ref().map(bits) == sent_b.as_ref().map(bits);
+                if same_class {
+                    assert!(
+                        equal,
+                        "{kind}: receivers {a} and {b} share a class but differ"
+                    );
+                }
+                // Random draws on three coordinates may coincide by chance; equivocation's two
+                // halves never do here (the honest range is not a single point).
+                if kind == ServerAttackKind::Equivocate && !same_class {
+                    assert!(
+                        !equal,
+                        "equivocation: receivers {a} and {b} got the same model"
+                    );
+                }
+            }
+        }
+    }
+}

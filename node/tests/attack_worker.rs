@@ -470,3 +470,27 @@ proptest! {
         let _ = attack.validate(n, f);
     }
 }
+
+/// The Byzantine wrapper crafts once per receiver class and shares the vector with every
+/// server of that class: receivers of one class must get bit-identical vectors.
+#[test]
+fn receivers_of_one_class_get_the_same_vector() {
+    let call = Call::new(honest_set(), array![0.5, 1.5, -2.5, 3.5]);
+    for kind in WorkerAttackKind::ALL {
+        let attack = WorkerAttack::new(kind);
+        for a in 0..5 {
+            for b in 0..5 {
+                let (mut to_a, mut to_b) = (call.clone(), call.clone());
+                to_a.receiver = a;
+                to_b.receiver = b;
+                let equal = bits(&to_a.sent(&attack)) == bits(&to_b.sent(&attack));
+                if attack.receiver_class(a) == attack.receiver_class(b) {
+                    assert!(
+                        equal,
+                        "{kind}: receivers {a} and {b} share a class but differ"
+                    );
+                }
+            }
+        }
+    }
+}

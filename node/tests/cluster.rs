@@ -62,6 +62,7 @@ async fn small_job_converges_over_grpc_with_byzantine_server_and_worker() {
             snapshot_every: 40,
             linger: Duration::from_millis(500),
             progress_lines: false,
+            quorums: (plan.server_quorum, plan.worker_quorum),
         };
         let node = assembly.node(id.role, id.index).unwrap();
         tasks.push((

@@ -8,7 +8,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use byzsgd_node::data::{self, DataError, load_idx_images, load_idx_labels};
+use byzsgd_node::data::{self, DataError, Samples, load_idx_images, load_idx_labels};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
@@ -89,6 +89,35 @@ fn load_dir_finds_the_standard_names_raw_or_gzipped() {
     );
     assert_eq!(split.test.classes, 5);
     assert_eq!(split.train.labels, vec![2, 0, 1]);
+}
+
+/// What a node process loads for itself (a worker its shard, a server no training images) is
+/// exactly the same samples as loading everything and taking the subset, with the classes of
+/// the whole files, so every node builds the same model.
+#[test]
+fn loading_only_some_samples_equals_loading_all_then_taking_the_subset() {
+    let dir = temp_dir("load-samples");
+    write(&dir, "train-images-idx3-ubyte.gz", &gzip(&tiny_images()));
+    write(&dir, "train-labels-idx1-ubyte", &tiny_labels());
+    write(
+        &dir,
+        "t10k-images-idx3-ubyte",
+        &idx_bytes(&[1, 2, 3], &[9; 6]),
+    );
+    write(&dir, "t10k-labels-idx1-ubyte", &idx_bytes(&[1], &[4]));
+    let all = data::load_dir(&dir).unwrap();
+    let some = data::load_dir_samples(&dir, Samples::Only(&[2, 0]), Samples::Only(&[])).unwrap();
+    assert_eq!(some.train, all.train.subset(&[2, 0]).unwrap());
+    assert_eq!(some.test.len(), 0);
+    assert_eq!(
+        some.test.input_shape(),
+        (2, 3),
+        "an empty set keeps its shape"
+    );
+    assert_eq!((some.train.classes, some.test.classes), (5, 5));
+    assert_eq!(data::load_train_labels(&dir).unwrap(), vec![2, 0, 1]);
+    let error = data::load_dir_samples(&dir, Samples::Only(&[3]), Samples::All).unwrap_err();
+    assert!(error.to_string().contains('3'), "{error}");
 }
 
 #[test]

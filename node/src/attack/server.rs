@@ -153,6 +153,17 @@ impl ServerAttack {
         }
     }
 
+    /// Receivers with the same class get the same model from [`Self::craft`] at one step (of
+    /// `receivers`), so a caller crafts and encodes once per class: an equivocating server
+    /// builds two models per step, not one per worker.
+    pub fn receiver_class(&self, receiver: usize, receivers: usize) -> usize {
+        match self.kind {
+            ServerAttackKind::Random | ServerAttackKind::PartialDrop => receiver,
+            ServerAttackKind::Equivocate => usize::from(!equivocate_low_half(receiver, receivers)),
+            ServerAttackKind::Reverse | ServerAttackKind::Stale | ServerAttackKind::Silence => 0,
+        }
+    }
+
     /// The model to send to `view.receiver` at `view.step`, or `None` to send nothing.
     ///
     /// Deterministic in (`seed`, `step`, `receiver`) and the inputs; never panics.
@@ -214,13 +225,16 @@ fn equivocate(view: &ServerView<'_>, strength: f64) -> Array1<f32> {
     let honest = usable(view.honest, &view.own);
     let mu = mean(&honest);
     let (lo, hi) = min_max(&honest);
-    let low_half = view.receiver < view.receivers / 2;
+    let low_half = equivocate_low_half(view.receiver, view.receivers);
+    // Plain multiply-add, not `mul_add`: without the FMA target feature that is a libm call
+    // per coordinate.
     Zip::from(&mu).and(&lo).and(&hi).map_collect(|&m, &l, &h| {
-        let pushed = if low_half {
-            strength.mul_add(f64::from(l) - m, m)
-        } else {
-            strength.mul_add(f64::from(h) - m, m)
-        };
-        pushed as f32
+        let edge = if low_half { f64::from(l) } else { f64::from(h) };
+        (m + strength * (edge - m)) as f32
     })
+}
+
+/// Whether `receiver` (of `receivers`) is in the half that equivocation pushes low.
+fn equivocate_low_half(receiver: usize, receivers: usize) -> bool {
+    receiver < receivers / 2
 }

@@ -93,6 +93,12 @@ impl WorkerAttackKind {
         matches!(self, Self::SignFlip | Self::Alie | Self::Foe | Self::Mimic)
     }
 
+    /// Whether receivers get different vectors at one step (the attack draws per receiver);
+    /// otherwise every receiver gets the same vector, crafted once.
+    pub const fn varies_by_receiver(self) -> bool {
+        matches!(self, Self::Random | Self::PartialDrop | Self::Gaussian)
+    }
+
     /// The parameters this attack reads.
     pub const fn params_used(self) -> &'static [Param] {
         match self {
@@ -181,6 +187,17 @@ impl WorkerAttack {
         self.kind == WorkerAttackKind::LabelFlip
     }
 
+    /// Receivers with the same class get the same vector from [`Self::craft`] at one step, so
+    /// a caller crafts once per class and shares it: one ALIE vector for every server instead
+    /// of one mean and deviation pass per server.
+    pub fn receiver_class(&self, receiver: usize) -> usize {
+        if self.kind.varies_by_receiver() {
+            receiver
+        } else {
+            0
+        }
+    }
+
     /// The vector to send to `view.receiver` at `view.step`, or `None` to send nothing.
     ///
     /// Deterministic in (`seed`, `step`, `receiver`) and the inputs. Never panics: parameters
@@ -218,7 +235,7 @@ impl WorkerAttack {
                 // leaves s correct workers farther from the mean than the attacker.
                 Zip::from(&mu)
                     .and(&sigma)
-                    .map_collect(|&m, &s| z.mul_add(-s, m) as f32)
+                    .map_collect(|&m, &s| (m - z * s) as f32)
             }
             WorkerAttackKind::Foe => {
                 let epsilon = params.epsilon_or_default();

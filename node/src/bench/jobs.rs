@@ -1,7 +1,7 @@
 //! `byzsgd-node bench jobs [FILE…]`: runs whole jobs through the local runner, one after the
 //! other on this machine, and prints one JSON line per job: steps per second, time to the
-//! convergence target, final accuracy and drift. Defaults to the two examples the README
-//! compares: vanilla SGD and ByzSGD (the quickstart).
+//! convergence target, final accuracy and drift. Defaults to the three examples the README
+//! compares: vanilla SGD, ByzSGD asynchronous (the quickstart) and ByzSGD synchronous.
 
 use std::path::PathBuf;
 
@@ -13,7 +13,7 @@ pub struct JobsArgs {
     /// Job manifests to run, in order.
     #[arg(
         value_name = "FILE",
-        default_values = ["examples/vanilla.yaml", "examples/quickstart.yaml"]
+        default_values = ["examples/vanilla.yaml", "examples/quickstart.yaml", "examples/synchronous.yaml"]
     )]
     pub files: Vec<PathBuf>,
     /// Where run directories are created.

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use tokio::io::AsyncBufReadExt;
 use tokio::net::TcpListener;
 
-use crate::assemble::{Assembly, JobData};
+use crate::assemble::{Assembly, DataNeeds, JobData};
 use crate::job::{Behaviour, Manifest, Role, validate};
 use crate::protocol::NodeId;
 use crate::rpc::identity::{HeaderIdentity, parse_node_name};
@@ -65,6 +65,10 @@ pub struct NodeArgs {
     /// Override the data set directory of the manifest.
     #[arg(long, env = "BYZSGD_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Threads of the async runtime that carries gRPC, admin and the protocol (the protocol
+    /// itself runs on one thread). Raise it for nodes with many peers and spare cores.
+    #[arg(long, env = "BYZSGD_WORKER_THREADS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub worker_threads: u16,
     /// Log format on stderr (filter with RUST_LOG).
     #[arg(long, env = "BYZSGD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
     pub log_format: LogFormat,
@@ -105,13 +109,17 @@ pub fn run(role: Role, args: &NodeArgs) -> anyhow::Result<()> {
         Behaviour::Worker(attack) => Some(attack.kind.to_string()),
     };
     let snapshot_every = plan.spec.training.evaluate_every;
-    let data = JobData::load(&plan)?;
+    let needs = match role {
+        Role::Server => DataNeeds::Server,
+        Role::Worker => DataNeeds::Worker(args.index),
+    };
+    let data = JobData::load_for(&plan, needs)?;
     let assembly = Assembly::new(plan, data)?;
     let dimension = assembly.config().dimension;
     let node = assembly.node(role, args.index)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(usize::from(args.worker_threads))
         .enable_all()
         .build()?;
     runtime.block_on(async move {
@@ -155,6 +163,7 @@ pub fn run(role: Role, args: &NodeArgs) -> anyhow::Result<()> {
             snapshot_every,
             linger: Duration::from_secs_f64(args.linger_seconds.max(0.0)),
             progress_lines: args.progress_lines,
+            quorums: (assembly.plan().server_quorum, assembly.plan().worker_quorum),
         };
         let stdin_watch = args.peers_from_stdin;
         let shutdown = async move {

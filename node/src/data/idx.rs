@@ -22,6 +22,16 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 /// Reads an IDX image file (`…-images-idx3-ubyte`, optionally `.gz`) into a
 /// `count × (rows·cols)` matrix of pixels scaled from `0..=255` to `[0, 1]`, plus `(rows, cols)`.
 pub fn load_idx_images(path: &Path) -> Result<(Array2<f32>, usize, usize), DataError> {
+    load_idx_image_rows(path, None).map(|(images, rows, cols, _)| (images, rows, cols))
+}
+
+/// [`load_idx_images`] for the samples at `indices` only (in that order; `None`: all), plus the
+/// file's total sample count. A worker converts its shard and a server nothing of the training
+/// set, instead of every process holding all 60 000 images as floats (188 MB).
+pub fn load_idx_image_rows(
+    path: &Path,
+    indices: Option<&[usize]>,
+) -> Result<(Array2<f32>, usize, usize, usize), DataError> {
     let bytes = read_maybe_gzip(path)?;
     let (dims, body) = parse(path, &bytes, 3)?;
     let (count, rows, cols) = (dims[0], dims[1], dims[2]);
@@ -31,14 +41,31 @@ pub fn load_idx_images(path: &Path) -> Result<(Array2<f32>, usize, usize), DataE
             detail: format!("images of {rows}x{cols} pixels have no pixels"),
         });
     }
-    let pixels: Vec<f32> = body.iter().map(|&b| f32::from(b) / 255.0).collect();
-    let images = Array2::from_shape_vec((count, rows * cols), pixels).map_err(|e| {
+    let scale = |&b: &u8| f32::from(b) / 255.0;
+    let (selected, pixels): (usize, Vec<f32>) = match indices {
+        None => (count, body.iter().map(scale).collect()),
+        Some(indices) => {
+            if let Some(&bad) = indices.iter().find(|&&i| i >= count) {
+                return Err(DataError::IndexOutOfRange {
+                    index: bad,
+                    len: count,
+                });
+            }
+            let size = rows * cols;
+            let pixels = indices
+                .iter()
+                .flat_map(|&i| body[i * size..(i + 1) * size].iter().map(scale))
+                .collect();
+            (indices.len(), pixels)
+        }
+    };
+    let images = Array2::from_shape_vec((selected, rows * cols), pixels).map_err(|e| {
         DataError::BadDimensions {
             path: path.to_path_buf(),
             detail: e.to_string(),
         }
     })?;
-    Ok((images, rows, cols))
+    Ok((images, rows, cols, count))
 }
 
 /// Reads an IDX label file (`…-labels-idx1-ubyte`, optionally `.gz`).

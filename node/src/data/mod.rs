@@ -17,7 +17,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 pub use batches::Batches;
-pub use idx::{load_idx_images, load_idx_labels};
+pub use idx::{load_idx_image_rows, load_idx_images, load_idx_labels};
 pub use partition::Partition;
 
 /// Where the Debian package `dataset-fashion-mnist` installs Fashion-MNIST.
@@ -258,23 +258,28 @@ fn load_set(
     dir: &Path,
     images: (&'static str, &str),
     labels: (&'static str, &str),
+    samples: Samples<'_>,
 ) -> Result<Dataset, DataError> {
     let images_path = find_part(dir, images.0, images.1, 3)?;
     let labels_path = find_part(dir, labels.0, labels.1, 1)?;
-    let (pixels, rows, cols) = load_idx_images(&images_path)?;
     let label_values = load_idx_labels(&labels_path)?;
-    if pixels.nrows() != label_values.len() {
+    let (pixels, rows, cols, count) = load_idx_image_rows(&images_path, samples.indices())?;
+    if count != label_values.len() {
         return Err(DataError::CountMismatch {
-            images: pixels.nrows(),
+            images: count,
             images_path,
             labels: label_values.len(),
             labels_path,
         });
     }
     let classes = label_values.iter().max().map_or(0, |&m| usize::from(m) + 1);
+    let labels = match samples.indices() {
+        None => label_values,
+        Some(indices) => indices.iter().map(|&i| label_values[i]).collect(),
+    };
     Ok(Dataset {
         images: pixels,
-        labels: label_values,
+        labels,
         rows,
         cols,
         classes,
@@ -287,8 +292,36 @@ fn load_set(
 ///
 /// `classes` is one more than the largest label in either set, so both sets agree.
 pub fn load_dir(dir: &Path) -> Result<Split, DataError> {
-    let mut train = load_set(dir, PARTS[0], PARTS[1])?;
-    let mut test = load_set(dir, PARTS[2], PARTS[3])?;
+    load_dir_samples(dir, Samples::All, Samples::All)
+}
+
+/// Which samples of a set [`load_dir_samples`] keeps.
+#[derive(Debug, Clone, Copy)]
+pub enum Samples<'a> {
+    /// Every sample, in file order.
+    All,
+    /// The samples at these indices, in this order (an empty slice keeps only the shape).
+    Only(&'a [usize]),
+}
+
+impl Samples<'_> {
+    fn indices(&self) -> Option<&[usize]> {
+        match self {
+            Self::All => None,
+            Self::Only(indices) => Some(indices),
+        }
+    }
+}
+
+/// [`load_dir`] keeping only some samples of each set. `classes` still comes from every label
+/// of both files, so every node of a job builds the same model whatever it keeps.
+pub fn load_dir_samples(
+    dir: &Path,
+    train: Samples<'_>,
+    test: Samples<'_>,
+) -> Result<Split, DataError> {
+    let mut train = load_set(dir, PARTS[0], PARTS[1], train)?;
+    let mut test = load_set(dir, PARTS[2], PARTS[3], test)?;
     if train.input_shape() != test.input_shape() {
         return Err(DataError::ShapeMismatch {
             dir: dir.to_path_buf(),
@@ -302,6 +335,11 @@ pub fn load_dir(dir: &Path) -> Result<Split, DataError> {
     train.classes = classes;
     test.classes = classes;
     Ok(Split { train, test })
+}
+
+/// The labels of the training set in file order (what partitions are computed from).
+pub fn load_train_labels(dir: &Path) -> Result<Vec<u8>, DataError> {
+    load_idx_labels(&find_part(dir, PARTS[1].0, PARTS[1].1, 1)?)
 }
 
 /// Seeded synthetic classification data of any image shape, for tests and benchmarks without

@@ -3,7 +3,7 @@
 //! the coefficients seen so far (PAPER.md §5). A model a Byzantine server crafted to look close
 //! while moving the gradient a lot shows up as an unusually large k.
 
-/// Keeps the history of accepted coefficients.
+/// Keeps every finite coefficient seen (accepted or not) and judges new ones against them.
 #[derive(Debug, Clone)]
 pub struct LipschitzFilter {
     history: Vec<f64>,
@@ -27,11 +27,24 @@ impl LipschitzFilter {
         }
     }
 
-    /// The empirical coefficient between two (model, gradient) pairs; None when the models are
-    /// equal (no information).
+    /// The empirical coefficient between two (model, gradient) pairs, or None when neither
+    /// moved (no information).
+    ///
+    /// A model that did not move while the gradient did gives +∞, which [`Self::check`]
+    /// refuses: between two steps a correct server always applies a non-zero update, so the
+    /// same model twice means a server replaying an old one. Without this, a server that sends
+    /// the model of its last gather for T steps in a row (what equivocation looks like once the
+    /// correct servers agree) passed both filters, and workers computing gradients at that
+    /// frozen point broke training (quickstart in synchronous mode: 10 % accuracy).
     pub fn coefficient(gradient_delta_norm: f64, model_delta_norm: f64) -> Option<f64> {
-        (model_delta_norm > 0.0 && model_delta_norm.is_finite() && gradient_delta_norm.is_finite())
-            .then(|| gradient_delta_norm / model_delta_norm)
+        if !(model_delta_norm.is_finite() && gradient_delta_norm.is_finite()) {
+            return None;
+        }
+        if model_delta_norm > 0.0 {
+            Some(gradient_delta_norm / model_delta_norm)
+        } else {
+            (gradient_delta_norm > 0.0).then_some(f64::INFINITY)
+        }
     }
 
     /// Whether `k` passes. Every finite coefficient joins the history, accepted or not: a
@@ -75,6 +88,20 @@ mod tests {
             "a coefficient far above the 80th percentile must fail"
         );
         assert!(!filter.check(f64::NAN));
+    }
+
+    #[test]
+    fn a_model_that_did_not_move_while_the_gradient_did_is_refused_even_in_warmup() {
+        let mut filter = LipschitzFilter::new(5, 1, 3);
+        let frozen = LipschitzFilter::coefficient(0.4, 0.0).expect("a coefficient");
+        assert!(!filter.check(frozen), "a replayed model must fail");
+        assert_eq!(
+            LipschitzFilter::coefficient(0.0, 0.0),
+            None,
+            "nothing moved: no information"
+        );
+        assert_eq!(LipschitzFilter::coefficient(f64::NAN, 1.0), None);
+        assert_eq!(LipschitzFilter::coefficient(2.0, 4.0), Some(0.5));
     }
 
     #[test]

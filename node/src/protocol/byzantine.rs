@@ -10,7 +10,7 @@
 //!   of its own shard at the same point (as Garfield's attackers do, PAPER.md §11.12), because
 //!   workers never see each other's gradients on the wire.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Debug;
 use std::sync::Arc;
 
@@ -25,8 +25,14 @@ use super::{Node, Outputs};
 
 /// How many past models a Byzantine server keeps for stale replay.
 const HISTORY: usize = 64;
-/// Most extra gradients a Byzantine worker computes per step to estimate honest statistics.
-const MAX_ESTIMATES: usize = 8;
+/// Most extra gradients a Byzantine worker computes per step to estimate honest statistics: four
+/// (plus its own) estimate a mean and spread well enough for ALIE, and more would make the attacker
+/// so slow that asynchronous quorums leave it out, which flatters the defence.
+const MAX_ESTIMATES: usize = 4;
+
+/// A vector an attack crafted for one receiver class (`None`: send nothing), shared by every
+/// receiver of that class.
+type Crafted = Option<Arc<Array1<f32>>>;
 
 /// The attacking half of a Byzantine node: what it learns and how it lies.
 pub trait Lie<N>: Send + Debug {
@@ -157,6 +163,9 @@ impl Lie<Server> for ServerLie {
         let honest: Vec<ArrayView1<'_, f32>> =
             self.last_gather.iter().map(|model| model.view()).collect();
         let mut own: Option<Arc<Array1<f32>>> = None;
+        // Crafted once per (step, kind of message, receiver class) and shared, so the runtime
+        // also encodes each distinct model once.
+        let mut crafted: HashMap<(u64, bool, usize), Crafted> = HashMap::new();
         for (to, payload) in out.messages {
             let (step, params, gather) = match &payload {
                 Payload::Model { step, params } => (*step, params.clone(), false),
@@ -166,23 +175,28 @@ impl Lie<Server> for ServerLie {
                     continue;
                 }
             };
-            let view = ServerView {
-                own: params.view(),
-                honest: &honest,
-                history,
-                step,
-                receiver: to.index,
-                receivers: if gather {
-                    self.servers
-                } else {
-                    server.workers()
-                },
-                n: self.servers,
-                f: self.byzantine,
-                seed: self.seed,
+            let receivers = if gather {
+                self.servers
+            } else {
+                server.workers()
             };
-            if let Some(crafted) = self.attack.craft(&view) {
-                let params = Arc::new(crafted);
+            let class = self.attack.receiver_class(to.index, receivers);
+            let lie = crafted.entry((step, gather, class)).or_insert_with(|| {
+                let view = ServerView {
+                    own: params.view(),
+                    honest: &honest,
+                    history,
+                    step,
+                    receiver: to.index,
+                    receivers,
+                    n: self.servers,
+                    f: self.byzantine,
+                    seed: self.seed,
+                };
+                self.attack.craft(&view).map(Arc::new)
+            });
+            if let Some(lie) = lie {
+                let params = Arc::clone(lie);
                 let payload = if gather {
                     Payload::Gather { step, params }
                 } else {
@@ -229,6 +243,8 @@ impl Lie<Worker> for WorkerLie {
             messages: Vec::with_capacity(out.messages.len()),
             events: out.events,
         };
+        // Crafted once per (step, receiver class) and shared with every server of that class.
+        let mut crafted: HashMap<(u64, usize), Crafted> = HashMap::new();
         for (to, payload) in out.messages {
             let Payload::Gradient {
                 step,
@@ -239,24 +255,28 @@ impl Lie<Worker> for WorkerLie {
                 rewritten.messages.push((to, payload));
                 continue;
             };
-            let mut honest: Vec<ArrayView1<'_, f32>> =
-                estimates.iter().map(|estimate| estimate.view()).collect();
-            honest.push(gradient.view());
-            let view = WorkerView {
-                honest: &honest,
-                own: gradient.view(),
-                step: *step,
-                receiver: to.index,
-                n: self.workers,
-                f: self.byzantine,
-                seed: self.seed,
-            };
-            if let Some(crafted) = self.attack.craft(&view) {
+            let class = self.attack.receiver_class(to.index);
+            let lie = crafted.entry((*step, class)).or_insert_with(|| {
+                let mut honest: Vec<ArrayView1<'_, f32>> =
+                    estimates.iter().map(|estimate| estimate.view()).collect();
+                honest.push(gradient.view());
+                let view = WorkerView {
+                    honest: &honest,
+                    own: gradient.view(),
+                    step: *step,
+                    receiver: to.index,
+                    n: self.workers,
+                    f: self.byzantine,
+                    seed: self.seed,
+                };
+                self.attack.craft(&view).map(Arc::new)
+            });
+            if let Some(lie) = lie {
                 rewritten.messages.push((
                     to,
                     Payload::Gradient {
                         step: *step,
-                        gradient: Arc::new(crafted),
+                        gradient: Arc::clone(lie),
                         loss: *loss,
                     },
                 ));
