@@ -2,21 +2,25 @@
 //! `/metrics` (Prometheus text), `/healthz` (the process is alive), `/readyz` (the gRPC server
 //! listens and peers are wired), `/status` (JSON: role, index, step, loss, accuracy, last
 //! gather, peers) and `/model?step=S` (a server's model snapshot at step S as little-endian f32
-//! bytes, for tools that measure the true drift between correct servers).
+//! bytes, for tools that measure the true drift between correct servers), and `POST /chaos` /
+//! `DELETE /chaos` (arm or cancel a run-time attack; bearer token; only in jobs that allow
+//! chaos).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use serde::Deserialize;
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::chaos::{ChaosAction, Window, runtime_attack};
 use crate::metrics;
+use crate::protocol::chaos::{Armed, ChaosOrder};
 use crate::runtime::Shared;
 
 /// Serves the admin endpoints until `stop` turns true.
@@ -27,6 +31,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::
         .route("/readyz", get(ready))
         .route("/status", get(status))
         .route("/model", get(model))
+        .route("/chaos", post(arm_chaos).delete(disarm_chaos))
         .with_state(shared);
     let result = axum::serve(listener, router)
         .with_graceful_shutdown(async move {
@@ -81,4 +86,175 @@ async fn model(State(shared): State<Arc<Shared>>, Query(query): Query<ModelQuery
         )
             .into_response(),
     }
+}
+
+/// Body of `POST /chaos`: the `action` and `window` of a `ByzantineChaos`, for this node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChaosRequest {
+    /// What to do: `attack` (with `name` and `params`) or `silence`.
+    pub action: ChaosAction,
+    /// Which steps: `fromStep` and optional `untilStep` (a `duration` is the caller's to end).
+    #[serde(default)]
+    pub window: Window,
+}
+
+/// Answer of a successful `POST /chaos`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChaosAccepted {
+    /// The behaviour armed, as exported in `byzsgd_byzantine_active{attack}`.
+    pub armed: String,
+    /// First step it applies to.
+    pub from_step: u64,
+    /// First step it no longer applies to, if bounded.
+    pub until_step: Option<u64>,
+    /// The node's step when the order arrived.
+    pub step: u64,
+}
+
+/// A refusal as plain text; the message names the problem and the fix.
+fn refuse(code: StatusCode, message: impl Into<String>) -> Response {
+    (code, message.into()).into_response()
+}
+
+/// Checks the bearer token and that the job allows chaos; the error is the response to send.
+fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(expected) = &shared.chaos_token else {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "chaos is disabled on this node: no chaos token is configured \
+             (start it with --chaos-token-file or BYZSGD_CHAOS_TOKEN)",
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    if !given.is_some_and(|given| same_secret(given.trim().as_bytes(), expected.as_bytes())) {
+        return Err((
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "missing or wrong bearer token: send `Authorization: Bearer <chaos token>`",
+        )
+            .into_response());
+    }
+    if shared.chaos.is_none() {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "this job does not allow chaos: set `spec.chaos.allowed: true` in its manifest",
+        ));
+    }
+    Ok(())
+}
+
+/// Compares two secrets in time independent of where they differ, so the token cannot be
+/// guessed byte by byte from response times.
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    let mut difference = u8::from(given.len() != expected.len());
+    for (index, byte) in expected.iter().enumerate() {
+        difference |= byte ^ given.get(index).copied().unwrap_or(!byte);
+    }
+    difference == 0
+}
+
+async fn arm_chaos(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(refusal) = authorize(&shared, &headers) {
+        return refusal;
+    }
+    let Some(control) = &shared.chaos else {
+        return refuse(StatusCode::FORBIDDEN, "this job does not allow chaos");
+    };
+    let mut json = serde_json::Deserializer::from_slice(&body);
+    let request: ChaosRequest = match serde_path_to_error::deserialize(&mut json) {
+        Ok(request) => request,
+        Err(error) => {
+            let path = error.path().to_string();
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                format!("field `{path}`: {}", error.into_inner()),
+            );
+        }
+    };
+    let armed = match &request.action {
+        ChaosAction::Attack { name, params } => {
+            match runtime_attack(
+                shared.role,
+                name,
+                *params,
+                control.replicas,
+                control.byzantine,
+            ) {
+                Ok(behaviour) => Armed::Attack(behaviour),
+                Err(error) => {
+                    return refuse(StatusCode::UNPROCESSABLE_ENTITY, format!("action: {error}"));
+                }
+            }
+        }
+        ChaosAction::Silence => Armed::Silence,
+        other => {
+            return refuse(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "action `{}` is not switched inside the node: the runner or operator \
+                     applies it; the node takes `attack` and `silence`",
+                    other.kind()
+                ),
+            );
+        }
+    };
+    let window = &request.window;
+    if window.duration.is_some() {
+        return refuse(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "window.duration: the node takes step windows only; end a timed window with \
+             DELETE /chaos",
+        );
+    }
+    let step = shared.status.lock().map_or(0, |status| status.step);
+    if let Some(until) = window.until_step {
+        if until <= window.from_step {
+            return refuse(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "window.untilStep {until} is not after fromStep {}: set it higher",
+                    window.from_step
+                ),
+            );
+        }
+        if until <= step {
+            return refuse(
+                StatusCode::CONFLICT,
+                format!("window.untilStep {until} is already past: the node is at step {step}"),
+            );
+        }
+    }
+    let accepted = ChaosAccepted {
+        armed: armed.name(),
+        from_step: window.from_step,
+        until_step: window.until_step,
+        step,
+    };
+    control.handle.arm(ChaosOrder {
+        armed,
+        from_step: window.from_step,
+        until_step: window.until_step,
+    });
+    tracing::info!(armed = %accepted.armed, from = accepted.from_step, until = ?accepted.until_step, "chaos armed");
+    axum::Json(accepted).into_response()
+}
+
+async fn disarm_chaos(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if let Err(refusal) = authorize(&shared, &headers) {
+        return refusal;
+    }
+    if let Some(control) = &shared.chaos {
+        control.handle.disarm();
+        tracing::info!("chaos disarmed");
+    }
+    "disarmed".into_response()
 }

@@ -13,7 +13,8 @@ use crate::data::{self, Batches, DEFAULT_DATA_DIR, DataError, Dataset, Samples};
 use crate::job::spec::DatasetName;
 use crate::job::{Behaviour, Plan, Role};
 use crate::model::{Model, ModelError};
-use crate::protocol::byzantine::{ByzantineServer, ByzantineWorker};
+use crate::protocol::byzantine::{Byzantine, Lie, NamedLie, ServerLie, WorkerLie};
+use crate::protocol::chaos::{Armable, ChaosHandle, ChaosLie, LieContext};
 use crate::protocol::server::Server;
 use crate::protocol::worker::Worker;
 use crate::protocol::{Evaluator, GradientSource, Node, ProtocolConfig};
@@ -236,8 +237,20 @@ impl Assembly {
 
     /// Builds node `index` of `role`, honest or Byzantine as the plan says.
     pub fn node(&self, role: Role, index: usize) -> Result<Box<dyn Node>, AssembleError> {
+        Ok(self.node_with_chaos(role, index)?.0)
+    }
+
+    /// Builds node `index` of `role` like [`Self::node`]; when the job allows chaos
+    /// (`spec.chaos.allowed`), the node is wrapped so that attacks can be switched on at run
+    /// time, and the handle that arms them is returned too.
+    pub fn node_with_chaos(
+        &self,
+        role: Role,
+        index: usize,
+    ) -> Result<(Box<dyn Node>, Option<ChaosHandle>), AssembleError> {
         let plan = &self.plan;
         let seed = plan.spec.training.seed;
+        let chaos = plan.spec.chaos.allowed.then(ChaosHandle::new);
         match role {
             Role::Server => {
                 // Same seed on every server: all correct servers start from one model
@@ -253,16 +266,21 @@ impl Assembly {
                     initial,
                     Some(Box::new(evaluator)),
                 );
-                Ok(match plan.behaviour(role, index) {
-                    Behaviour::Server(attack) => Box::new(ByzantineServer::new(
-                        server,
+                let context = LieContext {
+                    replicas: plan.servers,
+                    byzantine: plan.byzantine_servers,
+                    seed: seed ^ (index as u64).wrapping_mul(0x9E37_79B9),
+                };
+                let base = match plan.behaviour(role, index) {
+                    Behaviour::Server(attack) => Some(ServerLie::new(
                         *attack,
-                        plan.servers,
-                        plan.byzantine_servers,
-                        seed ^ (index as u64).wrapping_mul(0x9E37_79B9),
+                        context.replicas,
+                        context.byzantine,
+                        context.seed,
                     )),
-                    _ => Box::new(server),
-                })
+                    _ => None,
+                };
+                Ok(wrap(server, base, context, chaos))
             }
             Role::Worker => {
                 let behaviour = plan.behaviour(role, index);
@@ -287,16 +305,21 @@ impl Assembly {
                     labels: Vec::new(),
                 };
                 let worker = Worker::new(self.config.clone(), index, Box::new(source));
-                Ok(match behaviour {
-                    Behaviour::Worker(attack) => Box::new(ByzantineWorker::new(
-                        worker,
+                let context = LieContext {
+                    replicas: plan.workers,
+                    byzantine: plan.byzantine_workers,
+                    seed: seed ^ (1 << 32 | index as u64),
+                };
+                let base = match behaviour {
+                    Behaviour::Worker(attack) => Some(WorkerLie::new(
                         *attack,
-                        plan.workers,
-                        plan.byzantine_workers,
-                        seed ^ (1 << 32 | index as u64),
+                        context.replicas,
+                        context.byzantine,
+                        context.seed,
                     )),
-                    _ => Box::new(worker),
-                })
+                    _ => None,
+                };
+                Ok(wrap(worker, base, context, chaos))
             }
         }
     }
@@ -311,5 +334,28 @@ impl Assembly {
             nodes.push(self.node(Role::Worker, index)?);
         }
         Ok(nodes)
+    }
+}
+
+/// Wraps an honest node: in a [`ChaosLie`] when chaos is allowed (the manifest's attack, if
+/// any, becomes its base), else in its manifest attack's lie, else not at all.
+fn wrap<N, L>(
+    node: N,
+    base: Option<L>,
+    context: LieContext,
+    chaos: Option<ChaosHandle>,
+) -> (Box<dyn Node>, Option<ChaosHandle>)
+where
+    N: Armable,
+    L: Lie<N> + NamedLie + 'static,
+{
+    match (chaos, base) {
+        (Some(handle), base) => {
+            let base = base.map(|lie| (lie.attack_name(), Box::new(lie) as Box<dyn Lie<N>>));
+            let lie = ChaosLie::new(handle.clone(), context, base);
+            (Box::new(Byzantine::with_lie(node, lie)), Some(handle))
+        }
+        (None, Some(lie)) => (Box::new(Byzantine::with_lie(node, lie)), None),
+        (None, None) => (Box::new(node), None),
     }
 }

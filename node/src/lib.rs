@@ -9,6 +9,7 @@
 //! - [`gar`] — gradient/model aggregation rules (GARs) — average, median, trimmed mean, Krum,
 //!   Multi-Krum, Bulyan, geometric median, MDA, centered clipping, Meamed — and pre-aggregators.
 //! - [`attack`] — Byzantine behaviours as pure functions of what the attacker can see.
+//! - [`chaos`] — the `ByzantineChaos` format: which nodes misbehave how and when, at run time.
 //! - [`model`] — logistic regression, the paper's MLP 784-100-10, a small CNN; flat `f32`
 //!   parameter vectors; SGD with momentum and weight decay.
 //! - [`data`] — IDX (MNIST-format) loader and iid / Dirichlet partitions.
@@ -44,6 +45,7 @@ pub mod admin;
 pub mod assemble;
 pub mod attack;
 pub mod bench;
+pub mod chaos;
 pub mod cli;
 pub mod data;
 pub mod filter;

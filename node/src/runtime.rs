@@ -22,6 +22,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use crate::admin;
 use crate::job::Role;
 use crate::metrics::{Direction, Metrics};
+use crate::protocol::chaos::ChaosHandle;
 use crate::protocol::{Event, Node, NodeId, Outputs};
 use crate::rpc::identity::Identity;
 use crate::rpc::peers::Peers;
@@ -61,6 +62,22 @@ pub struct RuntimeOptions {
     /// Quorum sizes of the job, (models n_ps − f_ps, gradients n_w − f_w), exported as
     /// `byzsgd_quorum_size{kind}`.
     pub quorums: (usize, usize),
+    /// Run-time attack switching, present only when the job allows chaos
+    /// (`spec.chaos.allowed`); `POST /chaos` refuses otherwise.
+    pub chaos: Option<ChaosControl>,
+    /// The bearer token `POST /chaos` requires; without one the endpoint refuses every call.
+    pub chaos_token: Option<String>,
+}
+
+/// What the admin server needs to arm a chaos-enabled node.
+#[derive(Debug, Clone)]
+pub struct ChaosControl {
+    /// Arms the node's attack.
+    pub handle: ChaosHandle,
+    /// Nodes of this node's role in the job (n_ps or n_w), to validate attack parameters.
+    pub replicas: usize,
+    /// Declared Byzantine nodes of this node's role (f_ps or f_w).
+    pub byzantine: usize,
 }
 
 /// What `/status` reports.
@@ -118,6 +135,12 @@ pub struct Shared {
     pub snapshots: Mutex<BTreeMap<u64, bytes::Bytes>>,
     /// Set once the gRPC server listens and peers are wired.
     pub ready: std::sync::atomic::AtomicBool,
+    /// This node's role (which attacks `POST /chaos` accepts).
+    pub role: Role,
+    /// Run-time attack switching, when the job allows chaos.
+    pub chaos: Option<ChaosControl>,
+    /// The bearer token of `POST /chaos`, if configured.
+    pub chaos_token: Option<String>,
 }
 
 impl Shared {
@@ -157,10 +180,13 @@ impl Shared {
             status: Mutex::new(status),
             snapshots: Mutex::new(BTreeMap::new()),
             ready: std::sync::atomic::AtomicBool::new(false),
+            role: options.me.role,
+            chaos: options.chaos.clone(),
+            chaos_token: options.chaos_token.clone(),
         }))
     }
 
-    fn update_status(&self, update: impl FnOnce(&mut Status)) {
+    pub(crate) fn update_status(&self, update: impl FnOnce(&mut Status)) {
         if let Ok(mut status) = self.status.lock() {
             update(&mut status);
         }
@@ -223,6 +249,7 @@ pub async fn run(
         peers,
         waiting_since: Instant::now(),
         last_step: Instant::now(),
+        active_attack: options.attack.clone(),
     };
     let started = Instant::now();
     let elapsed = move || started.elapsed().as_secs_f64();
@@ -295,6 +322,8 @@ struct Driver<'a> {
     /// When the node last made progress (start of its current quorum wait).
     waiting_since: Instant,
     last_step: Instant,
+    /// The attack `byzsgd_byzantine_active` last reported as 1.
+    active_attack: Option<String>,
 }
 
 impl Driver<'_> {
@@ -321,6 +350,29 @@ impl Driver<'_> {
         for event in out.events {
             self.record(node, &event, received);
         }
+        self.sync_chaos();
+    }
+
+    /// Makes `byzsgd_byzantine_active{attack}` and `/status` follow what a chaos-enabled node
+    /// applies: 1 for the attack inside its window, 0 once it ended.
+    fn sync_chaos(&mut self) {
+        let Some(control) = &self.options.chaos else {
+            return;
+        };
+        let active = control.handle.active();
+        if active == self.active_attack {
+            return;
+        }
+        let gauge = &self.shared.metrics.byzantine_active;
+        if let Some(previous) = &self.active_attack {
+            gauge.with_label_values(&[previous]).set(0);
+        }
+        if let Some(attack) = &active {
+            gauge.with_label_values(&[attack]).set(1);
+        }
+        self.shared
+            .update_status(|status| status.byzantine.clone_from(&active));
+        self.active_attack = active;
     }
 
     fn record(&mut self, node: &dyn Node, event: &Event, received: Instant) {

@@ -63,6 +63,8 @@ async fn small_job_converges_over_grpc_with_byzantine_server_and_worker() {
             linger: Duration::from_millis(500),
             progress_lines: false,
             quorums: (plan.server_quorum, plan.worker_quorum),
+            chaos: None,
+            chaos_token: None,
         };
         let node = assembly.node(id.role, id.index).unwrap();
         tasks.push((

@@ -16,7 +16,7 @@ use crate::assemble::{Assembly, DataNeeds, JobData};
 use crate::job::{Behaviour, Manifest, Role, validate};
 use crate::protocol::NodeId;
 use crate::rpc::identity::{HeaderIdentity, parse_node_name};
-use crate::runtime::{self, RuntimeOptions};
+use crate::runtime::{self, ChaosControl, RuntimeOptions};
 use crate::telemetry::{self, LogFormat};
 
 /// Flags shared by `server` and `worker`. Every flag is also a `BYZSGD_…` environment variable.
@@ -69,6 +69,20 @@ pub struct NodeArgs {
     /// itself runs on one thread). Raise it for nodes with many peers and spare cores.
     #[arg(long, env = "BYZSGD_WORKER_THREADS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub worker_threads: u16,
+    /// File holding the bearer token that `POST /chaos` on the admin port requires (trailing
+    /// whitespace ignored). Without a token the node refuses every chaos call; with one it
+    /// still refuses unless the job sets `spec.chaos.allowed: true`.
+    #[arg(long, env = "BYZSGD_CHAOS_TOKEN_FILE", value_name = "FILE")]
+    pub chaos_token_file: Option<PathBuf>,
+    /// The chaos bearer token itself, from the environment only (a flag would show it in `ps`).
+    #[arg(
+        long,
+        env = "BYZSGD_CHAOS_TOKEN",
+        hide = true,
+        hide_env_values = true,
+        conflicts_with = "chaos_token_file"
+    )]
+    pub chaos_token: Option<String>,
     /// Log format on stderr (filter with RUST_LOG).
     #[arg(long, env = "BYZSGD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
     pub log_format: LogFormat,
@@ -116,7 +130,20 @@ pub fn run(role: Role, args: &NodeArgs) -> anyhow::Result<()> {
     let data = JobData::load_for(&plan, needs)?;
     let assembly = Assembly::new(plan, data)?;
     let dimension = assembly.config().dimension;
-    let node = assembly.node(role, args.index)?;
+    let (node, chaos_handle) = assembly.node_with_chaos(role, args.index)?;
+    let chaos = chaos_handle.map(|handle| {
+        let plan = assembly.plan();
+        let (replicas, byzantine) = match role {
+            Role::Server => (plan.servers, plan.byzantine_servers),
+            Role::Worker => (plan.workers, plan.byzantine_workers),
+        };
+        ChaosControl {
+            handle,
+            replicas,
+            byzantine,
+        }
+    });
+    let chaos_token = chaos_token(args)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(usize::from(args.worker_threads))
@@ -164,6 +191,8 @@ pub fn run(role: Role, args: &NodeArgs) -> anyhow::Result<()> {
             linger: Duration::from_secs_f64(args.linger_seconds.max(0.0)),
             progress_lines: args.progress_lines,
             quorums: (assembly.plan().server_quorum, assembly.plan().worker_quorum),
+            chaos,
+            chaos_token,
         };
         let stdin_watch = args.peers_from_stdin;
         let shutdown = async move {
@@ -184,6 +213,24 @@ pub fn run(role: Role, args: &NodeArgs) -> anyhow::Result<()> {
         tracing::info!(node = %me, step = status.step, accuracy = status.accuracy, "stopped");
         Ok(())
     })
+}
+
+/// The chaos token from `--chaos-token-file` or `BYZSGD_CHAOS_TOKEN`, if either is set.
+fn chaos_token(args: &NodeArgs) -> anyhow::Result<Option<String>> {
+    let token = match (&args.chaos_token_file, &args.chaos_token) {
+        (Some(path), _) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read --chaos-token-file {}", path.display()))?,
+        (None, Some(token)) => token.clone(),
+        (None, None) => return Ok(None),
+    };
+    let token = token.trim_end().to_owned();
+    if token.is_empty() {
+        bail!(
+            "the chaos token is empty: put a secret in --chaos-token-file / BYZSGD_CHAOS_TOKEN, \
+             or set neither to refuse chaos"
+        );
+    }
+    Ok(Some(token))
 }
 
 async fn shutdown_signal() {

@@ -83,59 +83,84 @@ impl Manifest {
 
     /// Parses manifest text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self, ManifestError> {
-        let field = |field: &str, message: String| ManifestError::Field {
-            origin: origin.to_owned(),
-            field: field.to_owned(),
-            message,
-        };
-        let raw: RawManifest =
-            serde_yaml_ng::from_str(text).map_err(|error| ManifestError::Yaml {
-                origin: origin.to_owned(),
-                message: error.to_string(),
-            })?;
-        match raw.api_version.as_deref() {
-            Some(API_VERSION) => {}
-            other => {
-                return Err(field(
-                    "apiVersion",
-                    format!("expected `{API_VERSION}`, found {}", describe(other)),
-                ));
-            }
-        }
-        match raw.kind.as_deref() {
-            Some(KIND) => {}
-            other => {
-                return Err(field(
-                    "kind",
-                    format!("expected `{KIND}`, found {}", describe(other)),
-                ));
-            }
-        }
-        let name = raw
-            .metadata
-            .and_then(|metadata| metadata.name)
-            .filter(|name| !name.is_empty())
-            .ok_or_else(|| field("metadata.name", "missing; every job needs a name".into()))?;
-        if !is_dns_label(&name) {
-            return Err(field(
-                "metadata.name",
-                format!(
-                    "`{name}` is not a DNS label (lower-case letters, digits and '-', at most 50 characters, so pod names stay valid)"
-                ),
-            ));
-        }
-        let mut spec = raw.spec.ok_or_else(|| field("spec", "missing".into()))?;
+        let (name, mut spec) = parse_envelope(text, origin, KIND)?;
         if let Some(object) = spec.as_object_mut() {
             for pod_level in POD_LEVEL_FIELDS {
                 object.remove(pod_level);
             }
         }
-        let spec: JobSpec = serde_path_to_error::deserialize(spec).map_err(|error| {
-            let path = error.path().to_string();
-            field(&format!("spec.{path}"), error.into_inner().to_string())
-        })?;
+        let spec = parse_spec(spec, origin)?;
         Ok(Self { name, spec })
     }
+}
+
+/// Checks a resource's envelope (`apiVersion`, `kind`, `metadata.name`) and returns its name
+/// and raw `spec`. Shared by every resource of the `byzsgd.io` group, so they all report
+/// mistakes the same way.
+pub(crate) fn parse_envelope(
+    text: &str,
+    origin: &str,
+    kind: &str,
+) -> Result<(String, serde_json::Value), ManifestError> {
+    let field = |field: &str, message: String| ManifestError::Field {
+        origin: origin.to_owned(),
+        field: field.to_owned(),
+        message,
+    };
+    let raw: RawManifest = serde_yaml_ng::from_str(text).map_err(|error| ManifestError::Yaml {
+        origin: origin.to_owned(),
+        message: error.to_string(),
+    })?;
+    match raw.api_version.as_deref() {
+        Some(API_VERSION) => {}
+        other => {
+            return Err(field(
+                "apiVersion",
+                format!("expected `{API_VERSION}`, found {}", describe(other)),
+            ));
+        }
+    }
+    if raw.kind.as_deref() != Some(kind) {
+        return Err(field(
+            "kind",
+            format!("expected `{kind}`, found {}", describe(raw.kind.as_deref())),
+        ));
+    }
+    let name = raw
+        .metadata
+        .and_then(|metadata| metadata.name)
+        .filter(|name| !name.is_empty())
+        .ok_or_else(|| {
+            field(
+                "metadata.name",
+                format!("missing; every {kind} needs a name"),
+            )
+        })?;
+    if !is_dns_label(&name) {
+        return Err(field(
+            "metadata.name",
+            format!(
+                "`{name}` is not a DNS label (lower-case letters, digits and '-', at most 50 characters, so pod names stay valid)"
+            ),
+        ));
+    }
+    let spec = raw.spec.ok_or_else(|| field("spec", "missing".into()))?;
+    Ok((name, spec))
+}
+
+/// Deserializes a resource's `spec`, naming the path of the first bad field (`spec.a.b`).
+pub(crate) fn parse_spec<T: serde::de::DeserializeOwned>(
+    spec: serde_json::Value,
+    origin: &str,
+) -> Result<T, ManifestError> {
+    serde_path_to_error::deserialize(spec).map_err(|error| {
+        let path = error.path().to_string();
+        ManifestError::Field {
+            origin: origin.to_owned(),
+            field: format!("spec.{path}"),
+            message: error.into_inner().to_string(),
+        }
+    })
 }
 
 fn describe(value: Option<&str>) -> String {

@@ -42,6 +42,30 @@ pub struct JobSpec {
     /// When the job counts as converged.
     #[serde(default)]
     pub convergence: Option<ConvergenceSpec>,
+    /// Whether chaos experiments (`ByzantineChaos`) may switch this job's nodes to Byzantine
+    /// behaviour while they run. Off by default: the nodes of a job that does not allow chaos
+    /// refuse every chaos call, so a production job cannot be attacked through its admin port.
+    #[serde(default, skip_serializing_if = "ChaosPolicy::is_default")]
+    pub chaos: ChaosPolicy,
+}
+
+/// What chaos experiments may do to a job.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChaosPolicy {
+    /// Let `ByzantineChaos` switch attacks on and off in this job's nodes at run time (the
+    /// nodes then also need a chaos token). Default false.
+    #[serde(default)]
+    pub allowed: bool,
+}
+
+impl ChaosPolicy {
+    /// Whether this is the default policy (chaos not allowed), which manifests leave out.
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// The data set a job trains on.

@@ -42,6 +42,24 @@ pub trait Lie<N>: Send + Debug {
     fn rewrite(&mut self, node: &mut N, out: Outputs) -> Outputs;
 }
 
+/// A lie that runs a named attack (for the `byzsgd_byzantine_active{attack}` metric).
+pub trait NamedLie {
+    /// The attack's name, as in manifests.
+    fn attack_name(&self) -> String;
+}
+
+impl NamedLie for ServerLie {
+    fn attack_name(&self) -> String {
+        self.attack.kind.to_string()
+    }
+}
+
+impl NamedLie for WorkerLie {
+    fn attack_name(&self) -> String {
+        self.attack.kind.to_string()
+    }
+}
+
 /// An honest node whose outgoing messages a [`Lie`] rewrites.
 #[derive(Debug)]
 pub struct Byzantine<N, L> {
@@ -85,6 +103,13 @@ impl<N: Node, L: Lie<N>> Node for Byzantine<N, L> {
     }
 }
 
+impl<N, L> Byzantine<N, L> {
+    /// Wraps `node`; `lie` rewrites everything it sends.
+    pub fn with_lie(node: N, lie: L) -> Self {
+        Self { node, lie }
+    }
+}
+
 impl ByzantineServer {
     /// Wraps an honest server; `servers` and `byzantine` are the declared n_ps and f_ps.
     pub fn new(
@@ -94,15 +119,33 @@ impl ByzantineServer {
         byzantine: usize,
         seed: u64,
     ) -> Self {
-        let lie = ServerLie {
+        Self::with_lie(node, ServerLie::new(attack, servers, byzantine, seed))
+    }
+}
+
+impl ServerLie {
+    /// A server attack's lie; `servers` and `byzantine` are the declared n_ps and f_ps.
+    pub fn new(attack: ServerAttack, servers: usize, byzantine: usize, seed: u64) -> Self {
+        Self {
             attack,
             servers,
             byzantine,
             seed,
             history: VecDeque::new(),
             last_gather: Vec::new(),
-        };
-        Self { node, lie }
+        }
+    }
+}
+
+impl WorkerLie {
+    /// A worker attack's lie; `workers` and `byzantine` are the declared n_w and f_w.
+    pub fn new(attack: WorkerAttack, workers: usize, byzantine: usize, seed: u64) -> Self {
+        Self {
+            attack,
+            workers,
+            byzantine,
+            seed,
+        }
     }
 }
 
@@ -117,15 +160,7 @@ impl ByzantineWorker {
         byzantine: usize,
         seed: u64,
     ) -> Self {
-        Self {
-            node,
-            lie: WorkerLie {
-                attack,
-                workers,
-                byzantine,
-                seed,
-            },
-        }
+        Self::with_lie(node, WorkerLie::new(attack, workers, byzantine, seed))
     }
 }
 

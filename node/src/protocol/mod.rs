@@ -31,6 +31,7 @@
 //!   messages; honest code never asks "am I Byzantine".
 
 pub mod byzantine;
+pub mod chaos;
 pub mod inbox;
 pub mod message;
 pub mod server;

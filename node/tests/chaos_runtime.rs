@@ -1,0 +1,347 @@
+//! Run-time attack switching: a chaos-enabled worker lies exactly inside the armed step window
+//! (driven by hand, message by message), and the admin `POST /chaos` is authenticated, refused
+//! in jobs that do not allow chaos, and reflected in `/metrics` while nodes run over gRPC.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use byzsgd_node::assemble::{Assembly, JobData};
+use byzsgd_node::attack::{AttackParams, WorkerAttack, WorkerAttackKind};
+use byzsgd_node::job::{Behaviour, Manifest, Role, validate};
+use byzsgd_node::protocol::chaos::{Armed, ChaosOrder};
+use byzsgd_node::protocol::{Node, NodeId, Payload};
+use byzsgd_node::rpc::identity::HeaderIdentity;
+use byzsgd_node::runtime::{self, ChaosControl, RuntimeOptions};
+use ndarray::Array1;
+use tokio::net::TcpListener;
+
+fn job(allowed: bool, steps: u64) -> String {
+    format!(
+        "
+apiVersion: byzsgd.io/v1alpha1
+kind: ByzSGDJob
+metadata: {{name: chaos-job}}
+spec:
+  model: {{kind: logistic}}
+  dataset: {{name: synthetic}}
+  training: {{steps: {steps}, batchSize: 8, learningRate: 0.05, seed: 3, evaluateEvery: 1000}}
+  servers: {{replicas: 1}}
+  workers: {{replicas: 1}}
+  chaos: {{allowed: {allowed}}}
+"
+    )
+}
+
+fn assembly(allowed: bool, steps: u64) -> Assembly {
+    let manifest = Manifest::parse(&job(allowed, steps), "<test>").unwrap();
+    let plan = validate(&manifest.spec).unwrap();
+    let data = JobData::load(&plan).unwrap();
+    Assembly::new(plan, data).unwrap()
+}
+
+/// The gradient a worker sends after receiving the model of `step`.
+fn gradient_after_model(node: &mut dyn Node, step: u64, model: &Arc<Array1<f32>>) -> Array1<f32> {
+    let payload = Payload::Model {
+        step,
+        params: Arc::clone(model),
+    };
+    let out = node.handle(0.0, NodeId::server(0), payload).unwrap();
+    let gradients: Vec<_> = out
+        .messages
+        .iter()
+        .filter_map(|(_, payload)| match payload {
+            Payload::Gradient {
+                step: sent,
+                gradient,
+                ..
+            } => {
+                assert_eq!(*sent, step);
+                Some((**gradient).clone())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        gradients.len(),
+        1,
+        "one gradient per step to the one server"
+    );
+    gradients.into_iter().next().unwrap()
+}
+
+#[test]
+fn armed_worker_lies_exactly_inside_its_step_window() {
+    let (from, until) = (3, 6);
+    let honest_assembly = assembly(false, 10);
+    let chaos_assembly = assembly(true, 10);
+    let (mut honest, none) = honest_assembly.node_with_chaos(Role::Worker, 0).unwrap();
+    assert!(
+        none.is_none(),
+        "a job that does not allow chaos hands out no handle"
+    );
+    let (mut chaotic, handle) = chaos_assembly.node_with_chaos(Role::Worker, 0).unwrap();
+    let handle = handle.expect("a job that allows chaos hands out a handle");
+    let _ = honest.start(0.0);
+    let _ = chaotic.start(0.0);
+    handle.arm(ChaosOrder {
+        armed: Armed::Attack(Behaviour::Worker(WorkerAttack {
+            kind: WorkerAttackKind::Reverse,
+            params: AttackParams::default(),
+        })),
+        from_step: from,
+        until_step: Some(until),
+    });
+    let model = Arc::new(honest_assembly.model().init(3));
+    for step in 0..10 {
+        let truth = gradient_after_model(&mut *honest, step, &model);
+        let sent = gradient_after_model(&mut *chaotic, step, &model);
+        assert!(
+            truth.iter().any(|&x| x != 0.0),
+            "step {step}: zero gradient"
+        );
+        if (from..until).contains(&step) {
+            // `reverse` sends −100 × the honest gradient (Garfield's default).
+            let expected = &truth * -100.0;
+            let error = (&sent - &expected)
+                .mapv(f32::abs)
+                .fold(0.0_f32, |a, &b| a.max(b));
+            assert!(
+                error < 1e-3,
+                "step {step}: not reversed (max error {error})"
+            );
+            assert_eq!(handle.active().as_deref(), Some("reverse"), "step {step}");
+        } else {
+            assert_eq!(sent, truth, "step {step}: lied outside the window");
+            if step >= until {
+                assert_eq!(handle.active(), None, "step {step}: still reported active");
+            }
+        }
+    }
+}
+
+#[test]
+fn silence_sends_nothing_inside_the_window_only() {
+    let assembly = assembly(true, 10);
+    let (mut node, handle) = assembly.node_with_chaos(Role::Worker, 0).unwrap();
+    let handle = handle.unwrap();
+    let _ = node.start(0.0);
+    handle.arm(ChaosOrder {
+        armed: Armed::Silence,
+        from_step: 1,
+        until_step: Some(2),
+    });
+    let model = Arc::new(assembly.model().init(3));
+    let mut sent = Vec::new();
+    for step in 0..3 {
+        let out = node
+            .handle(
+                0.0,
+                NodeId::server(0),
+                Payload::Model {
+                    step,
+                    params: Arc::clone(&model),
+                },
+            )
+            .unwrap();
+        sent.push(out.messages.len());
+    }
+    assert_eq!(sent, [1, 0, 1]);
+}
+
+/// One running job on loopback: (server admin address, worker admin address, stop sender).
+struct Running {
+    admin: BTreeMap<NodeId, String>,
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<anyhow::Result<runtime::Status>>>,
+}
+
+async fn start(allowed: bool, token: Option<&str>) -> Running {
+    let assembly = assembly(allowed, 1_000_000);
+    let plan = assembly.plan().clone();
+    let nodes = [NodeId::server(0), NodeId::worker(0)];
+    let mut listeners = Vec::new();
+    let mut peers = BTreeMap::new();
+    let mut admin = BTreeMap::new();
+    for id in nodes {
+        let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        peers.insert(id, grpc.local_addr().unwrap().to_string());
+        admin.insert(
+            id,
+            format!("http://{}", admin_listener.local_addr().unwrap()),
+        );
+        listeners.push((id, grpc, admin_listener));
+    }
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    for (id, grpc, admin_listener) in listeners {
+        let (node, handle) = assembly.node_with_chaos(id.role, id.index).unwrap();
+        let options = RuntimeOptions {
+            job: "chaos-job".into(),
+            me: id,
+            dimension: assembly.config().dimension,
+            peers: peers.clone(),
+            identity: Arc::new(HeaderIdentity),
+            attack: None,
+            snapshot_every: 1000,
+            linger: Duration::from_millis(100),
+            progress_lines: false,
+            quorums: (plan.server_quorum, plan.worker_quorum),
+            chaos: handle.map(|handle| ChaosControl {
+                handle,
+                replicas: 1,
+                byzantine: 0,
+            }),
+            chaos_token: token.map(str::to_owned),
+        };
+        let mut stopped = stopped.clone();
+        let shutdown = async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        tasks.push(tokio::spawn(runtime::run(
+            node,
+            options,
+            grpc,
+            admin_listener,
+            shutdown,
+        )));
+    }
+    Running { admin, stop, tasks }
+}
+
+impl Running {
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            task.await.unwrap().unwrap();
+        }
+    }
+}
+
+async fn post(url: &str, token: Option<&str>, body: &str) -> (u16, String) {
+    let mut request = reqwest::Client::new()
+        .post(format!("{url}/chaos"))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+/// `byzsgd_byzantine_active{attack="<attack>"}` of a node, if exported.
+async fn active_gauge(url: &str, attack: &str) -> Option<f64> {
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let label = format!("attack=\"{attack}\"");
+    text.lines()
+        .find(|line| line.starts_with("byzsgd_byzantine_active{") && line.contains(&label))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
+async fn status(url: &str) -> serde_json::Value {
+    let text = reqwest::get(format!("{url}/status"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+async fn step(url: &str) -> u64 {
+    let status = status(url).await;
+    status["step"].as_u64().unwrap()
+}
+
+/// Polls `check` every 20 ms for up to 20 s.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..1000 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+const REVERSE: &str = r#"{"action": {"kind": "attack", "name": "reverse"}}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_call_needs_a_token_and_a_job_that_allows_chaos() {
+    let running = start(false, Some("s3cret")).await;
+    let worker = running.admin[&NodeId::worker(0)].clone();
+    let (code, body) = post(&worker, None, REVERSE).await;
+    assert_eq!(code, 401, "{body}");
+    let (code, body) = post(&worker, Some("wrong"), REVERSE).await;
+    assert_eq!(code, 401, "{body}");
+    let (code, body) = post(&worker, Some("s3cret"), REVERSE).await;
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("spec.chaos.allowed"), "{body}");
+    running.stop().await;
+
+    let running = start(true, None).await;
+    let worker = running.admin[&NodeId::worker(0)].clone();
+    let (code, body) = post(&worker, Some("anything"), REVERSE).await;
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("no chaos token"), "{body}");
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn armed_attack_shows_in_metrics_and_ends_with_its_window() {
+    let running = start(true, Some("s3cret")).await;
+    let worker = running.admin[&NodeId::worker(0)].clone();
+
+    let (code, body) = post(
+        &worker,
+        Some("s3cret"),
+        r#"{"action": {"kind": "attack", "name": "equivocate"}}"#,
+    )
+    .await;
+    assert_eq!(code, 422, "a server attack on a worker: {body}");
+    assert!(body.contains("unknown worker attack"), "{body}");
+    let (code, body) = post(&worker, Some("s3cret"), r#"{"action": {"kind": "attack"}}"#).await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("action"), "{body}");
+
+    let (code, body) = post(&worker, Some("s3cret"), REVERSE).await;
+    assert_eq!(code, 200, "{body}");
+    eventually("the reverse gauge to turn 1", || async {
+        active_gauge(&worker, "reverse").await == Some(1.0)
+    })
+    .await;
+    let status = status(&worker).await;
+    assert_eq!(status["byzantine"], "reverse");
+
+    // Close the window a few steps ahead: the gauge falls back to 0 once the node passes it.
+    let until = step(&worker).await + 5;
+    let body = format!(
+        r#"{{"action": {{"kind": "attack", "name": "reverse"}}, "window": {{"untilStep": {until}}}}}"#
+    );
+    let (code, response) = post(&worker, Some("s3cret"), &body).await;
+    assert_eq!(code, 200, "{response}");
+    eventually("the node to pass the window", || async {
+        step(&worker).await > until + 1
+    })
+    .await;
+    eventually("the reverse gauge to turn 0", || async {
+        active_gauge(&worker, "reverse").await == Some(0.0)
+    })
+    .await;
+    // A window already over is refused.
+    let (code, response) = post(&worker, Some("s3cret"), &body).await;
+    assert_eq!(code, 409, "{response}");
+    running.stop().await;
+}
