@@ -118,10 +118,10 @@ fn refuse(code: StatusCode, message: impl Into<String>) -> Response {
     (code, message.into()).into_response()
 }
 
-/// Checks the bearer token and that the job allows chaos; the error is the response to send.
-fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<(), Response> {
+/// Checks the bearer token and that the job allows chaos; returns the refusal to send, if any.
+fn refusal(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
     let Some(expected) = &shared.chaos_token else {
-        return Err(refuse(
+        return Some(refuse(
             StatusCode::FORBIDDEN,
             "chaos is disabled on this node: no chaos token is configured \
              (start it with --chaos-token-file or BYZSGD_CHAOS_TOKEN)",
@@ -132,20 +132,22 @@ fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<(), Response> {
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "));
     if !given.is_some_and(|given| same_secret(given.trim().as_bytes(), expected.as_bytes())) {
-        return Err((
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            "missing or wrong bearer token: send `Authorization: Bearer <chaos token>`",
-        )
-            .into_response());
+        return Some(
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "missing or wrong bearer token: send `Authorization: Bearer <chaos token>`",
+            )
+                .into_response(),
+        );
     }
     if shared.chaos.is_none() {
-        return Err(refuse(
+        return Some(refuse(
             StatusCode::FORBIDDEN,
             "this job does not allow chaos: set `spec.chaos.allowed: true` in its manifest",
         ));
     }
-    Ok(())
+    None
 }
 
 /// Compares two secrets in time independent of where they differ, so the token cannot be
@@ -163,7 +165,7 @@ async fn arm_chaos(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(refusal) = authorize(&shared, &headers) {
+    if let Some(refusal) = refusal(&shared, &headers) {
         return refusal;
     }
     let Some(control) = &shared.chaos else {
@@ -249,7 +251,7 @@ async fn arm_chaos(
 }
 
 async fn disarm_chaos(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    if let Err(refusal) = authorize(&shared, &headers) {
+    if let Some(refusal) = refusal(&shared, &headers) {
         return refusal;
     }
     if let Some(control) = &shared.chaos {

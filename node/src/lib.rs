@@ -26,7 +26,8 @@
 //! Runtime, with I/O:
 //! - [`rpc`] — the gRPC transport (proto package `byzsgd.v1`), edge checks, identity seam.
 //! - [`runtime`] — drives one node over the transport.
-//! - [`admin`] — serves `/metrics`, `/healthz`, `/readyz`, `/status`.
+//! - [`admin`] — serves `/metrics`, `/healthz`, `/readyz`, `/status`, `/model` and the
+//!   authenticated `POST /chaos` that arms a run-time attack.
 //! - [`metrics`] — names every exported metric.
 //! - [`local`] — `byzsgd-node local FILE`, a whole job as separate processes on loopback.
 //! - [`telemetry`] — logging.

@@ -2,6 +2,9 @@
 //! (driven by hand, message by message), and the admin `POST /chaos` is authenticated, refused
 //! in jobs that do not allow chaos, and reflected in `/metrics` while nodes run over gRPC.
 
+// Helpers shared by the tests unwrap too: a failure there is a test failure.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;

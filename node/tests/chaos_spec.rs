@@ -2,6 +2,9 @@
 //! a job plan, and the seeded, deterministic choice of nodes. Fixtures live in
 //! `tests/fixtures/chaos/`.
 
+// Helpers shared by the tests unwrap too: a failure there is a test failure.
+#![allow(clippy::unwrap_used)]
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -152,7 +155,7 @@ fn label_flip_and_bad_params_are_refused_for_run_time_switching() {
     );
     chaos.action = ChaosAction::Attack {
         name: "label-flip".into(),
-        params: Default::default(),
+        params: byzsgd_node::attack::AttackParams::default(),
     };
     let text = validate(&chaos, "chaos-job", &plan())
         .unwrap_err()

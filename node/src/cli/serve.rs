@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use crate::assemble::{Assembly, DataNeeds, JobData};
 use crate::job::{Behaviour, Manifest, Role, validate};
 use crate::protocol::NodeId;
+use crate::protocol::chaos::ChaosHandle;
 use crate::rpc::identity::{HeaderIdentity, parse_node_name};
 use crate::runtime::{self, ChaosControl, RuntimeOptions};
 use crate::telemetry::{self, LogFormat};
@@ -117,11 +118,7 @@ pub fn run(role: Role, args: &NodeArgs) -> anyhow::Result<()> {
         role,
         index: args.index,
     };
-    let attack = match plan.behaviour(role, args.index) {
-        Behaviour::Honest => None,
-        Behaviour::Server(attack) => Some(attack.kind.to_string()),
-        Behaviour::Worker(attack) => Some(attack.kind.to_string()),
-    };
+    let attack = attack_name(plan.behaviour(role, args.index));
     let snapshot_every = plan.spec.training.evaluate_every;
     let needs = match role {
         Role::Server => DataNeeds::Server,
@@ -131,18 +128,7 @@ pub fn run(role: Role, args: &NodeArgs) -> anyhow::Result<()> {
     let assembly = Assembly::new(plan, data)?;
     let dimension = assembly.config().dimension;
     let (node, chaos_handle) = assembly.node_with_chaos(role, args.index)?;
-    let chaos = chaos_handle.map(|handle| {
-        let plan = assembly.plan();
-        let (replicas, byzantine) = match role {
-            Role::Server => (plan.servers, plan.byzantine_servers),
-            Role::Worker => (plan.workers, plan.byzantine_workers),
-        };
-        ChaosControl {
-            handle,
-            replicas,
-            byzantine,
-        }
-    });
+    let chaos = chaos_handle.map(|handle| chaos_control(&assembly, role, handle));
     let chaos_token = chaos_token(args)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -213,6 +199,29 @@ pub fn run(role: Role, args: &NodeArgs) -> anyhow::Result<()> {
         tracing::info!(node = %me, step = status.step, accuracy = status.accuracy, "stopped");
         Ok(())
     })
+}
+
+/// The manifest attack's name, for the `byzsgd_byzantine_active` metric.
+fn attack_name(behaviour: &Behaviour) -> Option<String> {
+    match behaviour {
+        Behaviour::Honest => None,
+        Behaviour::Server(attack) => Some(attack.kind.to_string()),
+        Behaviour::Worker(attack) => Some(attack.kind.to_string()),
+    }
+}
+
+/// What the admin server needs to arm this node: the handle and the size of its role.
+fn chaos_control(assembly: &Assembly, role: Role, handle: ChaosHandle) -> ChaosControl {
+    let plan = assembly.plan();
+    let (replicas, byzantine) = match role {
+        Role::Server => (plan.servers, plan.byzantine_servers),
+        Role::Worker => (plan.workers, plan.byzantine_workers),
+    };
+    ChaosControl {
+        handle,
+        replicas,
+        byzantine,
+    }
 }
 
 /// The chaos token from `--chaos-token-file` or `BYZSGD_CHAOS_TOKEN`, if either is set.
