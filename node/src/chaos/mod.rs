@@ -19,7 +19,7 @@ pub use spec::{
 };
 
 use crate::job::ManifestError;
-use crate::job::manifest::{parse_envelope, parse_spec};
+use crate::job::manifest::{parse_envelope, parse_spec, read_text};
 
 /// Kind of the chaos resource (group and version are the job's, `byzsgd.io/v1alpha1`).
 pub const KIND: &str = "ByzantineChaos";
@@ -36,11 +36,7 @@ pub struct ChaosResource {
 impl ChaosResource {
     /// Reads and parses a chaos file.
     pub fn from_file(path: &Path) -> Result<Self, ManifestError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(&text, &path.display().to_string())
+        Self::parse(&read_text(path)?, &path.display().to_string())
     }
 
     /// Parses chaos text; `origin` names it in errors. Unknown fields are errors naming their

@@ -74,11 +74,7 @@ struct RawMetadata {
 impl Manifest {
     /// Reads and parses a manifest file.
     pub fn from_file(path: &Path) -> Result<Self, ManifestError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(&text, &path.display().to_string())
+        Self::parse(&read_text(path)?, &path.display().to_string())
     }
 
     /// Parses manifest text; `origin` names it in errors.
@@ -92,6 +88,14 @@ impl Manifest {
         let spec = parse_spec(spec, origin)?;
         Ok(Self { name, spec })
     }
+}
+
+/// The text of a resource file, or a [`ManifestError::Read`] naming it.
+pub(crate) fn read_text(path: &Path) -> Result<String, ManifestError> {
+    std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Checks a resource's envelope (`apiVersion`, `kind`, `metadata.name`) and returns its name
