@@ -18,7 +18,6 @@ use byzsgd_operator::crd::{ByzSgdJob, ConditionType, JobState};
 use byzsgd_operator::{LeaseConfig, ReconcilerConfig, RunConfig};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::wait::conditions;
 use kube::{Api, Client, CustomResourceExt, ResourceExt};
@@ -29,37 +28,9 @@ use support::{TestNamespace, Testbed, WAIT, wait_for};
 
 const QUICKSTART: &str = include_str!("../../examples/quickstart.yaml");
 
-/// Applies the operator's CRD (idempotent, so concurrent tests may all do it) and waits until
-/// the API server serves it; fails if the schema is not structural.
+/// Applies the operator's CRD and waits until the API server serves it (structural schema).
 async fn install_crd(testbed: &Testbed) {
-    let crds: Api<CustomResourceDefinition> = Api::all(testbed.client.clone());
-    let crd = ByzSgdJob::crd();
-    let name = crd.name_any();
-    crds.patch(
-        &name,
-        &PatchParams::apply("operator-tests").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .expect("applying the ByzSGDJob CRD");
-    let served = wait_for(
-        crds,
-        &name,
-        "the CRD to be Established",
-        conditions::is_crd_established(),
-    )
-    .await
-    .expect("the CRD exists");
-    let structural = served
-        .status
-        .and_then(|s| s.conditions)
-        .unwrap_or_default()
-        .into_iter()
-        .find(|c| c.type_ == "NonStructuralSchema");
-    assert!(
-        structural.is_none(),
-        "the ByzSGDJob schema is not structural: {structural:?}"
-    );
+    support::install_crd(testbed, &ByzSgdJob::crd(), "operator-tests").await;
 }
 
 /// An operator running in this process, watching one namespace, stopped on drop.

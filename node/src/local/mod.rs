@@ -22,7 +22,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use crate::assemble::{Assembly, JobData};
+use crate::assemble::{Assembly, DataNeeds, JobData};
 use crate::job::{Manifest, Plan, Role, validate};
 use crate::protocol::NodeId;
 use crate::rpc::wire;
@@ -88,9 +88,10 @@ pub fn run(args: &LocalArgs) -> anyhow::Result<Summary> {
         spec.dataset.path = Some(dir.clone());
     }
     let plan = validate(&spec)?;
-    // Load the data and build the model once here, so a missing data set or a model that
-    // does not fit it fails before any process starts.
-    let data = JobData::load(&plan)?;
+    // Read the data and build the model once here, so a missing data set or a model that
+    // does not fit it fails before any process starts. A server's load reads and checks all
+    // four files but converts only the test set: the runner needs no training pixels.
+    let data = JobData::load_for(&plan, DataNeeds::Server)?;
     let dimension = Assembly::new(plan.clone(), data)?.config().dimension;
     let executable = std::env::current_exe().context("cannot locate the byzsgd-node executable")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -16,10 +16,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::core::v1::{Namespace, Node, ServiceAccount};
-use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::wait::{Condition, await_condition, conditions};
-use kube::{Api, Client, Config, Resource};
+use kube::{Api, Client, Config, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 /// How to start the testbed; every "testbed missing" message ends with this.
@@ -308,4 +309,41 @@ where
             )
         }
     }
+}
+
+/// Applies `crd` with server-side apply as `manager` (idempotent, so concurrent tests may all do
+/// it), waits until the API server serves it, and fails if the API server found its schema not
+/// structural. Returns the served CRD.
+pub async fn install_crd(
+    testbed: &Testbed,
+    crd: &CustomResourceDefinition,
+    manager: &str,
+) -> CustomResourceDefinition {
+    let crds: Api<CustomResourceDefinition> = Api::all(testbed.client.clone());
+    let name = crd.name_any();
+    crds.patch(
+        &name,
+        &PatchParams::apply(manager).force(),
+        &Patch::Apply(crd),
+    )
+    .await
+    .unwrap_or_else(|error| panic!("applying the CRD {name}: {error}"));
+    let served = wait_for(
+        crds,
+        &name,
+        "the CRD to be Established",
+        conditions::is_crd_established(),
+    )
+    .await
+    .unwrap_or_else(|| panic!("the CRD {name} exists"));
+    let structural = served
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|conditions| conditions.iter().find(|c| c.type_ == "NonStructuralSchema"));
+    assert!(
+        structural.is_none(),
+        "the schema of {name} is not structural: {structural:?}"
+    );
+    served
 }
