@@ -82,12 +82,13 @@ impl Applier {
         Ok(())
     }
 
-    /// Creates (by server-side apply, so a repeat is harmless) the pods named in `names`.
+    /// Creates (by server-side apply, so a repeat is harmless) the pods named in `names`, and
+    /// returns each created pod's name and uid.
     pub async fn create_pods(
         &self,
         desired: &DesiredResources,
         names: impl Iterator<Item = &String>,
-    ) -> Result<Vec<String>, Error> {
+    ) -> Result<Vec<(String, String)>, Error> {
         let mut created = Vec::new();
         for name in names {
             let Some(pod) = desired
@@ -97,7 +98,8 @@ impl Applier {
             else {
                 continue;
             };
-            self.pods
+            let applied = self
+                .pods
                 .patch(name, &self.params, &Patch::Apply(pod))
                 .await
                 .map_err(|source| Error::Apply {
@@ -105,7 +107,7 @@ impl Applier {
                     name: name.clone(),
                     source,
                 })?;
-            created.push(name.clone());
+            created.push((name.clone(), applied.metadata.uid.unwrap_or_default()));
         }
         Ok(created)
     }

@@ -25,7 +25,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tokio_stream::StreamExt;
 
-use crate::crd::ByzSgdJob;
+use crate::crd::{ByzSgdJob, TrackedPod};
 use crate::metrics::Metrics;
 use build::labels::{self, FIELD_MANAGER};
 use status::{Decision, Observed};
@@ -200,7 +200,7 @@ async fn reconcile_inner(job: &ByzSgdJob, ctx: &Context) -> Result<Action, Error
     let (pods, reports) = observe_job(job, &validated, ctx).await?;
 
     let Decision {
-        status: new_status,
+        status: mut new_status,
         create,
         delete,
         delete_job,
@@ -234,6 +234,17 @@ async fn reconcile_inner(job: &ByzSgdJob, ctx: &Context) -> Result<Action, Error
         .await
         .map_err(wrap)?;
     let deleted = applier.delete_pods(delete.iter()).await.map_err(wrap)?;
+    // Track each incarnation from its creation, not from the next reconcile: a pod deleted
+    // before the operator lists it again must still count as a retry against backoffLimit.
+    for (pod, uid) in &created {
+        new_status.tracked_pods.insert(
+            pod.clone(),
+            TrackedPod {
+                uid: uid.clone(),
+                container_restarts: 0,
+            },
+        );
+    }
 
     // 4. status
     patch_status(&jobs, &name, &new_status).await?;
@@ -262,11 +273,11 @@ async fn reconcile_inner(job: &ByzSgdJob, ctx: &Context) -> Result<Action, Error
 async fn publish_all(
     ctx: &Context,
     job: &ByzSgdJob,
-    created: &[String],
+    created: &[(String, String)],
     deleted: &[String],
     notes: Vec<status::Note>,
 ) {
-    for pod in created {
+    for (pod, _) in created {
         let note = format!("created pod {pod}");
         publish(ctx, job, false, "CreatedPod", note, "Create").await;
     }
