@@ -1,6 +1,13 @@
-//! `byzsgd-exp`: the experiment runner.
+//! `byzsgd-exp`: chaos scenarios and sweeps (see the library's `//!` for the layout).
+
+use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    eprintln!("byzsgd-exp: the experiment runner is not built yet (see the experiments issue)");
-    std::process::ExitCode::FAILURE
+    match byzsgd_experiments::cli::main(byzsgd_experiments::cli::Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
