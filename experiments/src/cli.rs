@@ -234,7 +234,14 @@ pub fn plot_dir(scenario: &Scenario, dir: &Path) -> anyhow::Result<()> {
         .iter()
         .map(|p| p.heatmap.clone())
         .collect();
-    for path in plot::plot_sweep(dir, &scenario.spec.name, &rows, &summary, &heatmaps)? {
+    for path in plot::plot_sweep(
+        dir,
+        &scenario.spec.name,
+        &scenario.axes(),
+        &rows,
+        &summary,
+        &heatmaps,
+    )? {
         eprintln!("plot {}", path.display());
     }
     Ok(())

@@ -23,16 +23,18 @@ struct Series {
 }
 
 /// Draws every figure the sweep's data allows into `dir`; returns the files written.
+/// Legends list each run's labels in `axes` order (the grid's).
 pub fn plot_sweep(
     dir: &Path,
     title: &str,
+    axes: &[String],
     rows: &[TidyRow],
     summary: &[SummaryRow],
     heatmaps: &[HeatmapSpec],
 ) -> anyhow::Result<Vec<PathBuf>> {
     let labels: BTreeMap<&str, String> = summary
         .iter()
-        .map(|row| (row.run.as_str(), legend(row)))
+        .map(|row| (row.run.as_str(), legend(row, axes)))
         .collect();
     let mut written = Vec::new();
     let accuracy = per_run(rows, &labels, metric::ACCURACY, |step, _| step as f64);
@@ -65,7 +67,8 @@ pub fn plot_sweep(
         written.push(path);
     }
     let drift = per_run(rows, &labels, metric::DRIFT, |step, _| step as f64);
-    if !drift.is_empty() {
+    // One server has no drift to show.
+    if drift.iter().flat_map(|s| &s.points).any(|p| p.1 > 0.0) {
         let path = dir.join("drift_vs_step.png");
         lines(
             &path,
@@ -85,11 +88,16 @@ pub fn plot_sweep(
     Ok(written)
 }
 
-fn legend(row: &SummaryRow) -> String {
-    if row.labels.is_empty() {
-        return row.run.clone();
+fn legend(row: &SummaryRow, axes: &[String]) -> String {
+    let labels: Vec<String> = axes
+        .iter()
+        .filter_map(|axis| Some(format!("{axis}={}", row.labels.get(axis)?)))
+        .collect();
+    if labels.is_empty() {
+        row.run.clone()
+    } else {
+        labels.join(" ")
     }
-    row.labels.values().cloned().collect::<Vec<_>>().join(" ")
 }
 
 /// Median of `name` over nodes, per (run, step).

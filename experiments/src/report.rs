@@ -148,7 +148,8 @@ fn section(
         }
         sections.push('\n');
     }
-    sections.push_str(&runs_table(&summary));
+    let axes = scenario.axes();
+    sections.push_str(&runs_table(&summary, &axes));
     let rows = results::read_tidy(&dir.join(RESULTS_CSV))?;
     let heatmaps: Vec<_> = scenario
         .spec
@@ -156,8 +157,9 @@ fn section(
         .iter()
         .map(|p| p.heatmap.clone())
         .collect();
-    let figures = crate::plot::plot_sweep(&dir, &scenario.spec.name, &rows, &summary, &heatmaps)
-        .with_context(|| format!("plots of {}", scenario.spec.name))?;
+    let figures =
+        crate::plot::plot_sweep(&dir, &scenario.spec.name, &axes, &rows, &summary, &heatmaps)
+            .with_context(|| format!("plots of {}", scenario.spec.name))?;
     sections.push('\n');
     for figure in figures {
         let link = relative(base, &figure);
@@ -185,17 +187,13 @@ fn verdict_mark(verdict: Verdict) -> &'static str {
     }
 }
 
-fn runs_table(summary: &[SummaryRow]) -> String {
-    let axes: Vec<&String> = summary
-        .first()
-        .map(|r| r.labels.keys().collect())
-        .unwrap_or_default();
+fn runs_table(summary: &[SummaryRow], axes: &[String]) -> String {
     let metrics: Vec<&(&str, &str)> = TABLE_METRICS
         .iter()
         .filter(|(m, _)| summary.iter().any(|r| r.metric(m).is_some()))
         .collect();
     let mut table = String::from("| run |");
-    for axis in &axes {
+    for axis in axes {
         let _ = write!(table, " {axis} |");
     }
     for (_, heading) in &metrics {
@@ -206,11 +204,11 @@ fn runs_table(summary: &[SummaryRow]) -> String {
     table.push('\n');
     for row in summary {
         let _ = write!(table, "| {} |", row.run);
-        for axis in &axes {
+        for axis in axes {
             let _ = write!(
                 table,
                 " {} |",
-                row.labels.get(*axis).map_or("", String::as_str)
+                row.labels.get(axis).map_or("", String::as_str)
             );
         }
         for (metric, _) in &metrics {

@@ -194,6 +194,15 @@ impl Scenario {
         self.spec.chaos.iter().map(|p| self.dir().join(p)).collect()
     }
 
+    /// The grid's axes, in file order.
+    pub fn axes(&self) -> Vec<String> {
+        self.spec
+            .grid
+            .keys()
+            .filter_map(|k| k.as_str().map(str::to_owned))
+            .collect()
+    }
+
     /// Default results directory: `results/` next to the scenario file.
     pub fn default_results_dir(&self) -> PathBuf {
         self.dir().join("results")

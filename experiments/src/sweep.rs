@@ -83,12 +83,7 @@ pub fn run(scenario: &Scenario, options: &SweepOptions) -> anyhow::Result<Vec<Su
         _ => None,
     };
     backend::create_dir(&options.out)?;
-    let axes: Vec<String> = scenario
-        .spec
-        .grid
-        .keys()
-        .filter_map(|k| k.as_str().map(str::to_owned))
-        .collect();
+    let axes = scenario.axes();
     let results_path = options.out.join(RESULTS_CSV);
     let summary_path = options.out.join(SUMMARY_CSV);
     let mut tidy = csv::Writer::from_path(&results_path)

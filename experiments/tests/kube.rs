@@ -1,0 +1,149 @@
+//! `byzsgd-exp run --backend kube` against the project's testbed (tier b: real kube-apiserver,
+//! etcd, controller-manager, scheduler; kwok nodes) with the real operator binary reconciling.
+//!
+//! STAND-IN: kwok pods run no process, so nothing answers on the pods' IPs. A loopback HTTP
+//! server answers every server pod's `/status` (the node's JSON format) with a finished run at
+//! accuracy 0.9, and the operator's `--status-url-template` points at it. Everything else —
+//! applying the job, the operator creating pods and marking the job Succeeded, the backend
+//! polling the status, deleting the job — is the real thing.
+
+#[path = "../../operator/tests/support/mod.rs"]
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use byzsgd_operator::ByzSgdJob;
+use kube::CustomResourceExt;
+use kube::api::ListParams;
+
+use support::{TestNamespace, Testbed, install_crd};
+
+const JOB: &str = "apiVersion: byzsgd.io/v1alpha1
+kind: ByzSGDJob
+metadata: {name: tiny}
+spec:
+  model: {kind: logistic}
+  dataset: {name: synthetic}
+  training: {steps: 40, batchSize: 16, learningRate: 0.05, seed: 7, evaluateEvery: 20}
+  servers: {replicas: 5, byzantine: 1, gatherEvery: 5}
+  workers: {replicas: 7, byzantine: 2}
+  aggregation: {gradients: mda, models: median}
+  convergence: {targetAccuracy: 0.5}
+";
+
+/// Answers every request with one finished node status, forever (the thread dies with the test).
+fn status_stand_in() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let body = r#"{"step": 40, "loss": 0.4, "accuracy": 0.9, "finished": true}"#;
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(&stream);
+            let mut line = String::new();
+            // Read the request head up to the blank line.
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                line.clear();
+            }
+            let mut stream = &stream;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+                 connection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_kube_backend_applies_the_job_waits_for_the_operator_and_reads_its_status() {
+    let testbed = Testbed::connect().await;
+    testbed.require_tier_b().await;
+    install_crd(&testbed, &ByzSgdJob::crd(), "byzsgd-exp-tests").await;
+    let ns = TestNamespace::create(&testbed, "exp-kube").await;
+    ns.wait_for_default_service_account().await;
+
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_byzsgd-exp"));
+    let operator_bin = exe.with_file_name("byzsgd-operator");
+    assert!(
+        operator_bin.is_file(),
+        "{} is missing: build the workspace's tests (`cargo test --workspace`) first",
+        operator_bin.display()
+    );
+    let port = status_stand_in();
+    let mut operator = tokio::process::Command::new(&operator_bin)
+        .args([
+            "run",
+            "--watch-namespace",
+            &ns.name,
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--status-url-template",
+            &format!("http://127.0.0.1:{port}/{{pod}}"),
+        ])
+        .env("KUBECONFIG", &testbed.kubeconfig)
+        .env("BYZSGD_OPERATOR_STATUS_INTERVAL_SECONDS", "0.5")
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the operator starts");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenario = dir.path().join("kube");
+    std::fs::create_dir_all(&scenario).expect("mkdir");
+    std::fs::write(scenario.join("job.yaml"), JOB).expect("job");
+    std::fs::write(
+        scenario.join("scenario.yaml"),
+        "name: kube\ntitle: T\njob: job.yaml\ngrid:\n  seed: [7]\n",
+    )
+    .expect("scenario");
+    let output = tokio::process::Command::new(&exe)
+        .args(["run", "kube", "--backend", "kube", "--namespace", &ns.name])
+        .args(["--timeout-seconds", "180"])
+        .current_dir(dir.path())
+        .env("KUBECONFIG", &testbed.kubeconfig)
+        .env("BYZSGD_NO_PROGRESS", "1")
+        .output()
+        .await
+        .expect("byzsgd-exp runs");
+    let _ = operator.start_kill();
+    let shown = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{shown}");
+    let summary =
+        std::fs::read_to_string(scenario.join("results/summary.csv")).expect("summary.csv");
+    let header: Vec<&str> = summary.lines().next().expect("header").split(',').collect();
+    let row: Vec<&str> = summary.lines().nth(1).expect("a run").split(',').collect();
+    let value = |column: &str| -> f64 {
+        let index = header.iter().position(|c| *c == column).expect("column");
+        row[index].parse().unwrap_or(f64::NAN)
+    };
+    assert!((value("final_accuracy") - 0.9).abs() < 1e-9, "{summary}");
+    assert!(
+        (value("converged") - 1.0).abs() < 1e-9,
+        "the job Succeeded: {summary}"
+    );
+    let tidy = std::fs::read_to_string(scenario.join("results/results.csv")).expect("results");
+    assert!(tidy.contains(",job,job,accuracy,0.9"), "{tidy}");
+    // Not kept: the backend deleted its job.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let jobs: kube::Api<ByzSgdJob> = ns.api();
+    let left = jobs.list(&ListParams::default()).await.expect("list");
+    assert!(
+        left.items
+            .iter()
+            .all(|j| j.metadata.deletion_timestamp.is_some()),
+        "jobs left behind: {:?}",
+        left.items
+            .iter()
+            .map(|j| &j.metadata.name)
+            .collect::<Vec<_>>()
+    );
+    ns.delete().await;
+}
