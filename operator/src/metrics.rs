@@ -29,6 +29,9 @@ pub struct Metrics {
     pub duration: Histogram,
     /// `byzsgd_operator_jobs{phase}`: jobs the operator sees, by state.
     pub jobs: IntGaugeVec,
+    /// `byzsgd_operator_chaos_active{namespace,chaos,job}`: 1 while a `ByzantineChaos` acts on
+    /// its job's pods (phase Running), else 0; dashboards draw it as annotations.
+    pub chaos_active: IntGaugeVec,
 }
 
 impl Metrics {
@@ -52,15 +55,24 @@ impl Metrics {
             ),
         )?;
         let jobs = IntGaugeVec::new(Opts::new("jobs", "ByzSGDJobs by state"), &["phase"])?;
+        let chaos_active = IntGaugeVec::new(
+            Opts::new(
+                "chaos_active",
+                "1 while a ByzantineChaos acts on its job's pods, else 0",
+            ),
+            &["namespace", "chaos", "job"],
+        )?;
         registry.register(Box::new(reconciles.clone()))?;
         registry.register(Box::new(errors.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(jobs.clone()))?;
+        registry.register(Box::new(chaos_active.clone()))?;
         Ok(Self {
             reconciles,
             errors,
             duration,
             jobs,
+            chaos_active,
         })
     }
 
