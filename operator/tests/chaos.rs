@@ -21,7 +21,7 @@ use byzsgd_operator::crd::{
 use byzsgd_operator::{ReconcilerConfig, RunConfig};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{CustomResourceExt, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -31,6 +31,18 @@ use support::{TestNamespace, Testbed, WAIT, wait_for};
 
 const JOB: &str = include_str!("fixtures/chaos-job.yaml");
 const ALIE: &str = include_str!("../../node/tests/fixtures/chaos/alie-workers.yaml");
+/// Silences one server; NAME, INDEX and WINDOW are filled in per experiment.
+const SILENCE: &str = "
+apiVersion: byzsgd.io/v1alpha1
+kind: ByzantineChaos
+metadata: {name: NAME}
+spec:
+  job: chaos-job
+  role: server
+  selector: {mode: indices, indices: [INDEX]}
+  action: {kind: silence}
+  window: WINDOW
+";
 
 /// One request the stand-in `/chaos` received.
 #[derive(Debug, Clone)]
@@ -102,6 +114,44 @@ async fn serve_stand_in(shared: Shared) -> (SocketAddr, tokio::task::JoinHandle<
         axum::serve(listener, app).await.expect("stand-in serves");
     });
     (addr, task)
+}
+
+/// The methods of the `/chaos` calls `pod` received so far, in order.
+fn calls_to(shared: &Shared, pod: &str) -> Vec<String> {
+    shared
+        .lock()
+        .expect("lock")
+        .received
+        .iter()
+        .filter(|r| r.pod == pod)
+        .map(|r| r.method.clone())
+        .collect()
+}
+
+/// Waits until `/metrics` shows `byzsgd_operator_chaos_active` of `chaos` at `value`.
+async fn wait_gauge(metrics_addr: SocketAddr, chaos: &str, value: i64) {
+    let wanted = format!("chaos=\"{chaos}\"");
+    let suffix = format!(" {value}");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let metrics = match reqwest::get(format!("http://{metrics_addr}/metrics")).await {
+            Ok(response) => response.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let found = metrics.lines().any(|l| {
+            l.starts_with("byzsgd_operator_chaos_active")
+                && l.contains(&wanted)
+                && l.ends_with(&suffix)
+        });
+        if found {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "byzsgd_operator_chaos_active of {chaos} never reached {value}:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 fn free_port() -> SocketAddr {
@@ -299,20 +349,48 @@ async fn an_experiment_hits_exactly_the_selected_pods_and_gets_a_verdict() {
     }
 
     // The gauge dashboards draw as annotations.
-    let metrics = reqwest::get(format!("http://{metrics_addr}/metrics"))
-        .await
-        .expect("metrics answer")
-        .text()
-        .await
-        .expect("text");
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("byzsgd_operator_chaos_active")
-                && l.contains("chaos=\"alie-two-workers\"")
-                && l.ends_with(" 1")),
-        "no active chaos in /metrics:\n{metrics}"
+    wait_gauge(metrics_addr, "alie-two-workers", 1).await;
+
+    // A duration window: the order is cancelled (DELETE) when it elapses.
+    let brief = SILENCE
+        .replace("NAME", "silence-briefly")
+        .replace("INDEX", "3")
+        .replace("WINDOW", "{duration: 1s}");
+    let _: ByzantineChaos = apply(&ns, &brief).await;
+    wait_chaos(&ns, "silence-briefly", "phase Ended", |c| {
+        phase(c) == Some(ChaosPhase::Ended)
+    })
+    .await;
+    let calls = calls_to(&shared, "chaos-job-server-3");
+    assert_eq!(
+        calls,
+        ["POST", "DELETE"],
+        "arm, then cancel when 1s elapsed"
     );
+
+    // Deleting a running experiment cancels its order first (the finalizer).
+    let open_ended = SILENCE
+        .replace("NAME", "silence-until-deleted")
+        .replace("INDEX", "2")
+        .replace("WINDOW", "{fromStep: 0}");
+    let _: ByzantineChaos = apply(&ns, &open_ended).await;
+    wait_chaos(&ns, "silence-until-deleted", "phase Running", |c| {
+        phase(c) == Some(ChaosPhase::Running)
+    })
+    .await;
+    ns.api::<ByzantineChaos>()
+        .delete("silence-until-deleted", &DeleteParams::default())
+        .await
+        .expect("deleted");
+    wait_for(
+        ns.api::<ByzantineChaos>(),
+        "silence-until-deleted",
+        "the experiment to be gone",
+        |c: Option<&ByzantineChaos>| c.is_none(),
+    )
+    .await;
+    let calls = calls_to(&shared, "chaos-job-server-2");
+    assert_eq!(calls, ["POST", "DELETE"], "arm, then cancel on deletion");
 
     // A malformed experiment: an index out of range, named in the condition.
     let bad = ALIE
@@ -365,6 +443,7 @@ async fn an_experiment_hits_exactly_the_selected_pods_and_gets_a_verdict() {
         "{:?}",
         status.verdict_reason
     );
+    wait_gauge(metrics_addr, "alie-two-workers", 0).await;
     let job_now = ns.api::<ByzSgdJob>().get("chaos-job").await.expect("job");
     assert_eq!(
         job_now.status.and_then(|s| s.state),

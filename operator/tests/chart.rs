@@ -519,6 +519,7 @@ async fn assert_least_privilege(
         ("list", ("", "secrets"), elsewhere, false),
         ("update", ("", "secrets"), elsewhere, false),
         ("watch", ("byzsgd.io", "byzantinechaos"), elsewhere, true),
+        ("patch", ("byzsgd.io", "byzantinechaos"), elsewhere, true),
         (
             "patch",
             ("byzsgd.io", "byzantinechaos/status"),

@@ -518,20 +518,44 @@ fn watch_window(observed: &Observed<'_>, decision: &mut Decision) {
 
 /// The selected pods that have an IP now.
 fn selected_targets(observed: &Observed<'_>, status: &ByzantineChaosStatus) -> Vec<TargetPod> {
-    let Target::Found { job, .. } = observed.target else {
-        return Vec::new();
-    };
-    select(observed.spec, &job.plan)
-        .into_iter()
-        .filter_map(|index| {
-            let name = labels::pod_name(&job.name, observed.spec.role, index);
-            if !status.selected_pods.contains(&name) {
-                return None;
-            }
-            let ip = observed.pods.get(&name)?.ip.clone()?;
-            Some(TargetPod { name, index, ip })
+    targets(status, observed.pods, observed.spec)
+}
+
+/// The pods in `status.selectedPods` that have an IP in `pods`, with their indices.
+fn targets(
+    status: &ByzantineChaosStatus,
+    pods: &BTreeMap<String, PodView>,
+    spec: &ChaosSpec,
+) -> Vec<TargetPod> {
+    let prefix = format!("{}-{}-", spec.job, spec.role);
+    status
+        .selected_pods
+        .iter()
+        .filter_map(|name| {
+            let index = name.strip_prefix(&prefix)?.parse().ok()?;
+            let ip = pods.get(name)?.ip.clone()?;
+            Some(TargetPod {
+                name: name.clone(),
+                index,
+                ip,
+            })
         })
         .collect()
+}
+
+/// What deleting a Running experiment does: cancel its order on the selected pods that are
+/// still there (nothing for `crash`, whose pods were already replaced).
+pub fn cancel(
+    status: &ByzantineChaosStatus,
+    pods: &BTreeMap<String, PodView>,
+    spec: &ChaosSpec,
+) -> Effect {
+    if status.phase != Some(ChaosPhase::Running) || matches!(spec.action, ChaosAction::Crash) {
+        return Effect::None;
+    }
+    Effect::Disarm {
+        pods: targets(status, pods, spec),
+    }
 }
 
 /// Sets the verdict once the job is terminal (or gone); Pending until then.

@@ -19,6 +19,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
@@ -80,6 +81,15 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// Adding or removing the finalizer failed.
+    #[error("failed to add or remove the finalizer {FINALIZER} of ByzantineChaos {chaos}")]
+    Finalizer {
+        /// The experiment.
+        chaos: String,
+        /// The API error, if the API was reached.
+        #[source]
+        source: Option<kube::Error>,
+    },
     /// Writing the status failed.
     #[error("failed to patch the status of ByzantineChaos {chaos}")]
     PatchStatus {
@@ -100,6 +110,7 @@ impl Error {
             Self::Inject { .. } => "chaos_inject",
             Self::Crash { .. } => "chaos_crash",
             Self::PatchStatus { .. } => "chaos_patch_status",
+            Self::Finalizer { .. } => "chaos_finalizer",
         }
     }
 }
@@ -118,10 +129,90 @@ pub struct Context {
     pub config: ReconcilerConfig,
 }
 
-/// Reconciles one experiment: observe → decide → effect → status and Events.
+/// The finalizer that lets a deleted experiment cancel its order on the nodes first.
+pub const FINALIZER: &str = "byzsgd.io/chaos-cleanup";
+
+/// Reconciles one experiment through its finalizer: [`apply`] while it exists, [`cleanup`]
+/// once it is being deleted.
 #[tracing::instrument(skip_all, fields(chaos = %chaos.name_any(), namespace = chaos.namespace().unwrap_or_default()))]
 pub async fn reconcile(chaos: Arc<ByzantineChaos>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.metrics.reconciles.inc();
+    let name = chaos.name_any();
+    let api: Api<ByzantineChaos> =
+        Api::namespaced(ctx.client.clone(), &chaos.namespace().unwrap_or_default());
+    finalizer(&api, FINALIZER, chaos, |event| async {
+        match event {
+            FinalizerEvent::Apply(chaos) => apply(chaos, &ctx).await,
+            FinalizerEvent::Cleanup(chaos) => cleanup(&chaos, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|error| match error {
+        finalizer::Error::ApplyFailed(error) | finalizer::Error::CleanupFailed(error) => error,
+        finalizer::Error::AddFinalizer(source) | finalizer::Error::RemoveFinalizer(source) => {
+            Error::Finalizer {
+                chaos: name,
+                source: Some(source),
+            }
+        }
+        finalizer::Error::UnnamedObject | finalizer::Error::InvalidFinalizer => Error::Finalizer {
+            chaos: name,
+            source: None,
+        },
+    })
+}
+
+/// A deleted experiment that still acts on its pods cancels its order there (best effort: a
+/// pod that is gone has nothing left to cancel), so deleting it is a way to stop it.
+async fn cleanup(chaos: &ByzantineChaos, ctx: &Context) -> Result<Action, Error> {
+    let spec = &chaos.spec.chaos;
+    let status = chaos.status.clone().unwrap_or_default();
+    // Only a Running order is still in force on the pods (a crash has nothing to undo).
+    let acting = decide::cancel(&status, &BTreeMap::new(), spec) != Effect::None;
+    let namespace = chaos.namespace().unwrap_or_default();
+    ctx.metrics
+        .chaos_active
+        .remove_label_values(&[namespace.as_str(), &chaos.name_any(), spec.job.as_str()])
+        .ok();
+    if !acting {
+        return Ok(Action::await_change());
+    }
+    let pods = list_pods(&ctx.client, &namespace, &spec.job)
+        .await
+        .map_err(|source| Error::Read {
+            chaos: chaos.name_any(),
+            what: "the job's pods".to_owned(),
+            source,
+        })?;
+    let effect = decide::cancel(&status, &pods, spec);
+    let job = Api::<ByzSgdJob>::namespaced(ctx.client.clone(), &namespace)
+        .get_opt(&spec.job)
+        .await
+        .ok()
+        .flatten();
+    let note = Note {
+        warning: false,
+        reason: "ChaosEnded".to_owned(),
+        message: "deleted while running: its order was cancelled on the pods".to_owned(),
+    };
+    // Never keep the finalizer for a failed cancel: with the job (and its token) gone the
+    // object could never be deleted. The failure is reported instead.
+    let notes = match carry_out(ctx, chaos, &effect, status, vec![note], Timestamp::now()).await {
+        Ok((_, notes)) => notes,
+        Err(error) => vec![Note {
+            warning: true,
+            reason: "ChaosNotCancelled".to_owned(),
+            message: crate::controller::error_chain(&error),
+        }],
+    };
+    for note in &notes {
+        publish(ctx, chaos, job.as_ref(), note).await;
+    }
+    Ok(Action::await_change())
+}
+
+/// Reconciles one live experiment: observe → decide → effect → status and Events.
+async fn apply(chaos: Arc<ByzantineChaos>, ctx: &Context) -> Result<Action, Error> {
     let name = chaos.name_any();
     let namespace = chaos.namespace().unwrap_or_default();
     let spec = &chaos.spec.chaos;
@@ -173,18 +264,20 @@ pub async fn reconcile(chaos: Arc<ByzantineChaos>, ctx: Arc<Context>) -> Result<
         poll: ctx.config.poll_interval,
     });
 
-    let (status, notes) = carry_out(&ctx, &chaos, &effect, status, notes, now).await?;
+    let (status, notes) = carry_out(ctx, &chaos, &effect, status, notes, now).await?;
 
     // Status, Events, metrics.
-    patch_status(&ctx.client, &namespace, &name, &status).await?;
-    for note in notes {
-        publish(&ctx, &chaos, job.as_ref(), &note).await;
-    }
+    // The gauge first: the effect already happened, and whoever sees the new status must
+    // find the gauge agreeing with it.
     let active = i64::from(status.phase == Some(ChaosPhase::Running));
     ctx.metrics
         .chaos_active
         .with_label_values(&[namespace.as_str(), name.as_str(), spec.job.as_str()])
         .set(active);
+    patch_status(&ctx.client, &namespace, &name, &status).await?;
+    for note in notes {
+        publish(ctx, &chaos, job.as_ref(), &note).await;
+    }
     Ok(requeue.map_or_else(Action::await_change, Action::requeue))
 }
 

@@ -7,7 +7,9 @@ use std::time::Duration;
 use byzsgd_node::chaos::{ChaosAction, ChaosDuration, ChaosSpec, select};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
-use super::decide::{Decision, Effect, Observed, PodView, Target, decide, refused, verdict};
+use super::decide::{
+    Decision, Effect, Observed, PodView, Target, cancel, decide, refused, verdict,
+};
 use crate::controller::build::labels;
 use crate::controller::status::set_condition;
 use crate::controller::validate::{ValidatedJob, validate_job};
@@ -503,4 +505,45 @@ fn a_refusal_fails_the_experiment_with_the_nodes_message() {
     let (value, message) = condition(&status, ChaosCondition::Injected);
     assert_eq!(value, "False");
     assert!(message.contains("403"));
+}
+
+#[test]
+fn deleting_a_running_experiment_cancels_it_on_the_selected_pods_only() {
+    let job = validated(JOB);
+    let spec = alie();
+    let pods = running_pods(&job);
+    let running = job_status(JobState::Running, 30, Some(false));
+    let started = run(&Case {
+        spec: &spec,
+        previous: None,
+        target: Target::Found {
+            job: &job,
+            status: Some(&running),
+        },
+        pods: &pods,
+        now: t0(),
+        generation: Some(1),
+    });
+    let Effect::Disarm { pods: cancelled } = cancel(&started.status, &pods, &spec) else {
+        panic!("a running experiment must be cancelled");
+    };
+    let names: Vec<String> = cancelled.iter().map(|p| p.name.clone()).collect();
+    assert_eq!(names, started.status.selected_pods);
+    assert!(
+        cancelled
+            .iter()
+            .all(|p| p.ip == format!("10.0.0.{}", p.index))
+    );
+
+    // Nothing to cancel before it runs, after it ended, or for a crash.
+    assert_eq!(
+        cancel(&ByzantineChaosStatus::default(), &pods, &spec),
+        Effect::None
+    );
+    let mut ended = started.status.clone();
+    ended.phase = Some(ChaosPhase::Ended);
+    assert_eq!(cancel(&ended, &pods, &spec), Effect::None);
+    let mut crash = spec.clone();
+    crash.action = ChaosAction::Crash;
+    assert_eq!(cancel(&started.status, &pods, &crash), Effect::None);
 }
