@@ -392,6 +392,46 @@ async fn an_experiment_hits_exactly_the_selected_pods_and_gets_a_verdict() {
     let calls = calls_to(&shared, "chaos-job-server-2");
     assert_eq!(calls, ["POST", "DELETE"], "arm, then cancel on deletion");
 
+    // Crash: at fromStep the selected pod is deleted, and the job controller recreates it. The
+    // victim is a worker the attack did not select, so it must receive no /chaos call at all.
+    let victim = (0..7)
+        .find(|i| !expected.contains(&format!("chaos-job-worker-{i}")))
+        .expect("5 workers are not attacked");
+    let victim_pod = format!("chaos-job-worker-{victim}");
+    let before = ns.api::<Pod>().get(&victim_pod).await.expect("pod");
+    let crash = ALIE
+        .replace("name: alie-two-workers", "name: crash-one-worker")
+        .replace(
+            "{mode: fixed, value: 2}",
+            &format!("{{mode: indices, indices: [{victim}]}}"),
+        )
+        .replace(
+            "action:\n    kind: attack\n    name: alie\n    params: {z: 1.5}",
+            "action: {kind: crash}",
+        )
+        .replace("{fromStep: 20, untilStep: 60}", "{fromStep: 25}");
+    assert!(
+        crash.contains("kind: crash") && crash.contains("fromStep: 25"),
+        "{crash}"
+    );
+    let _: ByzantineChaos = apply(&ns, &crash).await;
+    wait_chaos(&ns, "crash-one-worker", "phase Running", |c| {
+        phase(c) == Some(ChaosPhase::Running)
+    })
+    .await;
+    let old_uid = before.metadata.uid.clone();
+    wait_for(
+        ns.api::<Pod>(),
+        &victim_pod,
+        "the crashed pod to be recreated",
+        move |p: Option<&Pod>| p.is_some_and(|p| p.metadata.uid != old_uid),
+    )
+    .await;
+    assert!(
+        calls_to(&shared, &victim_pod).is_empty(),
+        "a crash sends no /chaos order"
+    );
+
     // A malformed experiment: an index out of range, named in the condition.
     let bad = ALIE
         .replace("name: alie-two-workers", "name: bad-indices")
