@@ -21,7 +21,7 @@ pub const PHASES: [&str; 7] = [
 /// Collector handles (cheap clones of what the registry holds).
 #[derive(Clone, Debug)]
 pub struct Metrics {
-    /// `byzsgd_operator_reconcile_total`: reconciles started.
+    /// `byzsgd_operator_reconcile_total`: reconciles started (of jobs and of chaos experiments).
     pub reconciles: IntCounter,
     /// `byzsgd_operator_reconcile_errors_total{kind}`: reconciles that failed, by error kind.
     pub errors: IntCounterVec,
@@ -37,7 +37,10 @@ pub struct Metrics {
 impl Metrics {
     /// Creates the metrics and registers them in `registry`.
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
-        let reconciles = IntCounter::new("reconcile_total", "Reconciles started")?;
+        let reconciles = IntCounter::new(
+            "reconcile_total",
+            "Reconciles started (ByzSGDJobs and ByzantineChaos)",
+        )?;
         let errors = IntCounterVec::new(
             Opts::new(
                 "reconcile_errors_total",
