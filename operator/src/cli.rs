@@ -2,6 +2,7 @@
 //! flag is also an environment variable `BYZSGD_OPERATOR_…` (the Helm chart sets them).
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -23,10 +24,19 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print the ByzSGDJob CRD as YAML (`byzsgd-operator crd | kubectl apply -f -`).
-    Crd,
+    /// Print the ByzSGDJob and ByzantineChaos CRDs as one YAML stream
+    /// (`byzsgd-operator crd | kubectl apply -f -`), or write one file per CRD.
+    Crd(CrdArgs),
     /// Run the controller.
     Run(RunArgs),
+}
+
+/// Flags of `byzsgd-operator crd`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CrdArgs {
+    /// Write one file per CRD into this directory (as `crds/` keeps them) instead of printing.
+    #[arg(long)]
+    pub out_dir: Option<PathBuf>,
 }
 
 /// Flags of `byzsgd-operator run`.
@@ -63,6 +73,14 @@ pub struct RunArgs {
         default_value = "http://{podIP}:9090/status"
     )]
     pub status_url_template: String,
+    /// URL of a node's `/chaos` (where `ByzantineChaos` actions are sent); same placeholders as
+    /// `--status-url-template`.
+    #[arg(
+        long,
+        env = "BYZSGD_OPERATOR_CHAOS_URL_TEMPLATE",
+        default_value = "http://{podIP}:9090/chaos"
+    )]
+    pub chaos_url_template: String,
     /// Seconds between two polls of a running job's servers.
     #[arg(
         long,
@@ -113,6 +131,7 @@ impl RunArgs {
             leader_election,
             reconciler: ReconcilerConfig {
                 status_url_template: self.status_url_template.clone(),
+                chaos_url_template: self.chaos_url_template.clone(),
                 poll_interval: interval,
                 ..ReconcilerConfig::default()
             },
@@ -124,9 +143,7 @@ impl Cli {
     /// Runs the subcommand; errors are printed with their causes and give exit code 1.
     pub fn run(self) -> ExitCode {
         let result = match self.command {
-            Command::Crd => crate::crd::crd_yaml()
-                .map(|yaml| print!("{yaml}"))
-                .context("cannot render the CRD"),
+            Command::Crd(args) => crd(&args),
             Command::Run(args) => run(&args),
         };
         match result {
@@ -137,6 +154,30 @@ impl Cli {
             }
         }
     }
+}
+
+fn crd(args: &CrdArgs) -> anyhow::Result<()> {
+    match &args.out_dir {
+        None => {
+            print!(
+                "{}",
+                crate::crd::all_crds_yaml().context("cannot render the CRDs")?
+            );
+        }
+        Some(dir) => {
+            for (file, yaml) in crate::crd::crd_files().context("cannot render the CRDs")? {
+                let path = Path::new(dir).join(file);
+                std::fs::write(&path, yaml).with_context(|| {
+                    format!(
+                        "cannot write {}: does the directory exist and is it writable?",
+                        path.display()
+                    )
+                })?;
+                eprintln!("wrote {}", path.display());
+            }
+        }
+    }
+    Ok(())
 }
 
 fn run(args: &RunArgs) -> anyhow::Result<()> {

@@ -10,6 +10,7 @@
 //! - [`crd`]: the resource types (the training part is the node's own `JobSpec`), their CEL
 //!   admission rules and status.
 //! - [`controller`]: the reconcile pipeline `validate → build → apply → status`.
+//! - [`chaos`]: the `ByzantineChaos` controller (observe → decide → arm/disarm/crash → status).
 //! - [`leader`]: Lease-based leader election.
 //! - [`metrics`] and [`admin`]: `/metrics`, `/healthz`, `/readyz`.
 //! - [`cli`]: `byzsgd-operator crd` and `byzsgd-operator run`.
@@ -18,6 +19,7 @@
 //! paper's t); gather; GAR = aggregation rule; f = number of Byzantine nodes of a role.
 
 pub mod admin;
+pub mod chaos;
 pub mod cli;
 pub mod controller;
 pub mod crd;
@@ -52,6 +54,12 @@ pub struct RunConfig {
 /// Why the operator stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// The ByzantineChaos CRD is not installed (or not readable with the operator's RBAC).
+    #[error(
+        "cannot list ByzantineChaos; is its CRD installed? Install it with \
+         `kubectl apply -f crds/byzantinechaos.byzsgd.io.yaml` (or `byzsgd-operator crd | kubectl apply -f -`)"
+    )]
+    ChaosCrdMissing(#[source] kube::Error),
     /// The CRD is not installed (or not readable with the operator's RBAC).
     #[error(
         "cannot list ByzSGDJobs; is the CRD installed? Install it with \
@@ -92,6 +100,14 @@ pub async fn run(
     jobs.list(&ListParams::default().limit(1))
         .await
         .map_err(RunError::CrdMissing)?;
+    let experiments: Api<crd::ByzantineChaos> = match &config.watch_namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    experiments
+        .list(&ListParams::default().limit(1))
+        .await
+        .map_err(RunError::ChaosCrdMissing)?;
 
     // One shutdown signal, many listeners (admin server, elector, controller).
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -133,22 +149,33 @@ pub async fn run(
         tokio::spawn(renew(elector.clone(), lost_tx, stop_rx.clone()));
     }
 
-    let stop = stopped(stop_rx.clone());
-    let lost = stopped(lost_rx.clone());
-    let halt = async move {
-        tokio::select! {
-            () = stop => {}
-            () = lost => {}
+    // Both controllers stop on shutdown or on a lost lease.
+    let halt = || {
+        let stop = stopped(stop_rx.clone());
+        let lost = stopped(lost_rx.clone());
+        async move {
+            tokio::select! {
+                () = stop => {}
+                () = lost => {}
+            }
         }
     };
-    controller::run_controller(
-        client,
-        config.watch_namespace.as_deref(),
-        config.reconciler,
-        metrics,
-        halt,
-    )
-    .await;
+    tokio::join!(
+        controller::run_controller(
+            client.clone(),
+            config.watch_namespace.as_deref(),
+            config.reconciler.clone(),
+            metrics.clone(),
+            halt(),
+        ),
+        chaos::run_controller(
+            client,
+            config.watch_namespace.as_deref(),
+            config.reconciler,
+            metrics,
+            halt(),
+        ),
+    );
 
     if let Some(elector) = &elector {
         if *lost_rx.borrow() {

@@ -21,7 +21,7 @@ pub const PHASES: [&str; 7] = [
 /// Collector handles (cheap clones of what the registry holds).
 #[derive(Clone, Debug)]
 pub struct Metrics {
-    /// `byzsgd_operator_reconcile_total`: reconciles started.
+    /// `byzsgd_operator_reconcile_total`: reconciles started (of jobs and of chaos experiments).
     pub reconciles: IntCounter,
     /// `byzsgd_operator_reconcile_errors_total{kind}`: reconciles that failed, by error kind.
     pub errors: IntCounterVec,
@@ -29,12 +29,18 @@ pub struct Metrics {
     pub duration: Histogram,
     /// `byzsgd_operator_jobs{phase}`: jobs the operator sees, by state.
     pub jobs: IntGaugeVec,
+    /// `byzsgd_operator_chaos_active{namespace,chaos,job}`: 1 while a `ByzantineChaos` acts on
+    /// its job's pods (phase Running), else 0; dashboards draw it as annotations.
+    pub chaos_active: IntGaugeVec,
 }
 
 impl Metrics {
     /// Creates the metrics and registers them in `registry`.
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
-        let reconciles = IntCounter::new("reconcile_total", "Reconciles started")?;
+        let reconciles = IntCounter::new(
+            "reconcile_total",
+            "Reconciles started (ByzSGDJobs and ByzantineChaos)",
+        )?;
         let errors = IntCounterVec::new(
             Opts::new(
                 "reconcile_errors_total",
@@ -52,15 +58,24 @@ impl Metrics {
             ),
         )?;
         let jobs = IntGaugeVec::new(Opts::new("jobs", "ByzSGDJobs by state"), &["phase"])?;
+        let chaos_active = IntGaugeVec::new(
+            Opts::new(
+                "chaos_active",
+                "1 while a ByzantineChaos acts on its job's pods, else 0",
+            ),
+            &["namespace", "chaos", "job"],
+        )?;
         registry.register(Box::new(reconciles.clone()))?;
         registry.register(Box::new(errors.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(jobs.clone()))?;
+        registry.register(Box::new(chaos_active.clone()))?;
         Ok(Self {
             reconciles,
             errors,
             duration,
             jobs,
+            chaos_active,
         })
     }
 

@@ -495,6 +495,56 @@ async fn running_pod(namespace: &TestNamespace, selector: &str) -> Pod {
     .unwrap()
 }
 
+/// What the operator's ServiceAccount may and may not do, as the authorizer answers.
+async fn assert_least_privilege(
+    testbed: &Testbed,
+    sa: (&str, &str),
+    release_namespace: &str,
+    helm: &str,
+) {
+    let elsewhere = "default";
+    for (verb, resource, ns, allowed) in [
+        ("watch", ("byzsgd.io", "byzsgdjobs"), elsewhere, true),
+        ("patch", ("byzsgd.io", "byzsgdjobs/status"), elsewhere, true),
+        ("create", ("byzsgd.io", "byzsgdjobs"), elsewhere, false),
+        ("delete", ("", "pods"), elsewhere, true),
+        ("create", ("", "configmaps"), elsewhere, true),
+        ("create", ("", "events"), elsewhere, false),
+        ("delete", ("byzsgd.io", "byzsgdjobs"), elsewhere, true),
+        ("create", ("", "services"), elsewhere, true),
+        ("create", ("events.k8s.io", "events"), elsewhere, true),
+        // Secrets: only the chaos token it creates and reads by name; never list them.
+        ("get", ("", "secrets"), elsewhere, true),
+        ("create", ("", "secrets"), elsewhere, true),
+        ("list", ("", "secrets"), elsewhere, false),
+        ("update", ("", "secrets"), elsewhere, false),
+        ("watch", ("byzsgd.io", "byzantinechaos"), elsewhere, true),
+        ("patch", ("byzsgd.io", "byzantinechaos"), elsewhere, true),
+        (
+            "patch",
+            ("byzsgd.io", "byzantinechaos/status"),
+            elsewhere,
+            true,
+        ),
+        ("create", ("byzsgd.io", "byzantinechaos"), elsewhere, false),
+        ("delete", ("byzsgd.io", "byzantinechaos"), elsewhere, false),
+        ("create", ("apps", "deployments"), elsewhere, false),
+        (
+            "patch",
+            ("coordination.k8s.io", "leases"),
+            release_namespace,
+            true,
+        ),
+        ("patch", ("coordination.k8s.io", "leases"), elsewhere, false),
+    ] {
+        assert_eq!(
+            can_i(testbed, sa, verb, resource, ns, allowed).await,
+            allowed,
+            "{helm}: may the operator {verb} {resource:?} in {ns}?"
+        );
+    }
+}
+
 #[tokio::test]
 async fn helm_install_schedules_the_operator_then_uninstalls() {
     let testbed = Testbed::connect().await;
@@ -534,32 +584,7 @@ async fn helm_install_schedules_the_operator_then_uninstalls() {
         let sa_name = spec.service_account_name.unwrap();
         let sa = (namespace.name.as_str(), sa_name.as_str());
         let elsewhere = "default";
-        for (verb, resource, ns, allowed) in [
-            ("watch", ("byzsgd.io", "byzsgdjobs"), elsewhere, true),
-            ("patch", ("byzsgd.io", "byzsgdjobs/status"), elsewhere, true),
-            ("create", ("byzsgd.io", "byzsgdjobs"), elsewhere, false),
-            ("delete", ("", "pods"), elsewhere, true),
-            ("create", ("", "configmaps"), elsewhere, true),
-            ("create", ("", "events"), elsewhere, false),
-            ("delete", ("byzsgd.io", "byzsgdjobs"), elsewhere, true),
-            ("create", ("", "services"), elsewhere, true),
-            ("create", ("events.k8s.io", "events"), elsewhere, true),
-            ("get", ("", "secrets"), elsewhere, false),
-            ("create", ("apps", "deployments"), elsewhere, false),
-            (
-                "patch",
-                ("coordination.k8s.io", "leases"),
-                &namespace.name,
-                true,
-            ),
-            ("patch", ("coordination.k8s.io", "leases"), elsewhere, false),
-        ] {
-            assert_eq!(
-                can_i(&testbed, sa, verb, resource, ns, allowed).await,
-                allowed,
-                "{helm}: may the operator {verb} {resource:?} in {ns}?"
-            );
-        }
+        assert_least_privilege(&testbed, sa, &namespace.name, helm).await;
 
         run(
             tool(helm).args([

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use byzsgd_operator::crd::{ByzSgdJob, ConditionType, JobState};
+use byzsgd_operator::crd::{ByzSgdJob, ByzantineChaos, ConditionType, JobState};
 use byzsgd_operator::{LeaseConfig, ReconcilerConfig, RunConfig};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
@@ -28,9 +28,10 @@ use support::{TestNamespace, Testbed, WAIT, wait_for};
 
 const QUICKSTART: &str = include_str!("../../examples/quickstart.yaml");
 
-/// Applies the operator's CRD and waits until the API server serves it (structural schema).
+/// Applies the operator's CRDs and waits until the API server serves them (structural schema).
 async fn install_crd(testbed: &Testbed) {
     support::install_crd(testbed, &ByzSgdJob::crd(), "operator-tests").await;
+    support::install_crd(testbed, &ByzantineChaos::crd(), "operator-tests").await;
 }
 
 /// An operator running in this process, watching one namespace, stopped on drop.
@@ -650,7 +651,7 @@ async fn the_binary_prints_the_crd_serves_metrics_reconciles_and_stops_on_sigter
     assert!(crd.status.success());
     assert_eq!(
         String::from_utf8(crd.stdout).expect("utf-8"),
-        byzsgd_operator::crd::crd_yaml().expect("yaml")
+        byzsgd_operator::crd::all_crds_yaml().expect("yaml")
     );
 
     let ns = TestNamespace::create(&testbed, "binary").await;

@@ -1,13 +1,17 @@
 //! Step 3 of the pipeline, the only step besides the status patch that writes: server-side
-//! applies the desired objects with the one field manager [`FIELD_MANAGER`], and deletes the
-//! pods the decision names.
+//! applies the desired objects with the one field manager [`FIELD_MANAGER`], creates the chaos
+//! token of jobs that allow chaos, and deletes the pods the decision names.
 
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
-use kube::api::{DeleteParams, Patch, PatchParams};
+use std::fmt::Write as _;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
+use rand::Rng as _;
 
-use super::build::DesiredResources;
-use super::build::labels::FIELD_MANAGER;
+use super::build::labels::{self, FIELD_MANAGER};
+use super::build::{self, DesiredResources};
+use super::validate::ValidatedJob;
 
 /// Why applying failed.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +43,7 @@ pub struct Applier {
     services: Api<Service>,
     config_maps: Api<ConfigMap>,
     pods: Api<Pod>,
+    secrets: Api<Secret>,
     params: PatchParams,
 }
 
@@ -48,7 +53,8 @@ impl Applier {
         Self {
             services: Api::namespaced(client.clone(), namespace),
             config_maps: Api::namespaced(client.clone(), namespace),
-            pods: Api::namespaced(client, namespace),
+            pods: Api::namespaced(client.clone(), namespace),
+            secrets: Api::namespaced(client, namespace),
             // Force: the operator owns these objects; another manager's edit is overridden.
             params: PatchParams::apply(FIELD_MANAGER).force(),
         }
@@ -80,6 +86,40 @@ impl Applier {
                 source,
             })?;
         Ok(())
+    }
+
+    /// Creates the job's chaos-token Secret with a fresh random token if the job allows chaos
+    /// and the Secret does not exist yet. Never rewrites an existing token: the running pods
+    /// read it once, at start. Returns whether it created the Secret.
+    pub async fn ensure_chaos_secret(&self, job: &ValidatedJob) -> Result<bool, Error> {
+        let name = labels::chaos_token_secret_name(&job.name);
+        let fail = |source| Error::Apply {
+            kind: "Secret",
+            name: name.clone(),
+            source,
+        };
+        if !job.plan.spec.chaos.allowed
+            || self.secrets.get_opt(&name).await.map_err(fail)?.is_some()
+        {
+            return Ok(false);
+        }
+        // 32 bytes from the thread RNG (a CSPRNG seeded by the OS), as hex.
+        let bytes: [u8; 32] = rand::rng().random();
+        let token = bytes
+            .iter()
+            .fold(String::with_capacity(64), |mut hex, byte| {
+                let _ = write!(hex, "{byte:02x}");
+                hex
+            });
+        let Some(secret) = build::chaos_secret(job, &token) else {
+            return Ok(false);
+        };
+        match self.secrets.create(&PostParams::default(), &secret).await {
+            Ok(_) => Ok(true),
+            // Another reconcile created it in between; its token stands.
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+            Err(source) => Err(fail(source)),
+        }
     }
 
     /// Creates (by server-side apply, so a repeat is harmless) the pods named in `names`, and

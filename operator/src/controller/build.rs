@@ -1,6 +1,7 @@
 //! Step 2 of the pipeline, pure: turns a [`ValidatedJob`] into the objects the job needs — one
 //! headless Service, one ConfigMap holding the manifest, one bare Pod per server and worker
-//! (DESIGN.md §4). Every object carries the controller owner reference, so deleting the job
+//! (DESIGN.md §4), and for jobs that allow chaos the Secret holding their chaos token (its
+//! random value is drawn by `apply`, which alone may not be pure). Every object carries the controller owner reference, so deleting the job
 //! garbage-collects them all.
 
 pub mod labels;
@@ -9,7 +10,8 @@ pub mod pod;
 use std::collections::BTreeMap;
 
 use byzsgd_node::job::Role;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service, ServicePort, ServiceSpec};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service, ServicePort, ServiceSpec};
 use kube::api::ObjectMeta;
 
 use super::validate::ValidatedJob;
@@ -88,4 +90,18 @@ pub fn config_map(job: &ValidatedJob) -> ConfigMap {
         )])),
         ..ConfigMap::default()
     }
+}
+
+/// The Secret `<job>-chaos-token` holding `token` under [`labels::CHAOS_TOKEN_KEY`]; owned by
+/// the job, so it goes with it. `None` when the job does not allow chaos.
+pub fn chaos_secret(job: &ValidatedJob, token: &str) -> Option<Secret> {
+    job.plan.spec.chaos.allowed.then(|| Secret {
+        metadata: metadata(job, labels::chaos_token_secret_name(&job.name)),
+        data: Some(BTreeMap::from([(
+            labels::CHAOS_TOKEN_KEY.to_owned(),
+            ByteString(token.as_bytes().to_vec()),
+        )])),
+        type_: Some("Opaque".to_owned()),
+        ..Secret::default()
+    })
 }

@@ -99,6 +99,8 @@ pub struct ReconcilerConfig {
     /// URL of a server's `/status`, with placeholders `{podIP}`, `{pod}`, `{namespace}`,
     /// `{job}`, `{role}`, `{index}`.
     pub status_url_template: String,
+    /// URL of a node's `/chaos`, with the same placeholders as `status_url_template`.
+    pub chaos_url_template: String,
     /// How often a running job's servers are polled.
     pub poll_interval: Duration,
     /// Timeout of one `/status` request.
@@ -109,6 +111,7 @@ impl Default for ReconcilerConfig {
     fn default() -> Self {
         Self {
             status_url_template: "http://{podIP}:9090/status".to_owned(),
+            chaos_url_template: "http://{podIP}:9090/chaos".to_owned(),
             poll_interval: Duration::from_secs(10),
             status_timeout: Duration::from_secs(2),
         }
@@ -228,6 +231,19 @@ async fn reconcile_inner(job: &ByzSgdJob, ctx: &Context) -> Result<Action, Error
         .is_some_and(crate::crd::JobState::is_terminal);
     if !terminal || !delete_job {
         applier.apply_shared(&desired).await.map_err(wrap)?;
+    }
+    // Before the pods: they read the token from it when they start.
+    if !terminal
+        && applier
+            .ensure_chaos_secret(&validated)
+            .await
+            .map_err(wrap)?
+    {
+        let note = format!(
+            "created Secret {} (the chaos token)",
+            labels::chaos_token_secret_name(&name)
+        );
+        publish(ctx, job, false, "CreatedChaosToken", note, "Create").await;
     }
     let created = applier
         .create_pods(&desired, create.iter())
@@ -369,7 +385,8 @@ async fn patch_status(
     Ok(())
 }
 
-fn error_chain(error: &dyn std::error::Error) -> String {
+/// `error` and its causes, joined by `: `.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -176,6 +176,51 @@ fn injected_pods_carry_the_byzantine_label_and_others_do_not() {
 }
 
 /// Prometheus discovers node pods through these; without them no node metric is scraped.
+/// A job that allows chaos gets a token Secret it owns and pods that read it; a job that does
+/// not gets neither, so its admin port cannot be switched to Byzantine behaviour.
+#[test]
+fn only_jobs_that_allow_chaos_get_a_token_secret_and_pods_reading_it() {
+    let chaos_job = validated(include_str!("../../tests/fixtures/chaos-job.yaml"));
+    let secret = super::build::chaos_secret(&chaos_job, "abc").expect("a Secret");
+    assert_eq!(
+        secret.metadata.name.as_deref(),
+        Some("chaos-job-chaos-token")
+    );
+    assert_eq!(
+        secret.metadata.owner_references,
+        Some(vec![chaos_job.owner.clone()])
+    );
+    let data = secret.data.expect("data");
+    assert_eq!(data[labels::CHAOS_TOKEN_KEY].0, b"abc");
+    for pod in build(&chaos_job).pods {
+        let env = pod.spec.expect("spec").containers[0]
+            .env
+            .clone()
+            .unwrap_or_default();
+        let token = env
+            .iter()
+            .find(|e| e.name == labels::CHAOS_TOKEN_ENV)
+            .and_then(|e| e.value_from.as_ref())
+            .and_then(|v| v.secret_key_ref.as_ref())
+            .expect("the token comes from the Secret");
+        assert_eq!(token.name, "chaos-job-chaos-token");
+        assert_eq!(token.key, labels::CHAOS_TOKEN_KEY);
+    }
+
+    let quickstart = validated(QUICKSTART);
+    assert!(super::build::chaos_secret(&quickstart, "abc").is_none());
+    for pod in build(&quickstart).pods {
+        let env = pod.spec.expect("spec").containers[0]
+            .env
+            .clone()
+            .unwrap_or_default();
+        assert!(
+            env.iter().all(|e| e.name != labels::CHAOS_TOKEN_ENV),
+            "a job without chaos got a chaos token"
+        );
+    }
+}
+
 #[test]
 fn pods_carry_scrape_annotations_ports_probes_and_identity() {
     let job = validated(QUICKSTART);

@@ -25,6 +25,17 @@ pub const JOB_DIR: &str = "/etc/byzsgd";
 /// File name of the manifest inside the ConfigMap and [`JOB_DIR`].
 pub const JOB_FILE: &str = "job.yaml";
 
+/// Environment variable the node reads its chaos token from (`node/src/admin.rs`).
+pub const CHAOS_TOKEN_ENV: &str = "BYZSGD_CHAOS_TOKEN";
+/// Key of the token inside the chaos-token Secret.
+pub const CHAOS_TOKEN_KEY: &str = "token";
+
+/// Name of the Secret holding the bearer token of a job's `/chaos` endpoints (only jobs that
+/// allow chaos have one).
+pub fn chaos_token_secret_name(job: &str) -> String {
+    format!("{job}-chaos-token")
+}
+
 /// Name of the pod of `role` number `index` of `job`: `<job>-<role>-<index>`, which is also its
 /// hostname, so `<job>-<role>-<index>.<job>` resolves through the headless Service.
 pub fn pod_name(job: &str, role: Role, index: usize) -> String {

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use byzsgd_node::job::Role;
 use byzsgd_node::job::spec::DatasetName;
 use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, HostPathVolumeSource, Pod,
-    PodSpec, Probe, Volume, VolumeMount,
+    ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
+    HostPathVolumeSource, Pod, PodSpec, Probe, SecretKeySelector, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::ObjectMeta;
@@ -83,6 +83,7 @@ pub fn pod(job: &ValidatedJob, role: Role, index: usize) -> Pod {
             ..VolumeMount::default()
         });
     }
+    let env = env(job);
     let port = |name: &str, port: i32| ContainerPort {
         name: Some(name.to_owned()),
         container_port: port,
@@ -114,7 +115,7 @@ pub fn pod(job: &ValidatedJob, role: Role, index: usize) -> Pod {
                 image: Some(template.image.clone()),
                 image_pull_policy: template.image_pull_policy.clone(),
                 args: Some(args(role, index)),
-                env: (!template.env.is_empty()).then(|| template.env.clone()),
+                env: (!env.is_empty()).then_some(env),
                 ports: Some(vec![
                     port("grpc", labels::GRPC_PORT),
                     port("admin", labels::ADMIN_PORT),
@@ -134,6 +135,29 @@ pub fn pod(job: &ValidatedJob, role: Role, index: usize) -> Pod {
         }),
         ..Pod::default()
     }
+}
+
+/// The node container's environment: the template's, plus the chaos token for jobs that allow
+/// chaos.
+fn env(job: &ValidatedJob) -> Vec<EnvVar> {
+    let mut env = job.template.env.clone();
+    if job.plan.spec.chaos.allowed {
+        // From the Secret, not a literal: the token must not show in the pod spec, which far
+        // more users may read than the Secret.
+        env.push(EnvVar {
+            name: labels::CHAOS_TOKEN_ENV.to_owned(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: labels::chaos_token_secret_name(&job.name),
+                    key: labels::CHAOS_TOKEN_KEY.to_owned(),
+                    optional: Some(false),
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        });
+    }
+    env
 }
 
 /// The directory the node reads the data set from, if it reads files at all.
