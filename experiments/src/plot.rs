@@ -10,7 +10,7 @@ use anyhow::{Context, anyhow};
 use plotters::prelude::*;
 
 use crate::backend::median;
-use crate::results::{SummaryRow, TidyRow, metric};
+use crate::results::{SummaryRow, TidyRow, median_by_step, metric};
 use crate::scenario::HeatmapSpec;
 
 const WIDTH: u32 = 1000;
@@ -98,21 +98,6 @@ fn legend(row: &SummaryRow, axes: &[String]) -> String {
     } else {
         labels.join(" ")
     }
-}
-
-/// Median of `name` over nodes, per (run, step).
-fn median_by_step<'a>(rows: &'a [TidyRow], name: &str) -> BTreeMap<(&'a str, u64), f64> {
-    let mut grouped: BTreeMap<(&str, u64), Vec<f64>> = BTreeMap::new();
-    for row in rows.iter().filter(|r| r.metric == name) {
-        grouped
-            .entry((row.run.as_str(), row.step))
-            .or_default()
-            .push(row.value);
-    }
-    grouped
-        .into_iter()
-        .filter_map(|(key, values)| Some((key, median(values)?)))
-        .collect()
 }
 
 fn per_run(

@@ -102,6 +102,22 @@ impl SummaryRow {
     }
 }
 
+/// The median of `metric` over nodes, per (run, step): how a sweep turns per-server reports
+/// into one series per run.
+pub fn median_by_step<'a>(rows: &'a [TidyRow], metric: &str) -> BTreeMap<(&'a str, u64), f64> {
+    let mut grouped: BTreeMap<(&str, u64), Vec<f64>> = BTreeMap::new();
+    for row in rows.iter().filter(|r| r.metric == metric) {
+        grouped
+            .entry((row.run.as_str(), row.step))
+            .or_default()
+            .push(row.value);
+    }
+    grouped
+        .into_iter()
+        .filter_map(|(key, values)| Some((key, crate::backend::median(values)?)))
+        .collect()
+}
+
 /// Appends tidy rows to an open CSV writer.
 pub fn write_tidy<W: std::io::Write>(
     writer: &mut csv::Writer<W>,

@@ -177,17 +177,10 @@ pub fn run(scenario: &Scenario, options: &SweepOptions) -> anyhow::Result<Vec<Su
 /// The first evaluated step at which the median accuracy over the reporting servers reaches
 /// `target`.
 fn first_step_reaching(rows: &[results::TidyRow], target: f64) -> Option<u64> {
-    let mut by_step: std::collections::BTreeMap<u64, Vec<f64>> = std::collections::BTreeMap::new();
-    for row in rows
-        .iter()
-        .filter(|r| r.metric == results::metric::ACCURACY)
-    {
-        by_step.entry(row.step).or_default().push(row.value);
-    }
-    by_step
+    results::median_by_step(rows, results::metric::ACCURACY)
         .into_iter()
-        .find(|(_, values)| backend::median(values.clone()).is_some_and(|m| m >= target))
-        .map(|(step, _)| step)
+        .find(|(_, median)| *median >= target)
+        .map(|((_, step), _)| step)
 }
 
 /// A line above the bar, or on stderr when the bar is hidden (indicatif drops it then).

@@ -13,11 +13,10 @@ mod support;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use byzsgd_operator::ByzSgdJob;
+use byzsgd_operator::crd::ByzantineChaos;
 use kube::CustomResourceExt;
-use kube::api::ListParams;
 
 use support::{TestNamespace, Testbed, install_crd};
 
@@ -31,22 +30,47 @@ spec:
   servers: {replicas: 5, byzantine: 1, gatherEvery: 5}
   workers: {replicas: 7, byzantine: 2}
   aggregation: {gradients: mda, models: median}
+  chaos: {allowed: true}
   convergence: {targetAccuracy: 0.5}
 ";
 
-/// Answers every request with one finished node status, forever (the thread dies with the test).
-fn status_stand_in() -> u16 {
+const CHAOS: &str = "apiVersion: byzsgd.io/v1alpha1
+kind: ByzantineChaos
+metadata: {name: quiet}
+spec:
+  job: tiny
+  role: worker
+  selector: {mode: indices, indices: [1]}
+  action: {kind: silence}
+  window: {fromStep: 0, untilStep: 1000}
+";
+
+/// Answers `/chaos/…` with the node's acceptance and anything else with one finished node
+/// status, forever (the thread dies with the test).
+fn node_stand_in() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     std::thread::spawn(move || {
-        let body = r#"{"step": 40, "loss": 0.4, "accuracy": 0.9, "finished": true}"#;
         for stream in listener.incoming().flatten() {
             let mut reader = BufReader::new(&stream);
+            let mut request = String::new();
+            let _ = reader.read_line(&mut request);
             let mut line = String::new();
-            // Read the request head up to the blank line.
+            let mut length = 0;
+            // Read the request head up to the blank line, then the body.
             while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
                 line.clear();
             }
+            let mut body = vec![0; length];
+            let _ = std::io::Read::read_exact(&mut reader, &mut body);
+            let body = if request.contains("/chaos/") {
+                r#"{"armed": "silence", "fromStep": 0, "untilStep": 1000, "step": 0}"#
+            } else {
+                r#"{"step": 40, "loss": 0.4, "accuracy": 0.9, "finished": true}"#
+            };
             let mut stream = &stream;
             let _ = write!(
                 stream,
@@ -64,6 +88,7 @@ async fn the_kube_backend_applies_the_job_waits_for_the_operator_and_reads_its_s
     let testbed = Testbed::connect().await;
     testbed.require_tier_b().await;
     install_crd(&testbed, &ByzSgdJob::crd(), "byzsgd-exp-tests").await;
+    install_crd(&testbed, &ByzantineChaos::crd(), "byzsgd-exp-tests").await;
     let ns = TestNamespace::create(&testbed, "exp-kube").await;
     ns.wait_for_default_service_account().await;
 
@@ -74,7 +99,7 @@ async fn the_kube_backend_applies_the_job_waits_for_the_operator_and_reads_its_s
         "{} is missing: build the workspace's tests (`cargo test --workspace`) first",
         operator_bin.display()
     );
-    let port = status_stand_in();
+    let port = node_stand_in();
     let mut operator = tokio::process::Command::new(&operator_bin)
         .args([
             "run",
@@ -83,7 +108,9 @@ async fn the_kube_backend_applies_the_job_waits_for_the_operator_and_reads_its_s
             "--metrics-listen",
             "127.0.0.1:0",
             "--status-url-template",
-            &format!("http://127.0.0.1:{port}/{{pod}}"),
+            &format!("http://127.0.0.1:{port}/status/{{pod}}"),
+            "--chaos-url-template",
+            &format!("http://127.0.0.1:{port}/chaos/{{pod}}"),
         ])
         .env("KUBECONFIG", &testbed.kubeconfig)
         .env("BYZSGD_OPERATOR_STATUS_INTERVAL_SECONDS", "0.5")
@@ -95,14 +122,15 @@ async fn the_kube_backend_applies_the_job_waits_for_the_operator_and_reads_its_s
     let scenario = dir.path().join("kube");
     std::fs::create_dir_all(&scenario).expect("mkdir");
     std::fs::write(scenario.join("job.yaml"), JOB).expect("job");
+    std::fs::write(scenario.join("quiet.yaml"), CHAOS).expect("chaos");
     std::fs::write(
         scenario.join("scenario.yaml"),
-        "name: kube\ntitle: T\njob: job.yaml\ngrid:\n  seed: [7]\n",
+        "name: kube\ntitle: T\njob: job.yaml\nchaos: [quiet.yaml]\ngrid:\n  seed: [7]\n",
     )
     .expect("scenario");
     let output = tokio::process::Command::new(&exe)
         .args(["run", "kube", "--backend", "kube", "--namespace", &ns.name])
-        .args(["--timeout-seconds", "180"])
+        .args(["--timeout-seconds", "180", "--keep"])
         .current_dir(dir.path())
         .env("KUBECONFIG", &testbed.kubeconfig)
         .env("BYZSGD_NO_PROGRESS", "1")
@@ -131,19 +159,14 @@ async fn the_kube_backend_applies_the_job_waits_for_the_operator_and_reads_its_s
     );
     let tidy = std::fs::read_to_string(scenario.join("results/results.csv")).expect("results");
     assert!(tidy.contains(",job,job,accuracy,0.9"), "{tidy}");
-    // Not kept: the backend deleted its job.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Kept (--keep): the job, and the chaos rewritten to target it, reconciled by the operator.
     let jobs: kube::Api<ByzSgdJob> = ns.api();
-    let left = jobs.list(&ListParams::default()).await.expect("list");
-    assert!(
-        left.items
-            .iter()
-            .all(|j| j.metadata.deletion_timestamp.is_some()),
-        "jobs left behind: {:?}",
-        left.items
-            .iter()
-            .map(|j| &j.metadata.name)
-            .collect::<Vec<_>>()
-    );
+    let job = jobs.get("kube-0").await.expect("the job is kept");
+    assert!(job.status.is_some(), "the operator reconciled it");
+    let chaos: kube::Api<ByzantineChaos> = ns.api();
+    let applied = chaos.get("kube-0-quiet").await.expect("the chaos is kept");
+    assert_eq!(applied.spec.chaos.job, "kube-0");
+    let selected = applied.status.map(|s| s.selected_pods).unwrap_or_default();
+    assert_eq!(selected, vec!["kube-0-worker-1".to_owned()]);
     ns.delete().await;
 }

@@ -1,9 +1,11 @@
 //! Message and byte counts of a local run, read from its nodes' own `/metrics` while it runs:
 //! the runner writes the nodes' admin addresses to `targets.json` (its Prometheus `file_sd`),
 //! and a scraper thread reads every node's `byzsgd_messages_total` and `byzsgd_bytes_total`
-//! (direction `out`) and `byzsgd_step` once a second, keeping each node's latest sample. Nodes
-//! exit when the job ends, so the last sample is up to a second before the end; the ratio to
-//! the steps in the same samples stays exact enough for per-step figures.
+//! (direction `out`) and `byzsgd_step` four times a second, keeping each node's latest answer.
+//! Busy nodes answer late and nodes exit when the job ends, so the latest answers come from
+//! different moments; each node's counters are therefore divided by its own step, and the job's
+//! figure is the sum of those per-node rates. A run shorter than one scrape leaves the figures
+//! unmeasured.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -77,21 +79,18 @@ impl Scraper {
     }
 }
 
-/// Totals over nodes divided by the servers' median step.
+/// The sum over nodes of each node's counters divided by its own step; `None` until a server
+/// has made a step.
 fn traffic<'a>(samples: impl Iterator<Item = &'a (String, Sample)>) -> Option<Traffic> {
-    let mut steps = Vec::new();
-    let (mut messages, mut bytes) = (0.0, 0.0);
-    for (role, sample) in samples {
-        messages += sample.messages_out;
-        bytes += sample.bytes_out;
-        if role == "server" {
-            steps.push(sample.step);
-        }
+    let (mut messages, mut bytes, mut servers) = (0.0, 0.0, 0);
+    for (role, sample) in samples.filter(|(_, s)| s.step > 0.0) {
+        messages += sample.messages_out / sample.step;
+        bytes += sample.bytes_out / sample.step;
+        servers += usize::from(role == "server");
     }
-    let step = super::median(steps).filter(|s| *s > 0.0)?;
-    Some(Traffic {
-        messages_per_step: messages / step,
-        bytes_per_step: bytes / step,
+    (servers > 0).then_some(Traffic {
+        messages_per_step: messages,
+        bytes_per_step: bytes,
     })
 }
 
@@ -101,7 +100,7 @@ fn scrape_loop(
     samples: &Mutex<BTreeMap<String, (String, Sample)>>,
 ) {
     let Ok(http) = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_millis(800))
+        .timeout(Duration::from_secs(2))
         .build()
     else {
         return;
@@ -130,15 +129,14 @@ fn scrape_loop(
                     .send()
                     .and_then(reqwest::blocking::Response::text);
                 if let Ok(text) = text {
-                    let sample = parse(&text);
                     samples
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
-                        .insert(node.clone(), (role.clone(), sample));
+                        .insert(node.clone(), (role.clone(), parse(&text)));
                 }
             }
         }
-        std::thread::sleep(Duration::from_secs(1));
+        std::thread::sleep(Duration::from_millis(250));
     }
 }
 
@@ -177,7 +175,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn outgoing_counters_are_summed_over_kinds_and_divided_by_the_servers_step() {
+    fn each_nodes_outgoing_counters_are_divided_by_its_own_step_and_summed() {
         let server = parse(
             "# HELP x\nbyzsgd_step 10\nbyzsgd_messages_total{direction=\"out\",kind=\"model\"} 70\n\
              byzsgd_messages_total{direction=\"in\",kind=\"gradient\"} 70\n\
@@ -193,10 +191,11 @@ mod tests {
             }
         );
         let worker =
-            parse("byzsgd_step 9\nbyzsgd_messages_total{direction=\"out\",kind=\"gradient\"} 46\n");
+            parse("byzsgd_step 5\nbyzsgd_messages_total{direction=\"out\",kind=\"gradient\"} 25\n");
         let samples = [("server".to_owned(), server), ("worker".to_owned(), worker)];
         let totals = traffic(samples.iter()).expect("a server reported");
-        assert!((totals.messages_per_step - 12.0).abs() < 1e-9);
+        // 74 / 10 from the server, 25 / 5 from the worker sampled earlier.
+        assert!((totals.messages_per_step - 12.4).abs() < 1e-9);
         assert!((totals.bytes_per_step - 100.0).abs() < 1e-9);
         assert_eq!(traffic(std::iter::empty()), None);
     }
