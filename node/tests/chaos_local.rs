@@ -142,7 +142,11 @@ fn node_step(admin: &str) -> Option<u64> {
 }
 
 /// Node name → admin address, from the run's Prometheus targets (written before step 0).
-fn admin_addresses(runs: &Path, within: Duration) -> BTreeMap<String, String> {
+fn admin_addresses(
+    runs: &Path,
+    runner: &mut std::process::Child,
+    within: Duration,
+) -> BTreeMap<String, String> {
     let deadline = Instant::now() + within;
     loop {
         let targets = std::fs::read_dir(runs)
@@ -166,6 +170,10 @@ fn admin_addresses(runs: &Path, within: Duration) -> BTreeMap<String, String> {
                 .collect();
         }
         assert!(
+            runner.try_wait().unwrap().is_none(),
+            "the runner exited before writing targets.json"
+        );
+        assert!(
             Instant::now() < deadline,
             "the run never wrote targets.json"
         );
@@ -178,7 +186,8 @@ fn attack_hits_exactly_the_chosen_workers_from_step_s_until_step_u() {
     let _one = ONE_JOB
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let (from, until, steps) = (10_u64, 150_u64, 220_u64);
+    // Steps take milliseconds: a long window gives the scrapes time to see it.
+    let (from, until, steps) = (10_u64, 500_u64, 800_u64);
     let dir = tempfile::tempdir().unwrap();
     // f_w = 0: every server waits for every worker each step, so no worker skips a step and
     // "first step rewritten" is exactly the window's start, whatever the machine's load.
@@ -199,7 +208,11 @@ fn attack_hits_exactly_the_chosen_workers_from_step_s_until_step_u() {
 
     // Scrape every node while the job runs: which attacks each one ever reported active, and
     // whether a chosen worker was seen inactive again after passing the window.
-    let admin = admin_addresses(&dir.path().join("runs"), Duration::from_secs(120));
+    let admin = admin_addresses(
+        &dir.path().join("runs"),
+        &mut runner,
+        Duration::from_secs(120),
+    );
     let mut seen: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut ended: BTreeSet<String> = BTreeSet::new();
     while runner.try_wait().unwrap().is_none() {
@@ -281,7 +294,7 @@ fn delayed_and_partitioned_servers_do_not_stop_the_job() {
     let file = job(
         dir.path(),
         steps,
-        "{replicas: 5, byzantine: 1}",
+        "{replicas: 5, byzantine: 1, gatherEvery: 10}",
         "{replicas: 4, byzantine: 1}",
         true,
     );
@@ -293,7 +306,8 @@ fn delayed_and_partitioned_servers_do_not_stop_the_job() {
     let partition = chaos_file(
         dir.path(),
         "cut-server",
-        "  role: server\n  selector: {mode: indices, indices: [4]}\n  action: {kind: partition, peers: [worker-0]}\n  window: {fromStep: 5, untilStep: 60}\n",
+        // Servers talk to each other at gathers (every 10 steps): the partition drops those.
+        "  role: server\n  selector: {mode: indices, indices: [4]}\n  action: {kind: partition, peers: [server-0]}\n  window: {fromStep: 5, untilStep: 60}\n",
     );
     let output = local(dir.path(), &file, &[&delay, &partition])
         .output()

@@ -39,8 +39,12 @@ use self::record::{Recorder, Summary};
 /// can read every node's chaos evidence before it stops them (it closes their stdin then).
 const CHAOS_LINGER_SECONDS: f64 = 60.0;
 
-/// How often the runner checks timed chaos windows between progress lines.
-const CHAOS_TICK: Duration = Duration::from_millis(100);
+/// How often the runner checks timed chaos windows and its end condition between progress
+/// lines.
+const TICK: Duration = Duration::from_millis(100);
+
+/// How long the runner waits for honest workers once every correct server finished.
+const WORKER_GRACE: Duration = Duration::from_secs(10);
 
 /// Flags of `byzsgd-node local`.
 #[derive(Debug, Clone, clap::Args)]
@@ -214,11 +218,14 @@ async fn run_job(
 
     let interrupt = tokio::signal::ctrl_c();
     tokio::pin!(interrupt);
-    let mut tick = tokio::time::interval(CHAOS_TICK);
+    let mut tick = tokio::time::interval(TICK);
     while !tracker.all_correct_finished() {
         let next = tokio::select! {
             next = outputs.recv() => next,
-            _ = tick.tick(), if !campaign.is_empty() => {
+            _ = tick.tick() => {
+                if campaign.is_empty() {
+                    continue;
+                }
                 let mut stage = Stage { http: &http, children: &mut children, launcher: &launcher, bar: &bar };
                 for node in campaign.advance(tracker.progress_step(), &mut stage).await? {
                     tracker.forget(node);
@@ -401,6 +408,8 @@ struct Tracker {
     latest_accuracy: Option<(u64, f32)>,
     target: Option<f32>,
     time_to_target: Option<f64>,
+    /// When every correct server had finished.
+    servers_done_at: Option<Instant>,
 }
 
 impl Tracker {
@@ -424,6 +433,7 @@ impl Tracker {
                 .as_ref()
                 .map(|convergence| convergence.target_accuracy),
             time_to_target: None,
+            servers_done_at: None,
         }
     }
 
@@ -498,17 +508,24 @@ impl Tracker {
     }
 
     /// Whether every node that follows the protocol is done. Byzantine nodes are not waited
-    /// for: an attacker may lag or stop at will.
-    fn all_correct_finished(&self) -> bool {
+    /// for: an attacker may lag or stop at will. Nor is an honest worker that fell so far
+    /// behind (e.g. cut off by a chaos partition) that it is still not done
+    /// [`WORKER_GRACE`] after every correct server finished: servers only need a quorum of
+    /// workers, so such a worker may never catch up.
+    fn all_correct_finished(&mut self) -> bool {
         let servers_done = self
             .correct
             .iter()
             .all(|&index| self.finished.contains(&NodeId::server(index)));
+        if !servers_done {
+            return false;
+        }
+        let servers_done_at = *self.servers_done_at.get_or_insert_with(Instant::now);
         let workers_done = self.honest_workers.iter().all(|&index| {
             self.finished.contains(&NodeId::worker(index))
                 || self.closed.contains(&NodeId::worker(index))
         });
-        servers_done && workers_done
+        workers_done || servers_done_at.elapsed() >= WORKER_GRACE
     }
 
     fn correct_closed(&self) -> bool {
