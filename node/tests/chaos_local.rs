@@ -290,7 +290,7 @@ fn delayed_and_partitioned_servers_do_not_stop_the_job() {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let dir = tempfile::tempdir().unwrap();
-    let steps = 120;
+    let steps = 400;
     let file = job(
         dir.path(),
         steps,
@@ -309,7 +309,13 @@ fn delayed_and_partitioned_servers_do_not_stop_the_job() {
         // Servers talk to each other at gathers (every 10 steps): the partition drops those.
         "  role: server\n  selector: {mode: indices, indices: [4]}\n  action: {kind: partition, peers: [server-0]}\n  window: {fromStep: 5, untilStep: 60}\n",
     );
-    let output = local(dir.path(), &file, &[&delay, &partition])
+    // A timed window: the runner ends it with DELETE /chaos (worker-3 may be silent: f_w = 1).
+    let quiet = chaos_file(
+        dir.path(),
+        "quiet-worker",
+        "  role: worker\n  selector: {mode: indices, indices: [3]}\n  action: {kind: silence}\n  window: {fromStep: 5, duration: 200ms}\n",
+    );
+    let output = local(dir.path(), &file, &[&delay, &partition, &quiet])
         .output()
         .unwrap();
     assert_success(&output);
@@ -326,6 +332,15 @@ fn delayed_and_partitioned_servers_do_not_stop_the_job() {
             "{node} acted outside its window: {report}"
         );
     }
+    let quiet = &evidence["worker-3"];
+    assert!(quiet["armed"].is_null(), "not disarmed: {quiet}");
+    assert!(quiet["firstStep"].as_u64().unwrap() >= 5, "{quiet}");
+    let rows = chaos_rows(dir.path());
+    assert!(
+        rows.iter()
+            .any(|row| row[1] == "quiet-worker" && row[2] == "worker-3" && row[3] == "ended"),
+        "{rows:?}"
+    );
     for node in ["server-0", "server-2", "server-3", "worker-0", "worker-1"] {
         assert!(
             evidence[node]["firstStep"].is_null(),
