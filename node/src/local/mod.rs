@@ -87,7 +87,12 @@ pub struct LocalCommand {
     /// `partition` are armed on the chosen nodes through their admin `POST /chaos` before the
     /// first step; `crash` kills the chosen processes when the job reaches `fromStep` and
     /// restarts them at `untilStep` (or after `duration`). Events go to `chaos.csv`.
-    #[arg(long = "chaos", value_name = "CHAOS_FILE")]
+    #[arg(
+        long = "chaos",
+        env = "BYZSGD_CHAOS_FILES",
+        value_delimiter = ',',
+        value_name = "CHAOS_FILE"
+    )]
     pub chaos: Vec<PathBuf>,
 }
 
