@@ -1,11 +1,13 @@
 //! The node's admin HTTP server, on its own port (gRPC stays on the gRPC port):
 //! `/metrics` (Prometheus text), `/healthz` (the process is alive), `/readyz` (the gRPC server
 //! listens and peers are wired), `/status` (JSON: role, index, step, loss, accuracy, last
-//! gather, peers) and `/model?step=S` (a server's model snapshot at step S as little-endian f32
+//! gather, peers, and under `chaos` what is armed and the first and last step it acted on) and
+//! `/model?step=S` (a server's model snapshot at step S as little-endian f32
 //! bytes, for tools that measure the true drift between correct servers), and `POST /chaos` /
-//! `DELETE /chaos` (arm or cancel a run-time attack; bearer token; only in jobs that allow
-//! chaos).
+//! `DELETE /chaos` (arm or cancel a run-time `attack`, `silence`, `delay` or `partition`;
+//! bearer token; only in jobs that allow chaos).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -20,8 +22,10 @@ use tokio::sync::watch;
 
 use crate::chaos::{ChaosAction, Window, runtime_attack};
 use crate::metrics;
+use crate::protocol::NodeId;
 use crate::protocol::chaos::{Armed, ChaosOrder};
-use crate::runtime::Shared;
+use crate::rpc::identity::parse_node_name;
+use crate::runtime::{ChaosControl, Shared};
 
 /// Serves the admin endpoints until `stop` turns true.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
@@ -59,10 +63,7 @@ async fn ready(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn status(State(shared): State<Arc<Shared>>) -> Response {
-    match shared.status.lock() {
-        Ok(status) => axum::Json(status.clone()).into_response(),
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "status unavailable").into_response(),
-    }
+    axum::Json(shared.status()).into_response()
 }
 
 #[derive(Deserialize)]
@@ -92,7 +93,8 @@ async fn model(State(shared): State<Arc<Shared>>, Query(query): Query<ModelQuery
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ChaosRequest {
-    /// What to do: `attack` (with `name` and `params`) or `silence`.
+    /// What to do: `attack` (with `name` and `params`), `silence`, `delay` (with `latency` and
+    /// `jitter`) or `partition` (with `peers`). `crash` is the runner's or operator's.
     pub action: ChaosAction,
     /// Which steps: `fromStep` and optional `untilStep` (a `duration` is the caller's to end).
     #[serde(default)]
@@ -198,14 +200,29 @@ async fn arm_chaos(
             }
         }
         ChaosAction::Silence => Armed::Silence,
-        other => {
+        ChaosAction::Delay { latency, jitter } => {
+            if latency.0.is_zero() && jitter.0.is_zero() {
+                return refuse(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "action.latency: latency and jitter are both 0, the delay would do \
+                     nothing: set latency, e.g. 50ms",
+                );
+            }
+            Armed::Delay {
+                latency: latency.0,
+                jitter: jitter.0,
+            }
+        }
+        ChaosAction::Partition { peers } => match partition_peers(peers, control) {
+            Ok(peers) => Armed::Partition { peers },
+            Err(message) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, message),
+        },
+        ChaosAction::Crash => {
             return refuse(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                format!(
-                    "action `{}` is not switched inside the node: the runner or operator \
-                     applies it; the node takes `attack` and `silence`",
-                    other.kind()
-                ),
+                "action `crash` is not switched inside the node: the runner or operator \
+                 kills and restarts it; the node takes `attack`, `silence`, `delay` and \
+                 `partition`",
             );
         }
     };
@@ -248,6 +265,38 @@ async fn arm_chaos(
     });
     tracing::info!(armed = %accepted.armed, from = accepted.from_step, until = ?accepted.until_step, "chaos armed");
     axum::Json(accepted).into_response()
+}
+
+/// Resolves partition peer names against the job's size; the error names the bad entry.
+fn partition_peers(peers: &[String], control: &ChaosControl) -> Result<BTreeSet<NodeId>, String> {
+    if peers.is_empty() {
+        return Err(
+            "action.peers is empty: the partition would cut nothing; list peers such as \
+             server-1 or worker-3"
+                .to_owned(),
+        );
+    }
+    peers
+        .iter()
+        .enumerate()
+        .map(|(position, name)| {
+            parse_node_name(name)
+                .filter(|node| {
+                    node.index
+                        < match node.role {
+                            crate::job::Role::Server => control.servers,
+                            crate::job::Role::Worker => control.workers,
+                        }
+                })
+                .ok_or_else(|| {
+                    format!(
+                        "action.peers[{position}]: `{name}` is not a node of this job: name a \
+                         node as server-I (I < {}) or worker-I (I < {})",
+                        control.servers, control.workers
+                    )
+                })
+        })
+        .collect()
 }
 
 async fn disarm_chaos(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {

@@ -1,7 +1,14 @@
 //! Drives one protocol node over the network: the gRPC service feeds incoming messages to the
 //! node, the node's outputs go to the per-peer senders, its events become metrics, `/status`
 //! and (for the local runner) JSON progress lines on stdout. The mini-redis seam:
-//! [`run`] takes already-bound listeners and a shutdown future, so tests bind `127.0.0.1:0`.
+//! [`run`] takes already-bound listeners and a shutdown future, so tests bind `127.0.0.1:0`;
+//! [`run_gated`] also holds the node back until a start signal (the local runner arms chaos
+//! on every node before any of them takes a step).
+//!
+//! Chaos `delay` and `partition` orders act here, where messages leave and arrive: a delayed
+//! send waits on its own task (seeded jitter) so the node's loop never sleeps, and a
+//! partitioned peer's messages are dropped both ways and counted as
+//! `byzsgd_rejected_total{reason="partition"}`.
 //!
 //! The node itself runs on this task; its CPU-heavy calls (gradients, aggregation) run under
 //! `block_in_place` so the transport keeps moving meanwhile.
@@ -14,6 +21,8 @@ use std::time::{Duration, Instant};
 
 use ndarray::Array1;
 use prometheus::Registry;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -22,7 +31,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use crate::admin;
 use crate::job::Role;
 use crate::metrics::{Direction, Metrics};
-use crate::protocol::chaos::ChaosHandle;
+use crate::protocol::chaos::{ChaosHandle, ChaosReport, NetworkFault};
 use crate::protocol::{Event, Node, NodeId, Outputs};
 use crate::rpc::identity::Identity;
 use crate::rpc::peers::Peers;
@@ -78,6 +87,12 @@ pub struct ChaosControl {
     pub replicas: usize,
     /// Declared Byzantine nodes of this node's role (f_ps or f_w).
     pub byzantine: usize,
+    /// Servers of the job (n_ps), to check `partition` peers.
+    pub servers: usize,
+    /// Workers of the job (n_w), to check `partition` peers.
+    pub workers: usize,
+    /// Seed of the `delay` jitter.
+    pub seed: u64,
 }
 
 /// What `/status` reports.
@@ -108,8 +123,11 @@ pub struct Status {
     pub finished: bool,
     /// The attack this node runs, if any.
     pub byzantine: Option<String>,
-    /// Messages dropped at the edge or by the protocol.
+    /// Messages dropped at the edge, by the protocol or by a chaos partition.
     pub rejected: u64,
+    /// What chaos armed and where it acted; present only on nodes of jobs that allow chaos.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chaos: Option<ChaosReport>,
 }
 
 /// The last gather of a server.
@@ -186,6 +204,17 @@ impl Shared {
         }))
     }
 
+    /// The current `/status`, with the chaos report read live from the handle.
+    pub fn status(&self) -> Status {
+        let mut status = self
+            .status
+            .lock()
+            .map(|status| status.clone())
+            .unwrap_or_default();
+        status.chaos = self.chaos.as_ref().map(|control| control.handle.report());
+        status
+    }
+
     pub(crate) fn update_status(&self, update: impl FnOnce(&mut Status)) {
         if let Ok(mut status) = self.status.lock() {
             update(&mut status);
@@ -196,10 +225,32 @@ impl Shared {
 /// Runs `node` until it finished (plus `linger`) or `shutdown` resolves; returns its last
 /// status.
 pub async fn run(
+    node: Box<dyn Node>,
+    options: RuntimeOptions,
+    grpc: TcpListener,
+    admin_listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<Status> {
+    run_gated(
+        node,
+        options,
+        grpc,
+        admin_listener,
+        std::future::ready(()),
+        shutdown,
+    )
+    .await
+}
+
+/// As [`run`], but the node takes no step before `start` resolves. The gRPC and admin
+/// servers answer meanwhile (`/readyz` turns ready), so a caller can arm chaos first and
+/// know that "from step s" is honoured exactly.
+pub async fn run_gated(
     mut node: Box<dyn Node>,
     options: RuntimeOptions,
     grpc: TcpListener,
     admin_listener: TcpListener,
+    start: impl Future<Output = ()> + Send,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<Status> {
     let shared = Shared::new(&options)?;
@@ -243,6 +294,11 @@ pub async fn run(
         .ready
         .store(true, std::sync::atomic::Ordering::SeqCst);
 
+    tokio::pin!(shutdown);
+    let interrupted = tokio::select! {
+        () = start => false,
+        () = &mut shutdown => true,
+    };
     let mut driver = Driver {
         options: &options,
         shared: &shared,
@@ -250,13 +306,16 @@ pub async fn run(
         waiting_since: Instant::now(),
         last_step: Instant::now(),
         active_attack: options.attack.clone(),
+        jitter: StdRng::seed_from_u64(options.chaos.as_ref().map_or(0, |control| control.seed)),
     };
+    if interrupted {
+        return finish(&shared, stop, grpc_task, admin_task).await;
+    }
     let started = Instant::now();
     let elapsed = move || started.elapsed().as_secs_f64();
     let out = tokio::task::block_in_place(|| node.start(elapsed()));
     driver.dispatch(&*node, out, Instant::now());
 
-    tokio::pin!(shutdown);
     let mut finished_at: Option<Instant> = None;
     loop {
         let deadline = node
@@ -268,6 +327,9 @@ pub async fn run(
             () = &mut shutdown => break,
             message = inbound.recv() => {
                 let Some(Inbound { from, payload }) = message else { break };
+                if driver.partitioned(from, payload.step()) {
+                    continue;
+                }
                 let received = Instant::now();
                 match tokio::task::block_in_place(|| node.handle(elapsed(), from, payload)) {
                     Ok(out) => driver.dispatch(&*node, out, received),
@@ -290,6 +352,16 @@ pub async fn run(
         }
     }
 
+    finish(&shared, stop, grpc_task, admin_task).await
+}
+
+/// Stops the servers and returns the last status.
+async fn finish(
+    shared: &Shared,
+    stop: watch::Sender<bool>,
+    grpc_task: tokio::task::JoinHandle<()>,
+    admin_task: tokio::task::JoinHandle<()>,
+) -> anyhow::Result<Status> {
     // Graceful shutdown waits for open streams, but peers keep theirs open for their whole
     // life: give in-flight requests a moment, then stop regardless.
     let _ = stop.send(true);
@@ -299,12 +371,7 @@ pub async fn run(
             abort.abort();
         }
     }
-    let status = shared
-        .status
-        .lock()
-        .map(|status| status.clone())
-        .unwrap_or_default();
-    Ok(status)
+    Ok(shared.status())
 }
 
 async fn sleep_until(at: Option<Instant>) {
@@ -312,6 +379,16 @@ async fn sleep_until(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
     }
+}
+
+/// What happens to one outgoing message under chaos.
+enum Delivery {
+    /// Send it now (no network fault covers it).
+    Now,
+    /// Drop it (a partition cuts its receiver off).
+    Drop,
+    /// Send it after this delay.
+    After(Duration),
 }
 
 /// Turns a node's outputs into sends, metrics, status and progress lines.
@@ -324,9 +401,57 @@ struct Driver<'a> {
     last_step: Instant,
     /// The attack `byzsgd_byzantine_active` last reported as 1.
     active_attack: Option<String>,
+    /// Draws the random part of chaos delays.
+    jitter: StdRng,
 }
 
 impl Driver<'_> {
+    /// Whether a message of `step` from `from` falls to a chaos partition; counts it if so.
+    fn partitioned(&self, from: NodeId, step: u64) -> bool {
+        let Some(control) = &self.options.chaos else {
+            return false;
+        };
+        let cut = matches!(
+            control.handle.network_fault(step),
+            Some(NetworkFault::Partition { peers }) if peers.contains(&from)
+        );
+        if cut {
+            self.shared
+                .metrics
+                .rejected_total
+                .with_label_values(&["partition"])
+                .inc();
+            self.shared.update_status(|status| status.rejected += 1);
+        }
+        cut
+    }
+
+    /// What chaos does to a message of `step` to `to`; records the step when it acts.
+    fn fault(&mut self, to: NodeId, step: u64) -> Delivery {
+        let Some(control) = self.options.chaos.as_ref() else {
+            return Delivery::Now;
+        };
+        let delivery = match control.handle.network_fault(step) {
+            None => return Delivery::Now,
+            Some(NetworkFault::Partition { peers }) => {
+                if !peers.contains(&to) {
+                    return Delivery::Now;
+                }
+                Delivery::Drop
+            }
+            Some(NetworkFault::Delay { latency, jitter }) => {
+                let extra = if jitter.is_zero() {
+                    Duration::ZERO
+                } else {
+                    jitter.mul_f64(self.jitter.random::<f64>())
+                };
+                Delivery::After(latency + extra)
+            }
+        };
+        control.handle.record_applied(step);
+        delivery
+    }
+
     fn dispatch(&mut self, node: &dyn Node, out: Outputs, received: Instant) {
         // Encode each distinct vector once, even when it is broadcast to every peer.
         let mut encoded: HashMap<*const Array1<f32>, Tensor> = HashMap::new();
@@ -339,6 +464,14 @@ impl Driver<'_> {
             });
             let envelope = wire::envelope(&self.options.job, &payload, tensor);
             let bytes = payload.vector_bytes();
+            match self.fault(to, payload.step()) {
+                Delivery::Now => {}
+                Delivery::Drop => continue,
+                Delivery::After(delay) => {
+                    self.send_later(to, envelope, payload.kind(), bytes, delay);
+                    continue;
+                }
+            }
             if self.peers.send(to, envelope) {
                 self.shared
                     .metrics
@@ -351,6 +484,29 @@ impl Driver<'_> {
             self.record(node, &event, received);
         }
         self.sync_chaos();
+    }
+
+    /// Sends `envelope` to `to` after `delay` on its own task, so the node's loop goes on.
+    fn send_later(
+        &self,
+        to: NodeId,
+        envelope: crate::rpc::proto::Envelope,
+        kind: crate::protocol::Kind,
+        bytes: usize,
+        delay: Duration,
+    ) {
+        let Some(sender) = self.peers.sender(to) else {
+            return;
+        };
+        let metrics = self.shared.metrics.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            if sender.try_send(envelope).is_ok() {
+                metrics.message(Direction::Out, kind, bytes);
+            } else {
+                tracing::debug!(peer = %to, "peer queue full or closed; delayed message dropped");
+            }
+        });
     }
 
     /// Makes `byzsgd_byzantine_active{attack}` and `/status` follow what a chaos-enabled node

@@ -150,6 +150,9 @@ fn silence_sends_nothing_inside_the_window_only() {
         sent.push(out.messages.len());
     }
     assert_eq!(sent, [1, 0, 1]);
+    let report = handle.report();
+    assert_eq!(report.armed.as_deref(), Some("silence"));
+    assert_eq!((report.first_step, report.last_step), (Some(1), Some(1)));
 }
 
 /// One running job on loopback: (server admin address, worker admin address, stop sender).
@@ -195,6 +198,9 @@ async fn start(allowed: bool, token: Option<&str>) -> Running {
                 handle,
                 replicas: 1,
                 byzantine: 0,
+                servers: 1,
+                workers: 1,
+                seed: 0,
             }),
             chaos_token: token.map(str::to_owned),
         };
@@ -328,8 +334,9 @@ async fn armed_attack_shows_in_metrics_and_ends_with_its_window() {
     let status = status(&worker).await;
     assert_eq!(status["byzantine"], "reverse");
 
-    // Close the window a few steps ahead: the gauge falls back to 0 once the node passes it.
-    let until = step(&worker).await + 5;
+    // Close the window ahead of the node (steps take about a millisecond, so a few steps of
+    // margin lost the race now and then): the gauge falls back to 0 once the node passes it.
+    let until = step(&worker).await + AHEAD;
     let body = format!(
         r#"{{"action": {{"kind": "attack", "name": "reverse"}}, "window": {{"untilStep": {until}}}}}"#
     );
@@ -346,5 +353,101 @@ async fn armed_attack_shows_in_metrics_and_ends_with_its_window() {
     // A window already over is refused.
     let (code, response) = post(&worker, Some("s3cret"), &body).await;
     assert_eq!(code, 409, "{response}");
+    running.stop().await;
+}
+
+/// How many steps ahead of a running node a test opens a window.
+const AHEAD: u64 = 100;
+
+/// `byzsgd_rejected_total{reason}` of a node (0 when the series does not exist yet).
+async fn rejected(url: &str, reason: &str) -> f64 {
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let label = format!("reason=\"{reason}\"");
+    text.lines()
+        .find(|line| line.starts_with("byzsgd_rejected_total{") && line.contains(&label))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delay_and_partition_are_checked_applied_and_reported() {
+    let running = start(true, Some("s3cret")).await;
+    let worker = running.admin[&NodeId::worker(0)].clone();
+    let token = Some("s3cret");
+
+    let refused = [
+        (
+            r#"{"action": {"kind": "partition", "peers": ["server-3"]}}"#,
+            "action.peers[0]",
+        ),
+        (
+            r#"{"action": {"kind": "partition", "peers": []}}"#,
+            "action.peers",
+        ),
+        (
+            r#"{"action": {"kind": "delay", "latency": "0s"}}"#,
+            "action.latency",
+        ),
+        (r#"{"action": {"kind": "crash"}}"#, "crash"),
+    ];
+    for (body, field) in refused {
+        let (code, response) = post(&worker, token, body).await;
+        assert_eq!(code, 422, "{body}: {response}");
+        assert!(response.contains(field), "{body}: {response}");
+    }
+
+    // One server and one worker: the server waits for the worker every step, so the worker
+    // sends exactly one gradient per step and the report must name the window's bounds. The
+    // window opens well ahead so the order lands first (the answer tells if it did not).
+    let from = step(&worker).await + AHEAD;
+    let until = from + 8;
+    let body = format!(
+        r#"{{"action": {{"kind": "delay", "latency": "5ms", "jitter": "5ms"}}, "window": {{"fromStep": {from}, "untilStep": {until}}}}}"#
+    );
+    let (code, response) = post(&worker, token, &body).await;
+    assert_eq!(code, 200, "{response}");
+    let accepted: serde_json::Value = serde_json::from_str(&response).unwrap();
+    assert!(
+        accepted["step"].as_u64().unwrap() < from,
+        "the order arrived after its window opened; raise AHEAD: {response}"
+    );
+    eventually("the node to pass the delay window", || async {
+        step(&worker).await > until + 1
+    })
+    .await;
+    let report = status(&worker).await["chaos"].clone();
+    assert_eq!(report["armed"], "delay", "{report}");
+    assert_eq!(report["firstStep"], from, "{report}");
+    assert_eq!(report["lastStep"], until - 1, "{report}");
+    assert_eq!(active_gauge(&worker, "delay").await, Some(0.0));
+
+    // Cut the worker off its only server: the model of `from` is dropped on arrival, counted,
+    // and the worker cannot step past it.
+    let from = step(&worker).await + AHEAD;
+    let body = format!(
+        r#"{{"action": {{"kind": "partition", "peers": ["server-0"]}}, "window": {{"fromStep": {from}}}}}"#
+    );
+    let (code, response) = post(&worker, token, &body).await;
+    assert_eq!(code, 200, "{response}");
+    eventually("a partitioned message to be counted", || async {
+        rejected(&worker, "partition").await >= 1.0
+    })
+    .await;
+    let stuck = step(&worker).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        step(&worker).await,
+        stuck,
+        "the worker went on past the partition"
+    );
+    assert!(stuck >= from, "cut before its window: {stuck} < {from}");
+    let report = status(&worker).await["chaos"].clone();
+    assert_eq!(report["armed"], "partition", "{report}");
     running.stop().await;
 }

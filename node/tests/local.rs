@@ -216,3 +216,22 @@ fn bad_manifests_fail_before_any_process_starts() {
         assert!(processes_mentioning(&path.to_string_lossy()).is_empty());
     }
 }
+
+/// Boolean flags read from the environment take what shells and CI systems write: `1`, `true`,
+/// `yes`, `on` (and their negatives), not only clap's `true`/`false`.
+#[test]
+fn boolean_environment_variables_take_one_and_zero() {
+    for value in ["1", "0", "yes", "off"] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_byzsgd-node"))
+            .args(["local", "/nonexistent/job.yaml"])
+            .env("BYZSGD_NO_PROGRESS", value)
+            .output()
+            .expect("byzsgd-node runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success());
+        assert!(
+            stderr.contains("cannot read manifest") && !stderr.contains("invalid value"),
+            "BYZSGD_NO_PROGRESS={value}: {stderr}"
+        );
+    }
+}

@@ -50,7 +50,7 @@ pub struct RunArgs {
     )]
     pub metrics_listen: SocketAddr,
     /// Elect a leader through a Lease, so several replicas can run.
-    #[arg(long, env = "BYZSGD_OPERATOR_LEADER_ELECT")]
+    #[arg(long, env = "BYZSGD_OPERATOR_LEADER_ELECT", value_parser = clap::builder::FalseyValueParser::new())]
     pub leader_elect: bool,
     /// Name of the Lease.
     #[arg(

@@ -60,7 +60,7 @@ pub struct AggregateArgs {
     #[arg(long, env = "BYZSGD_AGGREGATE_SEED", default_value_t = 0)]
     pub seed: u64,
     /// Also print which inputs the rule selected and which it excluded.
-    #[arg(long, env = "BYZSGD_AGGREGATE_EXPLAIN")]
+    #[arg(long, env = "BYZSGD_AGGREGATE_EXPLAIN", value_parser = clap::builder::FalseyValueParser::new())]
     pub explain: bool,
     /// Write the aggregate to this `.npy` file (1-D float32) instead of printing its values.
     #[arg(long, env = "BYZSGD_AGGREGATE_OUT")]

@@ -39,7 +39,10 @@ pub enum Command {
     ///
     /// FILE is the same ByzSGDJob manifest `kubectl apply` takes (pod-level fields are
     /// ignored). Try: byzsgd-node local examples/quickstart.yaml
-    Local(local::LocalArgs),
+    ///
+    /// With --chaos CHAOS_FILE (repeatable), ByzantineChaos configs are applied to the run:
+    /// e.g. byzsgd-node local job.yaml --chaos node/tests/fixtures/chaos/alie-workers.yaml
+    Local(local::LocalCommand),
     /// Aggregate n vectors with a rule (GAR) and print the result as JSON.
     ///
     /// Input: a `.npy` file holding a 2-D float32/float64 array (one vector per row) or a JSON
@@ -67,7 +70,8 @@ impl Cli {
         let result = match self.command {
             Command::Server(args) => serve::run(Role::Server, &args),
             Command::Worker(args) => serve::run(Role::Worker, &args),
-            Command::Local(args) => local::run(&args).map(|summary| print_summary(&summary)),
+            Command::Local(command) => local::run_with_chaos(&command.args, &command.chaos)
+                .map(|summary| print_summary(&summary)),
             Command::Aggregate(args) => aggregate::run(&args),
             Command::Bench(BenchCommand::Gars(args)) => bench::gars::run(&args),
             Command::Bench(BenchCommand::Model(args)) => bench::model::run(&args),

@@ -11,6 +11,7 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use tokio::io::AsyncBufReadExt;
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 
 use crate::assemble::{Assembly, DataNeeds, JobData};
 use crate::job::{Behaviour, Manifest, Role, validate};
@@ -53,12 +54,13 @@ pub struct NodeArgs {
     )]
     pub peer_template: Option<String>,
     /// Print the bound addresses as a JSON line on stdout, then read the peer table (a JSON
-    /// object `{"server-0": "host:port", …}`) from stdin; exit when stdin closes. Used by
-    /// `byzsgd-node local`, so no node outlives its runner.
-    #[arg(long, env = "BYZSGD_PEERS_FROM_STDIN", conflicts_with_all = ["peers", "peer_template"])]
+    /// object `{"server-0": "host:port", …}`) from stdin, serve, and take the first step only
+    /// after one more line (the go); exit when stdin closes. Used by `byzsgd-node local`, which
+    /// arms chaos between the two lines, so no node outlives its runner.
+    #[arg(long, env = "BYZSGD_PEERS_FROM_STDIN", value_parser = clap::builder::FalseyValueParser::new(), conflicts_with_all = ["peers", "peer_template"])]
     pub peers_from_stdin: bool,
     /// Print progress events as JSON lines on stdout.
-    #[arg(long, env = "BYZSGD_PROGRESS_LINES")]
+    #[arg(long, env = "BYZSGD_PROGRESS_LINES", value_parser = clap::builder::FalseyValueParser::new())]
     pub progress_lines: bool,
     /// Seconds to keep serving after the node ran all its steps, so slower peers can finish.
     #[arg(long, env = "BYZSGD_LINGER_SECONDS", default_value_t = 5.0)]
@@ -128,7 +130,7 @@ pub fn run(role: Role, args: &NodeArgs) -> anyhow::Result<()> {
     let assembly = Assembly::new(plan, data)?;
     let dimension = assembly.config().dimension;
     let (node, chaos_handle) = assembly.node_with_chaos(role, args.index)?;
-    let chaos = chaos_handle.map(|handle| chaos_control(&assembly, role, handle));
+    let chaos = chaos_handle.map(|handle| chaos_control(&assembly, role, args.index, handle));
     let chaos_token = chaos_token(args)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -140,31 +142,7 @@ pub fn run(role: Role, args: &NodeArgs) -> anyhow::Result<()> {
         let admin = TcpListener::bind(args.admin_listen)
             .await
             .with_context(|| format!("cannot bind --admin-listen {}", args.admin_listen))?;
-        let (stdin_closed_tx, stdin_closed) = tokio::sync::oneshot::channel::<()>();
-        let peers = if args.peers_from_stdin {
-            let announce = serde_json::json!({
-                "event": "listening",
-                "node": me.to_string(),
-                "grpc": grpc.local_addr()?.to_string(),
-                "admin": admin.local_addr()?.to_string(),
-            });
-            println!("{announce}");
-            let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-            let line = lines.next_line().await?.context("stdin closed before the peer table arrived")?;
-            let table: PeerTable = serde_json::from_str(&line).context("the peer table on stdin is not valid JSON")?;
-            // The runner keeps stdin open for our whole life: EOF means it is gone.
-            tokio::spawn(async move {
-                while let Ok(Some(_)) = lines.next_line().await {}
-                let _ = stdin_closed_tx.send(());
-            });
-            parse_peer_map(&table.peers)?
-        } else if let Some(template) = &args.peer_template {
-            drop(stdin_closed_tx);
-            template_peers(template, &manifest.name, assembly.plan().servers, assembly.plan().workers)
-        } else {
-            drop(stdin_closed_tx);
-            parse_peer_list(&args.peers)?
-        };
+        let Wiring { peers, start, stdin_closed } = wire(args, me, &grpc, &admin, &manifest.name, assembly.plan()).await?;
         check_peers(&peers, assembly.plan().servers, assembly.plan().workers)?;
         let options = RuntimeOptions {
             job: manifest.name.clone(),
@@ -180,13 +158,13 @@ pub fn run(role: Role, args: &NodeArgs) -> anyhow::Result<()> {
             chaos,
             chaos_token,
         };
-        let stdin_watch = args.peers_from_stdin;
         let shutdown = async move {
             let stdin_gone = async {
-                if stdin_watch {
-                    let _ = stdin_closed.await;
-                } else {
-                    std::future::pending::<()>().await;
+                match stdin_closed {
+                    Some(closed) => {
+                        let _ = closed.await;
+                    }
+                    None => std::future::pending::<()>().await,
                 }
             };
             tokio::select! {
@@ -195,9 +173,79 @@ pub fn run(role: Role, args: &NodeArgs) -> anyhow::Result<()> {
             }
         };
         tracing::info!(node = %me, job = %options.job, "starting");
-        let status = runtime::run(node, options, grpc, admin, shutdown).await?;
+        // Without the go line (stdin closed first) the node never starts; shutdown follows.
+        let start = async move {
+            if start.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        let status = runtime::run_gated(node, options, grpc, admin, start, shutdown).await?;
         tracing::info!(node = %me, step = status.step, accuracy = status.accuracy, "stopped");
         Ok(())
+    })
+}
+
+/// Where a node's peers are and when it may start.
+struct Wiring {
+    /// Every node's gRPC address.
+    peers: BTreeMap<NodeId, String>,
+    /// Fires when the node may take its first step.
+    start: oneshot::Receiver<()>,
+    /// Fires when the runner closed stdin (`--peers-from-stdin` only).
+    stdin_closed: Option<oneshot::Receiver<()>>,
+}
+
+/// Reads the peers from the flags, or announces the ports and reads the peer table and the go
+/// line from stdin (`--peers-from-stdin`).
+async fn wire(
+    args: &NodeArgs,
+    me: NodeId,
+    grpc: &TcpListener,
+    admin: &TcpListener,
+    job: &str,
+    plan: &crate::job::Plan,
+) -> anyhow::Result<Wiring> {
+    let (start_tx, start) = oneshot::channel::<()>();
+    if !args.peers_from_stdin {
+        let _ = start_tx.send(());
+        let peers = match &args.peer_template {
+            Some(template) => template_peers(template, job, plan.servers, plan.workers),
+            None => parse_peer_list(&args.peers)?,
+        };
+        return Ok(Wiring {
+            peers,
+            start,
+            stdin_closed: None,
+        });
+    }
+    let announce = serde_json::json!({
+        "event": "listening",
+        "node": me.to_string(),
+        "grpc": grpc.local_addr()?.to_string(),
+        "admin": admin.local_addr()?.to_string(),
+    });
+    println!("{announce}");
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let line = lines
+        .next_line()
+        .await?
+        .context("stdin closed before the peer table arrived")?;
+    let table: PeerTable =
+        serde_json::from_str(&line).context("the peer table on stdin is not valid JSON")?;
+    let (closed_tx, closed) = oneshot::channel::<()>();
+    // The next line is the runner's go (it arms chaos first); after that the runner keeps
+    // stdin open for our whole life: EOF means it is gone.
+    tokio::spawn(async move {
+        if let Ok(Some(_)) = lines.next_line().await {
+            let _ = start_tx.send(());
+            while let Ok(Some(_)) = lines.next_line().await {}
+        }
+        let _ = closed_tx.send(());
+    });
+    Ok(Wiring {
+        peers: parse_peer_map(&table.peers)?,
+        start,
+        stdin_closed: Some(closed),
     })
 }
 
@@ -211,7 +259,12 @@ fn attack_name(behaviour: &Behaviour) -> Option<String> {
 }
 
 /// What the admin server needs to arm this node: the handle and the size of its role.
-fn chaos_control(assembly: &Assembly, role: Role, handle: ChaosHandle) -> ChaosControl {
+fn chaos_control(
+    assembly: &Assembly,
+    role: Role,
+    index: usize,
+    handle: ChaosHandle,
+) -> ChaosControl {
     let plan = assembly.plan();
     let (replicas, byzantine) = match role {
         Role::Server => (plan.servers, plan.byzantine_servers),
@@ -221,6 +274,11 @@ fn chaos_control(assembly: &Assembly, role: Role, handle: ChaosHandle) -> ChaosC
         handle,
         replicas,
         byzantine,
+        servers: plan.servers,
+        workers: plan.workers,
+        // Each node draws its own delays, reproducibly.
+        seed: plan.spec.training.seed
+            ^ (u64::from(role == Role::Worker) << 32 | index as u64).wrapping_mul(0x9E37_79B9),
     }
 }
 

@@ -1,12 +1,14 @@
 //! The local runner's child processes: one `byzsgd-node server|worker` per node on loopback
-//! ports it picks itself, wired with the two-step stdin handshake (the child announces its
-//! ports, the runner answers with everyone's). Each child's stdin stays open for its whole
-//! life: when the runner dies, even by SIGKILL, every child reads EOF and exits, so no child
-//! outlives its runner.
+//! ports it picks itself, wired with the stdin handshake (the child announces its ports, the
+//! runner answers with everyone's, and later with a go line once chaos is armed). Each
+//! child's stdin stays open for its whole life: when the runner dies, even by SIGKILL, every
+//! child reads EOF and exits, so no child outlives its runner. A crashed child can be started
+//! again on the same ports ([`Launcher::respawn`]), so its peers find it where it was.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
@@ -50,93 +52,180 @@ struct Listening {
 }
 
 /// How long a child may take to load its data and announce its ports.
-const ANNOUNCE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+const ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Starts every node of a job and wires them. Output lines go to `output`.
-pub async fn spawn_all(
-    executable: &Path,
-    job_file: &Path,
-    data_dir: Option<&Path>,
-    nodes: &[NodeId],
-    output: &mpsc::Sender<ChildOutput>,
-) -> anyhow::Result<Vec<ChildNode>> {
-    // Start everyone first: each child loads the data set before it binds, in parallel.
-    let mut starting = Vec::with_capacity(nodes.len());
-    for &id in nodes {
-        starting.push(spawn_one(executable, job_file, data_dir, id, output)?);
+/// How long a child may take to answer `/readyz` once it has the peer table.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How the runner starts `byzsgd-node` children for one job.
+#[derive(Debug, Clone)]
+pub struct Launcher {
+    /// The `byzsgd-node` executable.
+    pub executable: PathBuf,
+    /// The job manifest, canonical.
+    pub job_file: PathBuf,
+    /// `--data-dir` override.
+    pub data_dir: Option<PathBuf>,
+    /// Where children's lines go.
+    pub output: mpsc::Sender<ChildOutput>,
+    /// `--linger-seconds` of every child.
+    pub linger_seconds: f64,
+    /// Handed to children as `BYZSGD_CHAOS_TOKEN` (jobs that allow chaos only).
+    pub chaos_token: Option<String>,
+}
+
+impl Launcher {
+    /// Starts every node of a job on free ports and sends them the peer table. They serve but
+    /// take no step until [`go`].
+    pub async fn spawn_all(&self, nodes: &[NodeId]) -> anyhow::Result<Vec<ChildNode>> {
+        // Start everyone first: each child loads the data set before it binds, in parallel.
+        let mut starting = Vec::with_capacity(nodes.len());
+        for &id in nodes {
+            starting.push(self.spawn_one(id, None)?);
+        }
+        let mut children = Vec::with_capacity(nodes.len());
+        for (child, announced) in starting {
+            children.push(announce(child, announced).await?);
+        }
+        let line = peer_table(&children);
+        for child in &mut children {
+            send_line(child, &line).await?;
+        }
+        Ok(children)
     }
-    let mut children = Vec::with_capacity(nodes.len());
-    for (mut child, announced) in starting {
-        let first = match tokio::time::timeout(ANNOUNCE_TIMEOUT, announced).await {
-            Ok(Ok(line)) => line,
-            Ok(Err(_)) => {
-                let status = child.process.wait().await?;
-                bail!(
-                    "{} exited ({status}) before announcing its ports; its log is above",
-                    child.id
-                );
-            }
-            Err(_) => bail!(
-                "{} did not announce its ports within {ANNOUNCE_TIMEOUT:?}",
-                child.id
-            ),
-        };
-        let listening: Listening = serde_json::from_str(&first)
-            .with_context(|| format!("{} announced something unexpected: {first}", child.id))?;
-        child.grpc = listening.grpc;
-        child.admin = listening.admin;
-        children.push(child);
+
+    /// Starts `old`'s node again on its ports, wires it with the job's `table` (see
+    /// [`peer_table`]) and lets it go at once.
+    pub async fn respawn(&self, old: &ChildNode, table: &str) -> anyhow::Result<ChildNode> {
+        let (child, announced) = self.spawn_one(old.id, Some((&old.grpc, &old.admin)))?;
+        let mut child = announce(child, announced).await?;
+        send_line(&mut child, table).await?;
+        send_line(&mut child, GO).await?;
+        Ok(child)
     }
+
+    fn spawn_one(
+        &self,
+        id: NodeId,
+        ports: Option<(&str, &str)>,
+    ) -> anyhow::Result<(ChildNode, oneshot::Receiver<String>)> {
+        let (grpc, admin) = ports.unwrap_or(("127.0.0.1:0", "127.0.0.1:0"));
+        let mut command = Command::new(&self.executable);
+        command
+            .arg(match id.role {
+                Role::Server => "server",
+                Role::Worker => "worker",
+            })
+            .arg("--job-file")
+            .arg(&self.job_file)
+            .args(["--index", &id.index.to_string()])
+            .args(["--listen", grpc, "--admin-listen", admin])
+            .args(["--peers-from-stdin", "--progress-lines", "--linger-seconds"])
+            .arg(self.linger_seconds.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(dir) = &self.data_dir {
+            command.arg("--data-dir").arg(dir);
+        }
+        if let Some(token) = &self.chaos_token {
+            // The environment, not a flag: flags show in `ps`.
+            command.env("BYZSGD_CHAOS_TOKEN", token);
+        }
+        if std::env::var_os("RUST_LOG").is_none() {
+            // Children's info logs would drown the progress bar; warnings still come through.
+            command.env("RUST_LOG", "warn");
+        }
+        spawn_command(command, id, &self.executable, &self.output)
+    }
+}
+
+/// The line that lets a wired child take its first step.
+const GO: &str = "{\"go\":true}\n";
+
+/// The peer table line every child reads after announcing its ports.
+pub fn peer_table(children: &[ChildNode]) -> String {
     let table: BTreeMap<String, String> = children
         .iter()
         .map(|child| (child.id.to_string(), child.grpc.clone()))
         .collect();
-    let line = format!("{}\n", serde_json::json!({ "peers": table }));
-    for child in &mut children {
-        let stdin = child.stdin.as_mut().context("child stdin already closed")?;
-        stdin
-            .write_all(line.as_bytes())
-            .await
-            .with_context(|| format!("cannot send the peer table to {}", child.id))?;
-        stdin.flush().await?;
-    }
-    Ok(children)
+    format!("{}\n", serde_json::json!({ "peers": table }))
 }
 
-fn spawn_one(
-    executable: &Path,
-    job_file: &Path,
-    data_dir: Option<&Path>,
+/// Lets every wired child take its first step (children already gone are skipped).
+pub async fn go(children: &mut [ChildNode]) {
+    for child in children.iter_mut().filter(|child| child.stdin.is_some()) {
+        if let Err(error) = send_line(child, GO).await {
+            tracing::debug!(node = %child.id, %error, "cannot send the go line");
+        }
+    }
+}
+
+/// Waits until every child's `/readyz` answers 200.
+pub async fn wait_ready(http: &reqwest::Client, children: &[ChildNode]) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+    for child in children {
+        loop {
+            let ready = http
+                .get(format!("http://{}/readyz", child.admin))
+                .send()
+                .await
+                .is_ok_and(|response| response.status().is_success());
+            if ready {
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("{} was not ready within {READY_TIMEOUT:?}", child.id);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    Ok(())
+}
+
+async fn send_line(child: &mut ChildNode, line: &str) -> anyhow::Result<()> {
+    let stdin = child.stdin.as_mut().context("child stdin already closed")?;
+    stdin
+        .write_all(line.as_bytes())
+        .await
+        .with_context(|| format!("cannot write to {}", child.id))?;
+    stdin.flush().await?;
+    Ok(())
+}
+
+/// Waits for a child's first line and records its ports.
+async fn announce(
+    mut child: ChildNode,
+    announced: oneshot::Receiver<String>,
+) -> anyhow::Result<ChildNode> {
+    let first = match tokio::time::timeout(ANNOUNCE_TIMEOUT, announced).await {
+        Ok(Ok(line)) => line,
+        Ok(Err(_)) => {
+            let status = child.process.wait().await?;
+            bail!(
+                "{} exited ({status}) before announcing its ports; its log is above",
+                child.id
+            );
+        }
+        Err(_) => bail!(
+            "{} did not announce its ports within {ANNOUNCE_TIMEOUT:?}",
+            child.id
+        ),
+    };
+    let listening: Listening = serde_json::from_str(&first)
+        .with_context(|| format!("{} announced something unexpected: {first}", child.id))?;
+    child.grpc = listening.grpc;
+    child.admin = listening.admin;
+    Ok(child)
+}
+
+fn spawn_command(
+    mut command: Command,
     id: NodeId,
+    executable: &Path,
     output: &mpsc::Sender<ChildOutput>,
 ) -> anyhow::Result<(ChildNode, oneshot::Receiver<String>)> {
-    let mut command = Command::new(executable);
-    command
-        .arg(match id.role {
-            Role::Server => "server",
-            Role::Worker => "worker",
-        })
-        .arg("--job-file")
-        .arg(job_file)
-        .args(["--index", &id.index.to_string()])
-        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-        .args([
-            "--peers-from-stdin",
-            "--progress-lines",
-            "--linger-seconds",
-            "1",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    if let Some(dir) = data_dir {
-        command.arg("--data-dir").arg(dir);
-    }
-    if std::env::var_os("RUST_LOG").is_none() {
-        // Children's info logs would drown the progress bar; warnings still come through.
-        command.env("RUST_LOG", "warn");
-    }
     let mut process = command
         .spawn()
         .with_context(|| format!("cannot start {} for {id}", executable.display()))?;

@@ -7,7 +7,11 @@
 //! largest distance between correct servers' models (`byzsgd_correct_servers_max_drift`,
 //! exported on its own `/metrics`). It writes `runs/<name>-<timestamp>/` with `metrics.csv`,
 //! `summary.json`, `plot.png` and a Prometheus `file_sd` file `targets.json`.
+//!
+//! With `--chaos FILE` it also applies `ByzantineChaos` configs to the running job
+//! ([`chaos`]) and records them in `chaos.csv` and `summary.json`.
 
+pub mod chaos;
 pub mod children;
 pub mod plot;
 pub mod record;
@@ -27,8 +31,20 @@ use crate::job::{Manifest, Plan, Role, validate};
 use crate::protocol::NodeId;
 use crate::rpc::wire;
 
-use self::children::{ChildNode, ChildOutput};
+use self::chaos::{Campaign, Stage};
+use self::children::{ChildNode, ChildOutput, Launcher};
 use self::record::{Recorder, Summary};
+
+/// How long children keep serving after their last step in runs with chaos, so the runner
+/// can read every node's chaos evidence before it stops them (it closes their stdin then).
+const CHAOS_LINGER_SECONDS: f64 = 60.0;
+
+/// How often the runner checks timed chaos windows and its end condition between progress
+/// lines.
+const TICK: Duration = Duration::from_millis(100);
+
+/// How long the runner waits for honest workers once every correct server finished.
+const WORKER_GRACE: Duration = Duration::from_secs(10);
 
 /// Flags of `byzsgd-node local`.
 #[derive(Debug, Clone, clap::Args)]
@@ -55,8 +71,29 @@ pub struct LocalArgs {
     )]
     pub admin_listen: std::net::SocketAddr,
     /// No progress bar (plain progress lines instead), e.g. in CI logs.
-    #[arg(long, env = "BYZSGD_NO_PROGRESS")]
+    #[arg(long, env = "BYZSGD_NO_PROGRESS", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_progress: bool,
+}
+
+/// `byzsgd-node local`: the job's flags plus chaos configs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LocalCommand {
+    /// The run's flags.
+    #[command(flatten)]
+    pub args: LocalArgs,
+    /// A `ByzantineChaos` file to apply to the run (repeat for several). Each is checked
+    /// against the job before anything starts: its `spec.job` must be the manifest's name and
+    /// the job must set `spec.chaos.allowed: true`. `attack`, `silence`, `delay` and
+    /// `partition` are armed on the chosen nodes through their admin `POST /chaos` before the
+    /// first step; `crash` kills the chosen processes when the job reaches `fromStep` and
+    /// restarts them at `untilStep` (or after `duration`). Events go to `chaos.csv`.
+    #[arg(
+        long = "chaos",
+        env = "BYZSGD_CHAOS_FILES",
+        value_delimiter = ',',
+        value_name = "CHAOS_FILE"
+    )]
+    pub chaos: Vec<PathBuf>,
 }
 
 /// A progress line from a child (see `runtime::progress_line`).
@@ -82,12 +119,19 @@ enum Progress {
 
 /// Runs a job locally; returns its summary.
 pub fn run(args: &LocalArgs) -> anyhow::Result<Summary> {
+    run_with_chaos(args, &[])
+}
+
+/// Runs a job locally with the chaos configs in `chaos_files`; returns its summary. Every
+/// file is checked before anything starts.
+pub fn run_with_chaos(args: &LocalArgs, chaos_files: &[PathBuf]) -> anyhow::Result<Summary> {
     let manifest = Manifest::from_file(&args.file)?;
     let mut spec = manifest.spec.clone();
     if let Some(dir) = &args.data_dir {
         spec.dataset.path = Some(dir.clone());
     }
     let plan = validate(&spec)?;
+    let planned = chaos::prepare(chaos_files, &manifest.name, &plan)?;
     // Read the data and build the model once here, so a missing data set or a model that
     // does not fit it fails before any process starts. A server's load reads and checks all
     // four files but converts only the test set: the runner needs no training pixels.
@@ -98,15 +142,24 @@ pub fn run(args: &LocalArgs) -> anyhow::Result<Summary> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(run_job(args, &manifest.name, plan, dimension, &executable))
+    runtime.block_on(run_job(
+        args,
+        &manifest.name,
+        plan,
+        dimension,
+        &executable,
+        planned,
+    ))
 }
 
+#[allow(clippy::too_many_lines)] // One sequence: start, arm, go, follow, collect, stop.
 async fn run_job(
     args: &LocalArgs,
     name: &str,
     plan: Plan,
     dimension: usize,
     executable: &Path,
+    planned: Vec<chaos::Planned>,
 ) -> anyhow::Result<Summary> {
     let run_dir = record::create_run_dir(&args.runs_dir, name)?;
     let nodes: Vec<NodeId> = (0..plan.servers)
@@ -117,19 +170,26 @@ async fn run_job(
     let (output, mut outputs) = mpsc::channel(4096);
     let job_file = std::fs::canonicalize(&args.file)?;
     let launched = Instant::now();
-    let mut children = children::spawn_all(
-        executable,
-        &job_file,
-        args.data_dir.as_deref(),
-        &nodes,
-        &output,
-    )
-    .await?;
-    drop(output);
-    // Times in the CSV and the summary count from here: every node loaded its data and is
-    // wired, so start-up (loading the data set in each process) does not blur comparisons.
-    let started = Instant::now();
-    let startup_seconds = started.duration_since(launched).as_secs_f64();
+    // Every node gets the token when the job allows chaos, so an operator can also arm a
+    // running local job by hand; without the flag the nodes refuse every chaos call.
+    let token = plan.spec.chaos.allowed.then(chaos::new_token);
+    let launcher = Launcher {
+        executable: executable.to_owned(),
+        job_file,
+        data_dir: args.data_dir.clone(),
+        output,
+        linger_seconds: if planned.is_empty() {
+            1.0
+        } else {
+            CHAOS_LINGER_SECONDS
+        },
+        chaos_token: token.clone(),
+    };
+    let mut children = launcher.spawn_all(&nodes).await?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    children::wait_ready(&http, &children).await?;
 
     let runner_metrics = RunnerMetrics::serve(args.admin_listen, name).await?;
     record::write_targets(&run_dir, name, &children, &plan, &runner_metrics.address)?;
@@ -142,16 +202,41 @@ async fn run_job(
         .iter()
         .map(|child| (child.id, child.admin.clone()))
         .collect();
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?;
+    let mut campaign = Campaign::new(planned, &run_dir, token)?;
+    if !campaign.is_empty() {
+        let mut stage = Stage {
+            http: &http,
+            children: &mut children,
+            launcher: &launcher,
+            bar: &bar,
+        };
+        for node in campaign.arm(&mut stage).await? {
+            tracker.forget(node);
+        }
+    }
+    children::go(&mut children).await;
+    // Times in the CSV and the summary count from here: every node loaded its data and is
+    // wired, so start-up (loading the data set in each process) does not blur comparisons.
+    let started = Instant::now();
+    let startup_seconds = started.duration_since(launched).as_secs_f64();
     let mut interrupted = false;
 
     let interrupt = tokio::signal::ctrl_c();
     tokio::pin!(interrupt);
+    let mut tick = tokio::time::interval(TICK);
     while !tracker.all_correct_finished() {
         let next = tokio::select! {
             next = outputs.recv() => next,
+            _ = tick.tick() => {
+                if campaign.is_empty() {
+                    continue;
+                }
+                let mut stage = Stage { http: &http, children: &mut children, launcher: &launcher, bar: &bar };
+                for node in campaign.advance(tracker.progress_step(), &mut stage).await? {
+                    tracker.forget(node);
+                }
+                continue;
+            }
             _ = &mut interrupt => { interrupted = true; break; }
         };
         let Some(next) = next else { break };
@@ -174,6 +259,20 @@ async fn run_job(
                 }
                 bar.set_position(tracker.progress_step());
                 bar.set_message(tracker.describe());
+                if !campaign.is_empty() {
+                    let mut stage = Stage {
+                        http: &http,
+                        children: &mut children,
+                        launcher: &launcher,
+                        bar: &bar,
+                    };
+                    for node in campaign
+                        .advance(tracker.progress_step(), &mut stage)
+                        .await?
+                    {
+                        tracker.forget(node);
+                    }
+                }
             }
         }
         if tracker.correct_closed() {
@@ -182,8 +281,15 @@ async fn run_job(
     }
     bar.finish_and_clear();
     let wall_seconds = started.elapsed().as_secs_f64();
+    let evidence = if campaign.is_empty() {
+        BTreeMap::new()
+    } else {
+        campaign.evidence(&http, &children).await
+    };
     stop_children(&mut children).await;
-    let summary = tracker.summary(&plan, &run_dir, wall_seconds, startup_seconds, interrupted);
+    let mut summary = tracker.summary(&plan, &run_dir, wall_seconds, startup_seconds, interrupted);
+    summary.chaos = campaign.summary();
+    summary.node_chaos = evidence;
     recorder.finish(&summary)?;
     if let Err(error) = plot::write(&run_dir, &recorder) {
         eprintln!("warning: no plot: {error:#}");
@@ -307,6 +413,8 @@ struct Tracker {
     latest_accuracy: Option<(u64, f32)>,
     target: Option<f32>,
     time_to_target: Option<f64>,
+    /// When every correct server had finished.
+    servers_done_at: Option<Instant>,
 }
 
 impl Tracker {
@@ -330,11 +438,23 @@ impl Tracker {
                 .as_ref()
                 .map(|convergence| convergence.target_accuracy),
             time_to_target: None,
+            servers_done_at: None,
         }
     }
 
     fn is_correct_server(&self, id: NodeId) -> bool {
         id.role == Role::Server && self.correct.contains(&id.index)
+    }
+
+    /// Stops waiting for a node a chaos crashed: it no longer counts as correct or honest,
+    /// so the job ends with the remaining quorum.
+    fn forget(&mut self, id: NodeId) {
+        match id.role {
+            Role::Server => {
+                self.correct.remove(&id.index);
+            }
+            Role::Worker => self.honest_workers.retain(|&index| index != id.index),
+        }
     }
 
     fn stepped(&mut self, id: NodeId, step: u64) {
@@ -393,17 +513,24 @@ impl Tracker {
     }
 
     /// Whether every node that follows the protocol is done. Byzantine nodes are not waited
-    /// for: an attacker may lag or stop at will.
-    fn all_correct_finished(&self) -> bool {
+    /// for: an attacker may lag or stop at will. Nor is an honest worker that fell so far
+    /// behind (e.g. cut off by a chaos partition) that it is still not done
+    /// [`WORKER_GRACE`] after every correct server finished: servers only need a quorum of
+    /// workers, so such a worker may never catch up.
+    fn all_correct_finished(&mut self) -> bool {
         let servers_done = self
             .correct
             .iter()
             .all(|&index| self.finished.contains(&NodeId::server(index)));
+        if !servers_done {
+            return false;
+        }
+        let servers_done_at = *self.servers_done_at.get_or_insert_with(Instant::now);
         let workers_done = self.honest_workers.iter().all(|&index| {
             self.finished.contains(&NodeId::worker(index))
                 || self.closed.contains(&NodeId::worker(index))
         });
-        servers_done && workers_done
+        workers_done || servers_done_at.elapsed() >= WORKER_GRACE
     }
 
     fn correct_closed(&self) -> bool {
@@ -444,6 +571,8 @@ impl Tracker {
                 .chain(&plan.worker_behaviours)
                 .filter(|behaviour| !behaviour.is_honest())
                 .count(),
+            chaos: Vec::new(),
+            node_chaos: BTreeMap::new(),
         }
     }
 }

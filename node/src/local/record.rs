@@ -1,5 +1,6 @@
 //! What a local run leaves behind in `runs/<name>-<timestamp>/`: `metrics.csv` (one row per
-//! server step, evaluation, gather and drift measurement), `summary.json`, and `targets.json`
+//! server step, evaluation, gather and drift measurement), `summary.json` (with the chaos
+//! applied; `chaos.csv` is written by [`super::chaos`]), and `targets.json`
 //! (Prometheus `file_sd`: every node's admin port plus the runner's, so a real Prometheus can
 //! scrape a local run).
 
@@ -100,6 +101,12 @@ pub struct Summary {
     pub interrupted: bool,
     /// Nodes that ran an attack.
     pub byzantine_nodes: usize,
+    /// The chaos configs applied (`--chaos`), with what happened to which node.
+    pub chaos: Vec<super::chaos::ChaosSummary>,
+    /// Each node's `/status.chaos` at the end of a run with chaos: what was armed and the
+    /// first and last step it acted on. Empty without `--chaos`.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub node_chaos: std::collections::BTreeMap<String, crate::protocol::chaos::ChaosReport>,
 }
 
 /// One accuracy point, kept for the plot.

@@ -7,9 +7,19 @@
 //! armed attack rewrites them. So honest code still never asks "am I Byzantine" (DESIGN.md §3);
 //! only the wrapper consults the handle. The window is judged by the step each outgoing message
 //! is tagged with, so "from step s until step u" means exactly the messages of steps s..u.
+//!
+//! `delay` and `partition` act on the network, not on the payloads: the lie passes outputs
+//! through (keeping the manifest's own attack, if any) and only names the action for the
+//! metric, while the runtime asks the handle which sends to hold back or drop
+//! ([`ChaosHandle::network_fault`]). Every rewritten, silenced, delayed or dropped step is
+//! recorded ([`ChaosReport`]) so a test can prove where a window began and ended.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 use crate::job::Behaviour;
 
@@ -17,7 +27,7 @@ use super::byzantine::{Lie, ServerLie, WorkerLie};
 use super::message::Payload;
 use super::server::Server;
 use super::worker::Worker;
-use super::{Node, Outputs};
+use super::{Node, NodeId, Outputs};
 
 /// What an armed node does.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +36,18 @@ pub enum Armed {
     Attack(Behaviour),
     /// Send nothing.
     Silence,
+    /// Hold every outgoing message back for `latency` plus a uniform draw in `[0, jitter]`.
+    Delay {
+        /// Fixed part of the delay.
+        latency: Duration,
+        /// Upper bound of the random part.
+        jitter: Duration,
+    },
+    /// Drop every message to and from these peers.
+    Partition {
+        /// The peers cut off.
+        peers: BTreeSet<NodeId>,
+    },
 }
 
 impl Armed {
@@ -36,8 +58,51 @@ impl Armed {
             Self::Attack(Behaviour::Worker(attack)) => attack.kind.to_string(),
             Self::Attack(Behaviour::Honest) => "honest".to_owned(),
             Self::Silence => "silence".to_owned(),
+            Self::Delay { .. } => "delay".to_owned(),
+            Self::Partition { .. } => "partition".to_owned(),
         }
     }
+
+    /// Whether the runtime applies this order to sends (and receives) rather than the lie to
+    /// payloads.
+    pub fn is_network(&self) -> bool {
+        matches!(self, Self::Delay { .. } | Self::Partition { .. })
+    }
+}
+
+/// What the runtime does to one message of a step inside a `delay` or `partition` window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetworkFault {
+    /// Hold sends back.
+    Delay {
+        /// Fixed part.
+        latency: Duration,
+        /// Upper bound of the uniform random part.
+        jitter: Duration,
+    },
+    /// Drop messages to and from these peers.
+    Partition {
+        /// The peers cut off.
+        peers: BTreeSet<NodeId>,
+    },
+}
+
+/// Evidence of what chaos did on a node, as `/status` reports it under `chaos`: the order and
+/// the first and last step whose outgoing messages it actually changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChaosReport {
+    /// The armed action's name (`alie`, `silence`, `delay`, …); `None` when nothing is armed.
+    pub armed: Option<String>,
+    /// First step of the armed window.
+    pub from_step: Option<u64>,
+    /// First step after the armed window, if bounded.
+    pub until_step: Option<u64>,
+    /// First step whose outgoing messages the latest order rewrote, silenced, delayed or
+    /// dropped; `None` until it did. Kept after `DELETE /chaos`, reset by the next order.
+    pub first_step: Option<u64>,
+    /// Last such step.
+    pub last_step: Option<u64>,
 }
 
 /// An order to misbehave during the steps `from_step..until_step`.
@@ -64,6 +129,8 @@ struct HandleState {
     generation: u64,
     /// The attack applied to the latest outputs, for the metric.
     active: Option<String>,
+    /// First and last step the latest order acted on.
+    applied: Option<(u64, u64)>,
 }
 
 /// The runtime's side of a chaos-enabled node: arm an order, read what is active. Cloning
@@ -82,6 +149,7 @@ impl ChaosHandle {
         let mut state = self.lock();
         state.order = Some(order);
         state.generation += 1;
+        state.applied = None;
     }
 
     /// Cancels the current order.
@@ -100,6 +168,45 @@ impl ChaosHandle {
     /// The current order, if any.
     pub fn order(&self) -> Option<ChaosOrder> {
         self.lock().order.clone()
+    }
+
+    /// The network fault that applies to messages of `step`, if a `delay` or `partition`
+    /// order covers it.
+    pub fn network_fault(&self, step: u64) -> Option<NetworkFault> {
+        let state = self.lock();
+        let order = state.order.as_ref().filter(|order| order.covers(step))?;
+        match &order.armed {
+            Armed::Delay { latency, jitter } => Some(NetworkFault::Delay {
+                latency: *latency,
+                jitter: *jitter,
+            }),
+            Armed::Partition { peers } => Some(NetworkFault::Partition {
+                peers: peers.clone(),
+            }),
+            Armed::Attack(_) | Armed::Silence => None,
+        }
+    }
+
+    /// Records that the current order changed outgoing messages of `step`.
+    pub fn record_applied(&self, step: u64) {
+        let mut state = self.lock();
+        state.applied = Some(match state.applied {
+            Some((first, last)) => (first.min(step), last.max(step)),
+            None => (step, step),
+        });
+    }
+
+    /// What is armed and where it acted, for `/status`.
+    pub fn report(&self) -> ChaosReport {
+        let state = self.lock();
+        let order = state.order.as_ref();
+        ChaosReport {
+            armed: order.map(|order| order.armed.name()),
+            from_step: order.map(|order| order.from_step),
+            until_step: order.and_then(|order| order.until_step),
+            first_step: state.applied.map(|(first, _)| first),
+            last_step: state.applied.map(|(_, last)| last),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HandleState> {
@@ -137,7 +244,7 @@ impl Armable for Server {
                 context.seed,
             ))),
             Armed::Silence => Some(Box::new(Silence)),
-            Armed::Attack(_) => None,
+            Armed::Attack(_) | Armed::Delay { .. } | Armed::Partition { .. } => None,
         }
     }
 }
@@ -152,7 +259,7 @@ impl Armable for Worker {
                 context.seed,
             ))),
             Armed::Silence => Some(Box::new(Silence)),
-            Armed::Attack(_) => None,
+            Armed::Attack(_) | Armed::Delay { .. } | Armed::Partition { .. } => None,
         }
     }
 }
@@ -173,13 +280,17 @@ impl<N> Lie<N> for Silence {
 /// A lie with a name, for the metric.
 type Named<N> = (String, Box<dyn Lie<N>>);
 
+/// An armed order with its name and, for payload actions, its lie (`None` for `delay` and
+/// `partition`, which the runtime applies to the network).
+type ArmedLie<N> = (ChaosOrder, String, Option<Box<dyn Lie<N>>>);
+
 /// The lie of a chaos-enabled node: the armed attack inside its window, the manifest's attack
 /// (if any) otherwise.
 pub struct ChaosLie<N> {
     handle: ChaosHandle,
     context: LieContext,
     base: Option<Named<N>>,
-    armed: Option<(ChaosOrder, Named<N>)>,
+    armed: Option<ArmedLie<N>>,
     generation: u64,
 }
 
@@ -188,7 +299,7 @@ impl<N> fmt::Debug for ChaosLie<N> {
         f.debug_struct("ChaosLie")
             .field("context", &self.context)
             .field("base", &self.base.as_ref().map(|(name, _)| name))
-            .field("armed", &self.armed.as_ref().map(|(order, _)| order))
+            .field("armed", &self.armed.as_ref().map(|(order, _, _)| order))
             .finish_non_exhaustive()
     }
 }
@@ -217,9 +328,12 @@ impl<N: Armable> ChaosLie<N> {
         }
         self.generation = generation;
         self.armed = order.and_then(|order| {
-            let lie = N::lie(&order.armed, self.context)?;
             let name = order.armed.name();
-            Some((order, (name, lie)))
+            if order.armed.is_network() {
+                return Some((order, name, None));
+            }
+            let lie = N::lie(&order.armed, self.context)?;
+            Some((order, name, Some(lie)))
         });
     }
 }
@@ -231,7 +345,7 @@ impl<N: Armable> Lie<N> for ChaosLie<N> {
         if let Some((_, lie)) = &mut self.base {
             lie.observe(payload);
         }
-        if let Some((_, (_, lie))) = &mut self.armed {
+        if let Some((_, _, Some(lie))) = &mut self.armed {
             lie.observe(payload);
         }
     }
@@ -243,16 +357,29 @@ impl<N: Armable> Lie<N> for ChaosLie<N> {
             // metric as it is.
             return out;
         };
-        let chosen = match &mut self.armed {
-            Some((order, named)) if order.covers(step) => Some(named),
-            _ => self.base.as_mut(),
-        };
-        let active = chosen.as_ref().map(|(name, _)| name.clone());
-        let out = match chosen {
-            Some((_, lie)) => lie.rewrite(node, out),
-            None => out,
+        let base = self.base.as_mut();
+        let (active, out, rewritten) = match &mut self.armed {
+            Some((order, name, Some(lie))) if order.covers(step) => {
+                (Some(name.clone()), lie.rewrite(node, out), true)
+            }
+            // A network fault keeps the manifest's attack on the payloads; the runtime
+            // records the steps it actually delays or drops.
+            Some((order, name, None)) if order.covers(step) => {
+                let out = match base {
+                    Some((_, lie)) => lie.rewrite(node, out),
+                    None => out,
+                };
+                (Some(name.clone()), out, false)
+            }
+            _ => match base {
+                Some((name, lie)) => (Some(name.clone()), lie.rewrite(node, out), false),
+                None => (None, out, false),
+            },
         };
         self.handle.lock().active = active;
+        if rewritten {
+            self.handle.record_applied(step);
+        }
         out
     }
 }

@@ -54,6 +54,11 @@ impl Peers {
         Self { senders }
     }
 
+    /// The queue to `to`, for a send that happens later (a chaos delay).
+    pub fn sender(&self, to: NodeId) -> Option<mpsc::Sender<Envelope>> {
+        self.senders.get(&to).cloned()
+    }
+
     /// Queues `envelope` for `to`. Returns false when the peer is unknown or its queue is full.
     pub fn send(&self, to: NodeId, envelope: Envelope) -> bool {
         self.senders
