@@ -91,7 +91,9 @@ pub fn run(scenario: &Scenario, options: &SweepOptions) -> anyhow::Result<Vec<Su
 
     let bar = progress_bar(prepared.len() as u64, options.no_progress);
     let started = Instant::now();
-    let started_at = jiff::Timestamp::now().to_string();
+    let started_at = jiff::Timestamp::now()
+        .strftime("%Y-%m-%d %H:%M UTC")
+        .to_string();
     let load_average = load_average();
     let mut summaries = Vec::new();
     let mut failed = Vec::new();

@@ -76,6 +76,12 @@ struct MetricsRow {
 
 /// Runs one prepared run through `byzsgd-node local`, keeping its files under `dir`.
 pub fn run(prepared: &Prepared, node_bin: &Path, dir: &Path) -> anyhow::Result<Output> {
+    // A re-run replaces the run's previous files: its results are rewritten anyway, and a stale
+    // run directory must not be mistaken for the live one (by the scraper or the reader).
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)
+            .with_context(|| format!("cannot clear the previous run in {}", dir.display()))?;
+    }
     create_dir(dir)?;
     let job_file = dir.join("job.yaml");
     std::fs::write(&job_file, &prepared.manifest_yaml)
