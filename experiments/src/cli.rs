@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
 use crate::backend::kube::KubeOptions;
-use crate::results::{self, RESULTS_CSV, SUMMARY_CSV};
+use crate::results::{self, SUMMARY_CSV};
 use crate::scenario::{self, BackendKind, Scenario};
 use crate::{plot, report, sweep};
 
@@ -227,21 +227,7 @@ pub fn plot_dir(scenario: &Scenario, dir: &Path) -> anyhow::Result<()> {
         );
     }
     let summary = results::read_summary(&summary_path)?;
-    let rows = results::read_tidy(&dir.join(RESULTS_CSV))?;
-    let heatmaps: Vec<_> = scenario
-        .spec
-        .plots
-        .iter()
-        .map(|p| p.heatmap.clone())
-        .collect();
-    for path in plot::plot_sweep(
-        dir,
-        &scenario.spec.name,
-        &scenario.axes(),
-        &rows,
-        &summary,
-        &heatmaps,
-    )? {
+    for path in plot::plot_scenario(scenario, dir, &summary)? {
         eprintln!("plot {}", path.display());
     }
     Ok(())

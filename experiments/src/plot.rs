@@ -11,10 +11,35 @@ use plotters::prelude::*;
 
 use crate::backend::median;
 use crate::results::{SummaryRow, TidyRow, median_by_step, metric};
-use crate::scenario::HeatmapSpec;
+use crate::scenario::{HeatmapSpec, Scenario};
 
 const WIDTH: u32 = 1000;
 const HEIGHT: u32 = 560;
+
+/// Draws a swept scenario's figures into its results directory `dir` from the CSVs there:
+/// the standard ones plus the scenario's heatmaps; returns the files written.
+pub fn plot_scenario(
+    scenario: &Scenario,
+    dir: &Path,
+    summary: &[SummaryRow],
+) -> anyhow::Result<Vec<PathBuf>> {
+    let rows = crate::results::read_tidy(&dir.join(crate::results::RESULTS_CSV))?;
+    let heatmaps: Vec<HeatmapSpec> = scenario
+        .spec
+        .plots
+        .iter()
+        .map(|p| p.heatmap.clone())
+        .collect();
+    plot_sweep(
+        dir,
+        &scenario.spec.name,
+        &scenario.axes(),
+        &rows,
+        summary,
+        &heatmaps,
+    )
+    .with_context(|| format!("plots of {}", scenario.spec.name))
+}
 
 /// One run's line: legend text and points.
 struct Series {

@@ -11,7 +11,7 @@ use anyhow::Context;
 use serde::Deserialize;
 
 use crate::claims::{Judged, Verdict};
-use crate::results::{self, RESULTS_CSV, SUMMARY_CSV, SummaryRow};
+use crate::results::{self, SUMMARY_CSV, SummaryRow};
 use crate::scenario::Scenario;
 
 /// Columns shown in the per-run table, with their headings.
@@ -131,16 +131,7 @@ fn section(
     }
     let axes = scenario.axes();
     sections.push_str(&runs_table(&summary, &axes));
-    let rows = results::read_tidy(&dir.join(RESULTS_CSV))?;
-    let heatmaps: Vec<_> = scenario
-        .spec
-        .plots
-        .iter()
-        .map(|p| p.heatmap.clone())
-        .collect();
-    let figures =
-        crate::plot::plot_sweep(&dir, &scenario.spec.name, &axes, &rows, &summary, &heatmaps)
-            .with_context(|| format!("plots of {}", scenario.spec.name))?;
+    let figures = crate::plot::plot_scenario(scenario, &dir, &summary)?;
     sections.push('\n');
     for figure in figures {
         let link = relative(base, &figure);

@@ -3,22 +3,12 @@
 //! on loopback. Data: the node's seeded synthetic set, so each run takes well under a second of
 //! compute.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const JOB: &str = "apiVersion: byzsgd.io/v1alpha1
-kind: ByzSGDJob
-metadata: {name: tiny}
-spec:
-  model: {kind: logistic}
-  dataset: {name: synthetic}
-  training: {steps: 40, batchSize: 16, learningRate: 0.05, seed: 7, evaluateEvery: 20}
-  servers: {replicas: 5, byzantine: 1, gatherEvery: 5}
-  workers: {replicas: 7, byzantine: 2}
-  aggregation: {gradients: mda, models: median}
-  chaos: {allowed: true}
-  convergence: {targetAccuracy: 0.3}
-";
+use common::JOB;
 
 fn exp(args: &[&str], dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_byzsgd-exp"))

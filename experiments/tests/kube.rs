@@ -10,6 +10,8 @@
 #[path = "../../operator/tests/support/mod.rs"]
 mod support;
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -18,21 +20,8 @@ use byzsgd_operator::ByzSgdJob;
 use byzsgd_operator::crd::ByzantineChaos;
 use kube::CustomResourceExt;
 
+use common::JOB;
 use support::{TestNamespace, Testbed, install_crd};
-
-const JOB: &str = "apiVersion: byzsgd.io/v1alpha1
-kind: ByzSGDJob
-metadata: {name: tiny}
-spec:
-  model: {kind: logistic}
-  dataset: {name: synthetic}
-  training: {steps: 40, batchSize: 16, learningRate: 0.05, seed: 7, evaluateEvery: 20}
-  servers: {replicas: 5, byzantine: 1, gatherEvery: 5}
-  workers: {replicas: 7, byzantine: 2}
-  aggregation: {gradients: mda, models: median}
-  chaos: {allowed: true}
-  convergence: {targetAccuracy: 0.5}
-";
 
 const CHAOS: &str = "apiVersion: byzsgd.io/v1alpha1
 kind: ByzantineChaos

@@ -16,17 +16,17 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
-use serde_json::json;
 use tokio_stream::StreamExt;
 
 use crate::controller::ReconcilerConfig;
+use crate::controller::apply::apply_status;
 use crate::controller::build::labels::{self, FIELD_MANAGER};
 use crate::controller::status::Note;
 use crate::controller::validate::{self, ValidatedJob};
@@ -426,22 +426,12 @@ async fn patch_status(
     status: &ByzantineChaosStatus,
 ) -> Result<(), Error> {
     let api: Api<ByzantineChaos> = Api::namespaced(client.clone(), namespace);
-    let body = json!({
-        "apiVersion": ByzantineChaos::api_version(&()),
-        "kind": ByzantineChaos::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await
-    .map_err(|source| Error::PatchStatus {
-        chaos: name.to_owned(),
-        source,
-    })?;
-    Ok(())
+    apply_status(&api, name, status)
+        .await
+        .map_err(|source| Error::PatchStatus {
+            chaos: name.to_owned(),
+            source,
+        })
 }
 
 /// Publishes `note` on the experiment and, if it exists, on its job (where `kubectl describe`

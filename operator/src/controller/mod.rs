@@ -16,13 +16,12 @@ use std::time::Duration;
 use byzsgd_node::job::Role;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
-use serde_json::json;
 use tokio_stream::StreamExt;
 
 use crate::crd::{ByzSgdJob, TrackedPod};
@@ -367,22 +366,12 @@ async fn patch_status(
     name: &str,
     status: &crate::crd::ByzSgdJobStatus,
 ) -> Result<(), Error> {
-    let body = json!({
-        "apiVersion": ByzSgdJob::api_version(&()),
-        "kind": ByzSgdJob::kind(&()),
-        "status": status,
-    });
-    jobs.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await
-    .map_err(|source| Error::PatchStatus {
-        job: name.to_owned(),
-        source,
-    })?;
-    Ok(())
+    apply::apply_status(jobs, name, status)
+        .await
+        .map_err(|source| Error::PatchStatus {
+            job: name.to_owned(),
+            source,
+        })
 }
 
 /// `error` and its causes, joined by `: `.
