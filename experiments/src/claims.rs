@@ -293,9 +293,10 @@ fn bound(
     let reduced = aggregate.reduce(&values);
     Judged {
         ours: format!(
-            "{} {metric} {reduced:.3} over {} runs",
+            "{} {metric} {reduced:.3} over {} run{}",
             aggregate.as_str(),
-            values.len()
+            values.len(),
+            if values.len() == 1 { "" } else { "s" }
         ),
         verdict: if holds(reduced) {
             Verdict::Holds

@@ -103,7 +103,7 @@ plots:
         "{report}"
     );
     // The computed verdicts: ByzSGD holds; averaging under random gradients does not.
-    assert!(report.contains("1 claims hold, 1 do not"), "{report}");
+    assert!(report.contains("Claims: 1 hold, 1 do not"), "{report}");
     assert!(
         report.contains("(demo/results/accuracy_vs_step.png)"),
         "{report}"

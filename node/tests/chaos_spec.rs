@@ -321,3 +321,22 @@ fn chaos_is_off_unless_the_job_allows_it() {
     assert!(!manifest.spec.chaos.allowed);
     assert!(Manifest::parse(JOB, "<t>").unwrap().spec.chaos.allowed);
 }
+
+/// The shipped examples (`examples/chaos/`) parse and fit the job beside them, so the README's
+/// commands work as written.
+#[test]
+fn the_chaos_examples_fit_their_job() {
+    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/chaos");
+    let manifest = Manifest::from_file(&examples.join("job.yaml")).unwrap();
+    let plan = byzsgd_node::job::validate(&manifest.spec).unwrap();
+    assert!(plan.spec.chaos.allowed);
+    for file in ["alie-workers.yaml", "slow-server.yaml"] {
+        let chaos = ChaosResource::from_file(&examples.join(file)).unwrap();
+        validate(&chaos.spec, &manifest.name, &plan)
+            .unwrap_or_else(|error| panic!("{file}: {error}"));
+        assert!(
+            !select(&chaos.spec, &plan).is_empty(),
+            "{file} selects nodes"
+        );
+    }
+}
