@@ -130,7 +130,7 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
                 let runs = sweep::prepare_all(&scenario)?.len();
                 println!(
                     "{:<28} {:>4} runs  {}",
-                    scenario.dir().display(),
+                    scenario.dir().display().to_string(),
                     runs,
                     scenario.spec.title
                 );

@@ -113,7 +113,7 @@ fn default_heatmap_metric() -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     /// The file could not be read.
-    #[error("cannot read scenario {path}: {source}")]
+    #[error("cannot read scenario {path}")]
     Read {
         /// The file.
         path: PathBuf,

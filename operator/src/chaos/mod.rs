@@ -132,7 +132,7 @@ pub struct Context {
 /// The finalizer that lets a deleted experiment cancel its order on the nodes first.
 pub const FINALIZER: &str = "byzsgd.io/chaos-cleanup";
 
-/// Reconciles one experiment through its finalizer: [`apply`] while it exists, [`cleanup`]
+/// Reconciles one experiment through its finalizer: `apply` while it exists, `cleanup`
 /// once it is being deleted.
 #[tracing::instrument(skip_all, fields(chaos = %chaos.name_any(), namespace = chaos.namespace().unwrap_or_default()))]
 pub async fn reconcile(chaos: Arc<ByzantineChaos>, ctx: Arc<Context>) -> Result<Action, Error> {
