@@ -178,6 +178,10 @@ fn bad_manifests_fail_before_any_process_starts() {
             "dataset: {name: fashion-mnist, path: /nonexistent/data}",
             "/nonexistent/data",
         ),
+        (
+            "convergence: {targetAccuracy: 0.8, maxDrift: 0}",
+            "spec.convergence.maxDrift",
+        ),
     ];
     for (index, (change, expected)) in cases.into_iter().enumerate() {
         let name = format!("bad-{index}");

@@ -408,4 +408,10 @@ pub struct ConvergenceSpec {
     /// ... within this many steps (default: `training.steps`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub within_steps: Option<u64>,
+    /// Largest drift a chaos experiment may leave for its verdict to Pass: the job's
+    /// `status.training.maxDrift` (median over a quorum of each server's distance to the model
+    /// it adopted at its last gather) must end at or below it. Unset: the drift is reported,
+    /// not judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_drift: Option<f32>,
 }

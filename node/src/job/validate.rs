@@ -184,6 +184,17 @@ pub fn validate(spec: &JobSpec) -> Result<Plan, InvalidSpec> {
         );
     }
 
+    if let Some(bound) = spec.convergence.as_ref().and_then(|c| c.max_drift)
+        && !(bound.is_finite() && bound > 0.0)
+    {
+        problems.push(
+            "spec.convergence.maxDrift",
+            format!("must be a positive distance, got {bound}"),
+            "write the largest acceptable distance between models, e.g. 1.0, or leave it out"
+                .into(),
+        );
+    }
+
     let training = &spec.training;
     let gather_every = match spec.servers.gather_every {
         GatherEvery::Steps(steps) => steps,

@@ -573,7 +573,19 @@ fn judge(observed: &Observed<'_>, decision: &mut Decision) {
             Verdict::Fail,
             format!("job `{job}` was deleted before it ended"),
         )),
-        Target::Found { status, .. } if job_terminal(status) => status.map(|s| verdict(job, s)),
+        Target::Found {
+            job: validated,
+            status,
+        } if job_terminal(status) => {
+            let bound = validated
+                .plan
+                .spec
+                .convergence
+                .as_ref()
+                .and_then(|c| c.max_drift)
+                .map(f64::from);
+            status.map(|s| verdict(job, s, bound))
+        }
         Target::Found { .. } => None,
     };
     let status = &mut decision.status;
@@ -598,22 +610,35 @@ fn judge(observed: &Observed<'_>, decision: &mut Decision) {
 }
 
 /// The verdict on a terminal job: Pass when it Succeeded with its `Converged` condition true
-/// (Litmus' "steady state held"), Fail otherwise. The job spec declares no drift bound, so the
-/// drift is reported, not judged.
-pub fn verdict(job: &str, status: &ByzSgdJobStatus) -> (Verdict, String) {
-    let drift = status
-        .training
-        .as_ref()
-        .and_then(|t| t.max_drift)
-        .map_or_else(String::new, |d| format!("; max drift {d:.4}"));
+/// (Litmus' "steady state held") and, when the job declares `convergence.maxDrift`, its final
+/// `status.training.maxDrift` is within it; Fail otherwise. Without a bound the drift is
+/// reported, not judged.
+pub fn verdict(job: &str, status: &ByzSgdJobStatus, max_drift: Option<f64>) -> (Verdict, String) {
+    let measured = status.training.as_ref().and_then(|t| t.max_drift);
+    let drift = measured.map_or_else(String::new, |d| format!("; max drift {d:.4}"));
     let converged = status.condition(ConditionType::Converged);
     let converged_true = converged.is_some_and(|c| c.status == TRUE);
     let converged_text = converged.map_or("no Converged condition", |c| c.message.as_str());
+    let drift_exceeded = match (max_drift, measured) {
+        (Some(bound), Some(d)) if d > bound => Some(format!(
+            "its max drift {d:.4} exceeds spec.convergence.maxDrift = {bound}"
+        )),
+        (Some(bound), None) => Some(format!(
+            "no drift was reported, so spec.convergence.maxDrift = {bound} cannot be checked"
+        )),
+        _ => None,
+    };
     match status.state {
-        Some(JobState::Succeeded) if converged_true => (
-            Verdict::Pass,
-            format!("job `{job}` Succeeded and converged ({converged_text}){drift}"),
-        ),
+        Some(JobState::Succeeded) if converged_true => match drift_exceeded {
+            None => (
+                Verdict::Pass,
+                format!("job `{job}` Succeeded and converged ({converged_text}){drift}"),
+            ),
+            Some(why) => (
+                Verdict::Fail,
+                format!("job `{job}` converged ({converged_text}) but {why}"),
+            ),
+        },
         Some(JobState::Succeeded) => (
             Verdict::Fail,
             format!(

@@ -473,9 +473,13 @@ fn a_job_that_ends_before_the_chaos_starts_fails_the_experiment() {
 
 #[test]
 fn verdict_passes_only_a_succeeded_and_converged_job() {
-    let (pass, _) = verdict("j", &job_status(JobState::Succeeded, 100, Some(true)));
+    let (pass, _) = verdict("j", &job_status(JobState::Succeeded, 100, Some(true)), None);
     assert_eq!(pass, Verdict::Pass);
-    let (no_target, reason) = verdict("j", &job_status(JobState::Succeeded, 100, Some(false)));
+    let (no_target, reason) = verdict(
+        "j",
+        &job_status(JobState::Succeeded, 100, Some(false)),
+        None,
+    );
     assert_eq!(no_target, Verdict::Fail);
     assert!(reason.contains("targetAccuracy"), "{reason}");
     let mut failed = job_status(JobState::Failed, 100, Some(false));
@@ -488,9 +492,28 @@ fn verdict_passes_only_a_succeeded_and_converged_job() {
         t0(),
         None,
     );
-    let (fail, reason) = verdict("j", &failed);
+    let (fail, reason) = verdict("j", &failed, None);
     assert_eq!(fail, Verdict::Fail);
     assert!(reason.contains("NotConverged"), "{reason}");
+}
+
+/// The steady state includes the drift bound when the job declares one: a converged job whose
+/// servers ended further apart than `convergence.maxDrift` fails (the fixture's drift is 0.01).
+#[test]
+fn verdict_judges_the_drift_bound_when_the_job_declares_one() {
+    let converged = job_status(JobState::Succeeded, 100, Some(true));
+    assert_eq!(verdict("j", &converged, Some(0.05)).0, Verdict::Pass);
+    let (fail, reason) = verdict("j", &converged, Some(0.001));
+    assert_eq!(fail, Verdict::Fail);
+    assert!(
+        reason.contains("exceeds spec.convergence.maxDrift"),
+        "{reason}"
+    );
+    let mut silent = converged;
+    silent.training = None;
+    let (fail, reason) = verdict("j", &silent, Some(0.05));
+    assert_eq!(fail, Verdict::Fail);
+    assert!(reason.contains("cannot be checked"), "{reason}");
 }
 
 #[test]

@@ -113,6 +113,12 @@ pub fn spec_rules() -> Vec<Value> {
         "convergence.targetAccuracy must be a fraction in [0, 1], e.g. 0.8",
         ".convergence.targetAccuracy",
     ));
+    rules.push(rule(
+        "!has(self.convergence) || !has(self.convergence.maxDrift) || \
+         self.convergence.maxDrift > 0.0",
+        "convergence.maxDrift must be a positive distance, e.g. 1.0",
+        ".convergence.maxDrift",
+    ));
     rules
 }
 
