@@ -12,6 +12,8 @@ use std::process::Command;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
+use byzsgd_node::local::record::Summary;
+
 use super::{Output, Prepared, chaos_yaml, create_dir};
 use crate::results::{TidyRow, metric};
 
@@ -41,23 +43,6 @@ pub fn find_node_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
         "cannot find the byzsgd-node executable: build it (`cargo build --release -p \
          byzsgd-node`), then pass --node-bin PATH or set BYZSGD_NODE_BIN",
     )
-}
-
-/// The runner's `summary.json` (the fields read here).
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RunnerSummary {
-    steps: u64,
-    steps_per_second: f64,
-    final_accuracy: Option<f64>,
-    max_drift: f64,
-    time_to_target_seconds: Option<f64>,
-    wall_seconds: f64,
-    #[serde(default)]
-    startup_seconds: Option<f64>,
-    target_accuracy: Option<f64>,
-    converged: bool,
-    interrupted: bool,
 }
 
 /// One row of the runner's `metrics.csv`.
@@ -154,8 +139,11 @@ pub fn read_run_dir(run: &str, dir: &Path) -> anyhow::Result<Output> {
     let summary_path = dir.join("summary.json");
     let text = std::fs::read_to_string(&summary_path)
         .with_context(|| format!("cannot read {}", summary_path.display()))?;
-    let runner: RunnerSummary = serde_json::from_str(&text)
+    let runner: Summary = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a runner summary", summary_path.display()))?;
+    if runner.interrupted {
+        bail!("the run in {} was interrupted", dir.display());
+    }
     let metrics_path = dir.join("metrics.csv");
     let mut reader = csv::Reader::from_path(&metrics_path)
         .with_context(|| format!("cannot open {}", metrics_path.display()))?;
@@ -210,17 +198,14 @@ pub fn read_run_dir(run: &str, dir: &Path) -> anyhow::Result<Output> {
         rows,
         ..Output::default()
     };
-    if runner.interrupted {
-        bail!("the run in {} was interrupted", dir.display());
-    }
     let summary = &mut output.summary;
-    summary.set("final_accuracy", runner.final_accuracy);
-    summary.set("max_drift", Some(runner.max_drift));
+    summary.set("final_accuracy", runner.final_accuracy.map(f64::from));
+    summary.set("max_drift", Some(f64::from(runner.max_drift)));
     summary.set("steps", Some(runner.steps as f64));
     summary.set("steps_per_second", Some(runner.steps_per_second));
     summary.set("time_to_target_s", runner.time_to_target_seconds);
     summary.set("wall_s", Some(runner.wall_seconds));
-    summary.set("startup_s", runner.startup_seconds);
+    summary.set("startup_s", Some(runner.startup_seconds));
     summary.set(
         "converged",
         runner

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use indicatif::ProgressBar;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::chaos::{self, ChaosAction, ChaosResource, ChaosSpec, Window};
 use crate::job::Plan;
@@ -80,7 +80,7 @@ pub fn new_token() -> String {
 }
 
 /// One thing that happened to one node.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChaosEvent {
     /// Seconds since the chaos was armed (the start of training, within milliseconds).
@@ -94,7 +94,7 @@ pub struct ChaosEvent {
 }
 
 /// One chaos of a run, as `summary.json` lists it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChaosSummary {
     /// `metadata.name`.

@@ -9,7 +9,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::job::{Behaviour, Plan};
 use crate::protocol::NodeId;
@@ -73,8 +73,8 @@ fn attack_name(behaviour: &Behaviour) -> Option<String> {
     }
 }
 
-/// `summary.json`.
-#[derive(Debug, Clone, Serialize)]
+/// `summary.json`; `byzsgd-exp` reads it back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Summary {
     /// The run directory.
@@ -102,10 +102,11 @@ pub struct Summary {
     /// Nodes that ran an attack.
     pub byzantine_nodes: usize,
     /// The chaos configs applied (`--chaos`), with what happened to which node.
+    #[serde(default)]
     pub chaos: Vec<super::chaos::ChaosSummary>,
     /// Each node's `/status.chaos` at the end of a run with chaos: what was armed and the
     /// first and last step it acted on. Empty without `--chaos`.
-    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub node_chaos: std::collections::BTreeMap<String, crate::protocol::chaos::ChaosReport>,
 }
 
