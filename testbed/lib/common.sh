@@ -9,6 +9,7 @@ ETCD_VERSION=v3.6.16
 HELM3_VERSION=v3.22.0
 HELM4_VERSION=v4.3.1
 KWOK_VERSION=v0.8.0
+COREDNS_VERSION=v1.14.7
 
 TESTBED_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 GOMOD_DIR="$TESTBED_DIR/gomod"
@@ -52,6 +53,6 @@ pins_hash() {
 
 # bin_dir prints the versioned cache directory for the current pins and Go toolchain.
 cache_key_dir() {
-    printf '%s/k8s-%s-etcd-%s-helm-%s-%s-kwok-%s-%s-%s' "$CACHE_ROOT" "$K8S_VERSION" "$ETCD_VERSION" \
-        "$HELM3_VERSION" "$HELM4_VERSION" "$KWOK_VERSION" "$(go_version)" "$(pins_hash)"
+    printf '%s/k8s-%s-etcd-%s-helm-%s-%s-kwok-%s-coredns-%s-%s-%s' "$CACHE_ROOT" "$K8S_VERSION" "$ETCD_VERSION" \
+        "$HELM3_VERSION" "$HELM4_VERSION" "$KWOK_VERSION" "$COREDNS_VERSION" "$(go_version)" "$(pins_hash)"
 }
