@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, anyhow};
 use plotters::prelude::*;
 
-use crate::backend::median;
-use crate::results::{SummaryRow, TidyRow, median_by_step, metric};
+use crate::results::{SummaryRow, TidyRow, median, median_by_step, metric};
 use crate::scenario::{HeatmapSpec, Scenario};
 
 const WIDTH: u32 = 1000;

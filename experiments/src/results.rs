@@ -114,7 +114,7 @@ pub fn median_by_step<'a>(rows: &'a [TidyRow], metric: &str) -> BTreeMap<(&'a st
     }
     grouped
         .into_iter()
-        .filter_map(|(key, values)| Some((key, crate::backend::median(values)?)))
+        .filter_map(|(key, values)| Some((key, median(values)?)))
         .collect()
 }
 
@@ -200,6 +200,21 @@ pub fn read_summary(path: &Path) -> anyhow::Result<Vec<SummaryRow>> {
         rows.push(row);
     }
     Ok(rows)
+}
+
+/// Median of some values (None when empty), as the node's status does for accuracies.
+pub fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.retain(|v| v.is_finite());
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    Some(if values.len() % 2 == 1 {
+        values[middle]
+    } else {
+        f64::midpoint(values[middle - 1], values[middle])
+    })
 }
 
 #[cfg(test)]

@@ -62,7 +62,7 @@ pub struct ScenarioSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
-    /// In-process deterministic simulation (`byzsgd_node::sim`), virtual time.
+    /// In-process deterministic simulation (`byzsgd_core::sim`), virtual time.
     Sim,
     /// Separate `byzsgd-node` processes on loopback (`byzsgd-node local`).
     Local,

@@ -16,8 +16,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
 
-use byzsgd_operator::ByzSgdJob;
-use byzsgd_operator::crd::ByzantineChaos;
+use byzsgd_api::chaos::ByzantineChaos;
+use byzsgd_api::job::ByzSgdJob;
 use kube::CustomResourceExt;
 
 use common::JOB;

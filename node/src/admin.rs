@@ -16,16 +16,16 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::chaos::{ChaosAction, Window, runtime_attack};
 use crate::metrics;
-use crate::protocol::NodeId;
-use crate::protocol::chaos::{Armed, ChaosOrder};
-use crate::rpc::identity::parse_node_name;
-use crate::runtime::{ChaosControl, Shared};
+use crate::state::{ChaosControl, Shared};
+use byzsgd_api::admin::{ChaosAccepted, ChaosRequest};
+use byzsgd_api::chaos::{ChaosAction, runtime_attack};
+use byzsgd_core::protocol::NodeId;
+use byzsgd_core::protocol::chaos::{Armed, ChaosOrder};
 
 /// Serves the admin endpoints until `stop` turns true.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
@@ -87,32 +87,6 @@ async fn model(State(shared): State<Arc<Shared>>, Query(query): Query<ModelQuery
         )
             .into_response(),
     }
-}
-
-/// Body of `POST /chaos`: the `action` and `window` of a `ByzantineChaos`, for this node.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ChaosRequest {
-    /// What to do: `attack` (with `name` and `params`), `silence`, `delay` (with `latency` and
-    /// `jitter`) or `partition` (with `peers`). `crash` is the runner's or operator's.
-    pub action: ChaosAction,
-    /// Which steps: `fromStep` and optional `untilStep` (a `duration` is the caller's to end).
-    #[serde(default)]
-    pub window: Window,
-}
-
-/// Answer of a successful `POST /chaos`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ChaosAccepted {
-    /// The behaviour armed, as exported in `byzsgd_byzantine_active{attack}`.
-    pub armed: String,
-    /// First step it applies to.
-    pub from_step: u64,
-    /// First step it no longer applies to, if bounded.
-    pub until_step: Option<u64>,
-    /// The node's step when the order arrived.
-    pub step: u64,
 }
 
 /// A refusal as plain text; the message names the problem and the fix.
@@ -280,12 +254,12 @@ fn partition_peers(peers: &[String], control: &ChaosControl) -> Result<BTreeSet<
         .iter()
         .enumerate()
         .map(|(position, name)| {
-            parse_node_name(name)
+            NodeId::parse(name)
                 .filter(|node| {
                     node.index
                         < match node.role {
-                            crate::job::Role::Server => control.servers,
-                            crate::job::Role::Worker => control.workers,
+                            byzsgd_core::job::Role::Server => control.servers,
+                            byzsgd_core::job::Role::Worker => control.workers,
                         }
                 })
                 .ok_or_else(|| {

@@ -10,7 +10,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry,
 };
 
-use crate::protocol::{Event, Kind, NodeId, Rejection};
+use byzsgd_core::protocol::{Event, Kind, NodeId, Rejection};
 
 /// Step and aggregation times span from ~100 µs (a median of a small model) to seconds (a slow
 /// quorum on a loaded machine): exponential buckets from 50 µs to ~13 s.

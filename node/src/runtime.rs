@@ -13,32 +13,32 @@
 //! The node itself runs on this task; its CPU-heavy calls (gradients, aggregation) run under
 //! `block_in_place` so the transport keeps moving meanwhile.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::future::Future;
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ndarray::Array1;
-use prometheus::Registry;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::TcpListenerStream;
 
+use byzsgd_core::job::Role;
+use byzsgd_core::protocol::chaos::NetworkFault;
+use byzsgd_core::protocol::{Event, Node, NodeId, Outputs};
+
 use crate::admin;
-use crate::job::Role;
-use crate::metrics::{Direction, Metrics};
-use crate::protocol::chaos::{ChaosHandle, ChaosReport, NetworkFault};
-use crate::protocol::{Event, Node, NodeId, Outputs};
-use crate::rpc::identity::Identity;
+use crate::metrics::Direction;
 use crate::rpc::peers::Peers;
 use crate::rpc::proto::Tensor;
 use crate::rpc::proto::node_server::NodeServer;
 use crate::rpc::service::{Inbound, NodeService};
 use crate::rpc::wire;
+use crate::state::{RuntimeOptions, Shared};
+use byzsgd_api::admin::{GatherStatus, Status};
 
 /// Model snapshots a server keeps for `/model?step=` (the local runner reads them to measure
 /// the true drift between correct servers).
@@ -46,181 +46,6 @@ const SNAPSHOTS: usize = 8;
 
 /// How long shutdown waits for open connections before closing them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
-
-/// How a node process is wired.
-#[derive(Debug, Clone)]
-pub struct RuntimeOptions {
-    /// The job's name; messages of other jobs are rejected.
-    pub job: String,
-    /// This node.
-    pub me: NodeId,
-    /// Parameters of the model (the length of every vector).
-    pub dimension: usize,
-    /// `host:port` of every node of the job (this one may be included; it is skipped).
-    pub peers: BTreeMap<NodeId, String>,
-    /// Who sent a stream.
-    pub identity: Arc<dyn Identity>,
-    /// The attack this node runs, if any (exported as `byzsgd_byzantine_active`).
-    pub attack: Option<String>,
-    /// Keep a model snapshot every this many steps (servers).
-    pub snapshot_every: u64,
-    /// How long to keep serving after the node finished, so slower peers can drain.
-    pub linger: Duration,
-    /// Print progress as JSON lines on stdout (the local runner reads them).
-    pub progress_lines: bool,
-    /// Quorum sizes of the job, (models n_ps − f_ps, gradients n_w − f_w), exported as
-    /// `byzsgd_quorum_size{kind}`.
-    pub quorums: (usize, usize),
-    /// Run-time attack switching, present only when the job allows chaos
-    /// (`spec.chaos.allowed`); `POST /chaos` refuses otherwise.
-    pub chaos: Option<ChaosControl>,
-    /// The bearer token `POST /chaos` requires; without one the endpoint refuses every call.
-    pub chaos_token: Option<String>,
-}
-
-/// What the admin server needs to arm a chaos-enabled node.
-#[derive(Debug, Clone)]
-pub struct ChaosControl {
-    /// Arms the node's attack.
-    pub handle: ChaosHandle,
-    /// Nodes of this node's role in the job (n_ps or n_w), to validate attack parameters.
-    pub replicas: usize,
-    /// Declared Byzantine nodes of this node's role (f_ps or f_w).
-    pub byzantine: usize,
-    /// Servers of the job (n_ps), to check `partition` peers.
-    pub servers: usize,
-    /// Workers of the job (n_w), to check `partition` peers.
-    pub workers: usize,
-    /// Seed of the `delay` jitter.
-    pub seed: u64,
-}
-
-/// What `/status` reports.
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Status {
-    /// Job name.
-    pub job: String,
-    /// `server` or `worker`.
-    pub role: String,
-    /// Index within the role.
-    pub index: usize,
-    /// Step counter.
-    pub step: u64,
-    /// Last training loss.
-    pub loss: Option<f32>,
-    /// Last test accuracy (servers).
-    pub accuracy: Option<f32>,
-    /// Step of that accuracy.
-    pub accuracy_step: Option<u64>,
-    /// Last test loss (servers).
-    pub test_loss: Option<f32>,
-    /// Last gather (servers).
-    pub last_gather: Option<GatherStatus>,
-    /// The peers this node talks to.
-    pub peers: Vec<String>,
-    /// Whether the node ran all its steps.
-    pub finished: bool,
-    /// The attack this node runs, if any.
-    pub byzantine: Option<String>,
-    /// Messages dropped at the edge, by the protocol or by a chaos partition.
-    pub rejected: u64,
-    /// What chaos armed and where it acted; present only on nodes of jobs that allow chaos.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub chaos: Option<ChaosReport>,
-}
-
-/// The last gather of a server.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GatherStatus {
-    /// Gather step.
-    pub step: u64,
-    /// Distance to the median adopted.
-    pub drift_to_median: f32,
-}
-
-/// State the admin server reads.
-#[derive(Debug)]
-pub struct Shared {
-    /// The node's metric registry.
-    pub registry: Registry,
-    /// The metrics.
-    pub metrics: Metrics,
-    /// `/status`.
-    pub status: Mutex<Status>,
-    /// Server model snapshots by step (little-endian f32 bytes).
-    pub snapshots: Mutex<BTreeMap<u64, bytes::Bytes>>,
-    /// Set once the gRPC server listens and peers are wired.
-    pub ready: std::sync::atomic::AtomicBool,
-    /// This node's role (which attacks `POST /chaos` accepts).
-    pub role: Role,
-    /// Run-time attack switching, when the job allows chaos.
-    pub chaos: Option<ChaosControl>,
-    /// The bearer token of `POST /chaos`, if configured.
-    pub chaos_token: Option<String>,
-}
-
-impl Shared {
-    /// Fresh state with a registry under the `byzsgd` prefix.
-    pub fn new(options: &RuntimeOptions) -> anyhow::Result<Arc<Self>> {
-        let labels = [("role".to_owned(), options.me.role.as_str().to_owned())]
-            .into_iter()
-            .collect();
-        let registry = Registry::new_custom(Some("byzsgd".into()), Some(labels))?;
-        let metrics = Metrics::register(&registry)?;
-        if let Some(attack) = &options.attack {
-            metrics.byzantine_active.with_label_values(&[attack]).set(1);
-        }
-        let (models, gradients) = options.quorums;
-        for (kind, size) in [("model", models), ("gradient", gradients)] {
-            metrics
-                .quorum_size
-                .with_label_values(&[kind])
-                .set(i64::try_from(size).unwrap_or(i64::MAX));
-        }
-        let status = Status {
-            job: options.job.clone(),
-            role: options.me.role.as_str().to_owned(),
-            index: options.me.index,
-            peers: options
-                .peers
-                .keys()
-                .filter(|peer| **peer != options.me)
-                .map(ToString::to_string)
-                .collect(),
-            byzantine: options.attack.clone(),
-            ..Status::default()
-        };
-        Ok(Arc::new(Self {
-            registry,
-            metrics,
-            status: Mutex::new(status),
-            snapshots: Mutex::new(BTreeMap::new()),
-            ready: std::sync::atomic::AtomicBool::new(false),
-            role: options.me.role,
-            chaos: options.chaos.clone(),
-            chaos_token: options.chaos_token.clone(),
-        }))
-    }
-
-    /// The current `/status`, with the chaos report read live from the handle.
-    pub fn status(&self) -> Status {
-        let mut status = self
-            .status
-            .lock()
-            .map(|status| status.clone())
-            .unwrap_or_default();
-        status.chaos = self.chaos.as_ref().map(|control| control.handle.report());
-        status
-    }
-
-    pub(crate) fn update_status(&self, update: impl FnOnce(&mut Status)) {
-        if let Ok(mut status) = self.status.lock() {
-            update(&mut status);
-        }
-    }
-}
 
 /// Runs `node` until it finished (plus `linger`) or `shutdown` resolves; returns its last
 /// status.
@@ -491,7 +316,7 @@ impl Driver<'_> {
         &self,
         to: NodeId,
         envelope: crate::rpc::proto::Envelope,
-        kind: crate::protocol::Kind,
+        kind: byzsgd_core::protocol::Kind,
         bytes: usize,
         delay: Duration,
     ) {

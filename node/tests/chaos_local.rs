@@ -20,7 +20,7 @@ static ONE_JOB: Mutex<()> = Mutex::new(());
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/chaos")
+        .join("../api/tests/fixtures/chaos")
         .join(name)
 }
 

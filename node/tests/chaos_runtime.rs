@@ -9,13 +9,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use byzsgd_node::assemble::{Assembly, JobData};
-use byzsgd_node::attack::{AttackParams, WorkerAttack, WorkerAttackKind};
-use byzsgd_node::job::{Behaviour, Manifest, Role, validate};
-use byzsgd_node::protocol::chaos::{Armed, ChaosOrder};
-use byzsgd_node::protocol::{Node, NodeId, Payload};
+use byzsgd_api::{Manifest, validate};
+use byzsgd_core::assemble::{Assembly, JobData};
+use byzsgd_core::attack::{AttackParams, WorkerAttack, WorkerAttackKind};
+use byzsgd_core::job::{Behaviour, Role};
+use byzsgd_core::protocol::chaos::{Armed, ChaosOrder};
+use byzsgd_core::protocol::{Node, NodeId, Payload};
 use byzsgd_node::rpc::identity::HeaderIdentity;
-use byzsgd_node::runtime::{self, ChaosControl, RuntimeOptions};
+use byzsgd_node::runtime;
+use byzsgd_node::state::{ChaosControl, RuntimeOptions};
 use ndarray::Array1;
 use tokio::net::TcpListener;
 
@@ -159,7 +161,7 @@ fn silence_sends_nothing_inside_the_window_only() {
 struct Running {
     admin: BTreeMap<NodeId, String>,
     stop: tokio::sync::watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<anyhow::Result<runtime::Status>>>,
+    tasks: Vec<tokio::task::JoinHandle<anyhow::Result<byzsgd_api::admin::Status>>>,
 }
 
 async fn start(allowed: bool, token: Option<&str>) -> Running {

@@ -6,11 +6,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use byzsgd_node::assemble::{Assembly, JobData};
-use byzsgd_node::job::{Behaviour, Manifest, Role, validate};
-use byzsgd_node::protocol::NodeId;
+use byzsgd_api::{Manifest, validate};
+use byzsgd_core::assemble::{Assembly, JobData};
+use byzsgd_core::job::{Behaviour, Role};
+use byzsgd_core::protocol::NodeId;
 use byzsgd_node::rpc::identity::HeaderIdentity;
-use byzsgd_node::runtime::{self, RuntimeOptions};
+use byzsgd_node::runtime;
+use byzsgd_node::state::RuntimeOptions;
 use tokio::net::TcpListener;
 
 const JOB: &str = "

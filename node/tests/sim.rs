@@ -1,4 +1,4 @@
-//! Deterministic simulations of whole jobs (`byzsgd_node::sim`): every worker and server
+//! Deterministic simulations of whole jobs (`byzsgd_core::sim`): every worker and server
 //! attack against ByzSGD, the same attacks against plain averaging (so the attacks are real),
 //! quorum discipline and identity.
 //!
@@ -8,10 +8,11 @@
 
 use std::sync::Arc;
 
-use byzsgd_node::assemble::{Assembly, JobData};
-use byzsgd_node::job::{Manifest, Plan, Role, validate};
-use byzsgd_node::protocol::{NodeId, Payload, Rejection};
-use byzsgd_node::sim::{Network, Report, Sim};
+use byzsgd_api::{Manifest, validate};
+use byzsgd_core::assemble::{Assembly, JobData};
+use byzsgd_core::job::{Plan, Role};
+use byzsgd_core::protocol::{NodeId, Payload, Rejection};
+use byzsgd_core::sim::{Network, Report, Sim};
 use ndarray::Array1;
 
 /// Steps per simulated job: long enough for logistic regression to pass the target on the
@@ -322,17 +323,17 @@ fn synchronous_mode_converges_and_its_filters_catch_a_lying_server() {
     assert_converged("synchronous honest", &report, &correct);
     let pulls = report
         .messages
-        .get(&byzsgd_node::protocol::Kind::Pull)
+        .get(&byzsgd_core::protocol::Kind::Pull)
         .copied()
         .unwrap_or(0);
     assert!(pulls > 0, "workers pull in synchronous mode");
     let models = report
         .messages
-        .get(&byzsgd_node::protocol::Kind::Model)
+        .get(&byzsgd_core::protocol::Kind::Model)
         .copied()
         .unwrap_or(0);
     let (asynchronous, _) = byzsgd_with("");
-    let asynchronous_models = asynchronous.messages[&byzsgd_node::protocol::Kind::Model];
+    let asynchronous_models = asynchronous.messages[&byzsgd_core::protocol::Kind::Model];
     assert!(
         models < asynchronous_models,
         "fewer model messages: {models} vs {asynchronous_models}"

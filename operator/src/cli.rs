@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::telemetry::{self, LogFormat};
 use anyhow::Context as _;
-use byzsgd_node::telemetry::{self, LogFormat};
 use clap::{Parser, Subcommand};
 
 use crate::{LeaseConfig, ReconcilerConfig, RunConfig};
@@ -161,11 +161,11 @@ fn crd(args: &CrdArgs) -> anyhow::Result<()> {
         None => {
             print!(
                 "{}",
-                crate::crd::all_crds_yaml().context("cannot render the CRDs")?
+                byzsgd_api::crd::all_crds_yaml().context("cannot render the CRDs")?
             );
         }
         Some(dir) => {
-            for (file, yaml) in crate::crd::crd_files().context("cannot render the CRDs")? {
+            for (file, yaml) in byzsgd_api::crd::crd_files().context("cannot render the CRDs")? {
                 let path = Path::new(dir).join(file);
                 std::fs::write(&path, yaml).with_context(|| {
                     format!(

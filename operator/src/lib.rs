@@ -7,35 +7,41 @@
 //!
 //! # Layout
 //!
-//! - [`crd`]: the resource types (the training part is the node's own `JobSpec`), their CEL
-//!   admission rules and status.
-//! - [`controller`]: the reconcile pipeline `validate → build → apply → status`.
-//! - [`chaos`]: the `ByzantineChaos` controller (observe → decide → arm/disarm/crash → status).
-//! - [`leader`]: Lease-based leader election.
-//! - [`metrics`] and [`admin`]: `/metrics`, `/healthz`, `/readyz`.
-//! - [`cli`]: `byzsgd-operator crd` and `byzsgd-operator run`.
+//! The resource types, their validation, CEL admission rules, status and CRDs are
+//! `byzsgd-api`'s (shared with the node and the experiment runner). **Must not depend on**
+//! `byzsgd-node`: the operator image carries no gRPC, plotting or training code.
+//!
+//! Modules, bottom to top (a module imports only modules above it in this list):
+//!
+//! - [`telemetry`] — logging.
+//! - [`metrics`] and [`admin`] — `/metrics`, `/healthz`, `/readyz`.
+//! - [`controller`] — the reconcile pipeline `validate → build → apply → status`.
+//! - [`leader`] — Lease-based leader election.
+//! - [`chaos`] — the `ByzantineChaos` controller (observe → decide → arm/disarm/crash → status).
+//! - [`cli`] — `byzsgd-operator crd` and `byzsgd-operator run`.
 //!
 //! Glossary (as everywhere in the workspace): server = parameter server; worker; step (the
 //! paper's t); gather; GAR = aggregation rule; f = number of Byzantine nodes of a role.
 
+pub mod telemetry;
+pub mod metrics;
 pub mod admin;
+pub mod controller;
+pub mod leader;
 pub mod chaos;
 pub mod cli;
-pub mod controller;
-pub mod crd;
-pub mod leader;
-pub mod metrics;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use byzsgd_api::chaos::ByzantineChaos;
+use byzsgd_api::job::ByzSgdJob;
 use kube::api::ListParams;
 use kube::{Api, Client};
 use tokio::sync::watch;
 
 pub use controller::ReconcilerConfig;
-pub use crd::{ByzSgdJob, ByzSgdJobSpec, ByzSgdJobStatus};
 pub use leader::LeaseConfig;
 
 /// Settings of [`run`].
@@ -100,7 +106,7 @@ pub async fn run(
     jobs.list(&ListParams::default().limit(1))
         .await
         .map_err(RunError::CrdMissing)?;
-    let experiments: Api<crd::ByzantineChaos> = match &config.watch_namespace {
+    let experiments: Api<ByzantineChaos> = match &config.watch_namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };

@@ -5,7 +5,7 @@ use prometheus::{
     Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
 
-use crate::crd::JobState;
+use byzsgd_api::job::JobState;
 
 /// Every state a job can be in, for the `jobs{phase}` gauge ("Pending" = no status yet).
 pub const PHASES: [&str; 7] = [

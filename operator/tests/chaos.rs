@@ -1,6 +1,6 @@
 //! The `ByzantineChaos` controller against the real control plane of the testbed (tier b: API
 //! server, controllers, scheduler, kwok nodes): the chaos token of a job that allows chaos, an
-//! experiment reconciled from the node's own fixture (`node/tests/fixtures/chaos/`), its status
+//! experiment reconciled from the API's own fixture (`api/tests/fixtures/chaos/`), its status
 //! and verdict, a malformed experiment, and the Events on the job.
 //!
 //! Run with `testbed/with-testbed --tier b -- cargo test -p byzsgd-operator --test chaos`.
@@ -13,11 +13,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use byzsgd_node::admin::ChaosRequest;
-use byzsgd_node::job::Role;
-use byzsgd_operator::crd::{
-    ByzSgdJob, ByzantineChaos, ChaosCondition, ChaosPhase, JobState, Verdict,
-};
+use byzsgd_api::admin::ChaosRequest;
+use byzsgd_api::chaos::{ByzantineChaos, ChaosCondition, ChaosPhase, Verdict};
+use byzsgd_api::job::{ByzSgdJob, JobState};
+use byzsgd_core::job::Role;
 use byzsgd_operator::{ReconcilerConfig, RunConfig};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::api::events::v1::Event;
@@ -29,8 +28,8 @@ use tokio::sync::oneshot;
 
 use support::{TestNamespace, Testbed, WAIT, wait_for};
 
-const JOB: &str = include_str!("fixtures/chaos-job.yaml");
-const ALIE: &str = include_str!("../../node/tests/fixtures/chaos/alie-workers.yaml");
+const JOB: &str = include_str!("../../api/tests/fixtures/chaos-job.yaml");
+const ALIE: &str = include_str!("../../api/tests/fixtures/chaos/alie-workers.yaml");
 /// Silences one server; NAME, INDEX and WINDOW are filled in per experiment.
 const SILENCE: &str = "
 apiVersion: byzsgd.io/v1alpha1
@@ -313,8 +312,8 @@ async fn an_experiment_hits_exactly_the_selected_pods_and_gets_a_verdict() {
     // The experiment, from the node's own fixture.
     report(&shared, 30, 0.5, false);
     let chaos: ByzantineChaos = apply(&ns, ALIE).await;
-    let plan = byzsgd_node::job::validate(&job.spec.job).expect("plan");
-    let expected: BTreeSet<String> = byzsgd_node::chaos::select(&chaos.spec.chaos, &plan)
+    let plan = byzsgd_api::validate(&job.spec.job).expect("plan");
+    let expected: BTreeSet<String> = byzsgd_api::chaos::select(&chaos.spec.chaos, &plan)
         .into_iter()
         .map(|i| format!("chaos-job-{}-{i}", Role::Worker))
         .collect();

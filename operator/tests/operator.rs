@@ -14,7 +14,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use byzsgd_operator::crd::{ByzSgdJob, ByzantineChaos, ConditionType, JobState};
+use byzsgd_api::chaos::ByzantineChaos;
+
+use byzsgd_api::job::{ByzSgdJob, ConditionType, JobState};
 use byzsgd_operator::{LeaseConfig, ReconcilerConfig, RunConfig};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
@@ -264,14 +266,23 @@ async fn api_server_rejects_broken_bounds_naming_them() {
     let ns = TestNamespace::create(&testbed, "bounds").await;
     for (fixture, expected) in [
         (
-            include_str!("fixtures/bad-servers.yaml"),
+            include_str!("../../api/tests/fixtures/bad-servers.yaml"),
             "n_ps ≥ 3·f_ps + 2",
         ),
-        (include_str!("fixtures/bad-workers.yaml"), "n_w ≥ 3·f_w + 1"),
-        (include_str!("fixtures/bad-krum.yaml"), "n ≥ 2f + 3"),
-        (include_str!("fixtures/bad-bulyan.yaml"), "n ≥ 4f + 3"),
         (
-            include_str!("fixtures/bad-inject.yaml"),
+            include_str!("../../api/tests/fixtures/bad-workers.yaml"),
+            "n_w ≥ 3·f_w + 1",
+        ),
+        (
+            include_str!("../../api/tests/fixtures/bad-krum.yaml"),
+            "n ≥ 2f + 3",
+        ),
+        (
+            include_str!("../../api/tests/fixtures/bad-bulyan.yaml"),
+            "n ≥ 4f + 3",
+        ),
+        (
+            include_str!("../../api/tests/fixtures/bad-inject.yaml"),
             "count must be ≤ the replicas",
         ),
     ] {
@@ -651,7 +662,7 @@ async fn the_binary_prints_the_crd_serves_metrics_reconciles_and_stops_on_sigter
     assert!(crd.status.success());
     assert_eq!(
         String::from_utf8(crd.stdout).expect("utf-8"),
-        byzsgd_operator::crd::all_crds_yaml().expect("yaml")
+        byzsgd_api::crd::all_crds_yaml().expect("yaml")
     );
 
     let ns = TestNamespace::create(&testbed, "binary").await;

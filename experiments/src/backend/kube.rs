@@ -8,8 +8,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use byzsgd_operator::crd::JobState;
-use byzsgd_operator::{ByzSgdJob, ByzSgdJobStatus};
+use byzsgd_api::job::JobState;
+use byzsgd_api::job::{ByzSgdJob, ByzSgdJobStatus};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::pinned_kind;
@@ -104,7 +104,7 @@ async fn apply_chaos(
     let chaos_api = if prepared.chaos.is_empty() {
         None
     } else {
-        let gvk = GroupVersionKind::gvk("byzsgd.io", "v1alpha1", byzsgd_node::chaos::KIND);
+        let gvk = GroupVersionKind::gvk("byzsgd.io", "v1alpha1", byzsgd_api::chaos::KIND);
         let (resource, _) = pinned_kind(client, &gvk).await.context(
             "the cluster has no ByzantineChaos resource: install the CRDs (`kubectl apply -f crds/`)",
         )?;
@@ -119,7 +119,7 @@ async fn apply_chaos(
             let chaos_name = format!("{name}-{}", resource.name);
             let object = serde_json::json!({
                 "apiVersion": "byzsgd.io/v1alpha1",
-                "kind": byzsgd_node::chaos::KIND,
+                "kind": byzsgd_api::chaos::KIND,
                 "metadata": {"name": chaos_name},
                 "spec": resource.spec,
             });

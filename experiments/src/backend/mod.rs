@@ -11,8 +11,9 @@ pub mod sim;
 use std::path::Path;
 
 use anyhow::Context;
-use byzsgd_node::chaos::{self, ChaosResource};
-use byzsgd_node::job::{Manifest, Plan, validate};
+use byzsgd_api::chaos::{self, ChaosResource};
+use byzsgd_api::{Manifest, validate};
+use byzsgd_core::job::Plan;
 
 use crate::grid::Run;
 use crate::results::{SummaryRow, TidyRow};
@@ -71,21 +72,6 @@ pub fn chaos_yaml(resource: &ChaosResource) -> anyhow::Result<String> {
         "spec": resource.spec,
     });
     Ok(serde_yaml_ng::to_string(&document)?)
-}
-
-/// Median of some values (None when empty), as the node's status does for accuracies.
-pub fn median(mut values: Vec<f64>) -> Option<f64> {
-    values.retain(|v| v.is_finite());
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    let middle = values.len() / 2;
-    Some(if values.len() % 2 == 1 {
-        values[middle]
-    } else {
-        f64::midpoint(values[middle - 1], values[middle])
-    })
 }
 
 /// Creates `dir` and its parents, naming it on failure.

@@ -1,5 +1,5 @@
 //! The `sim` backend: the whole job as protocol state machines in one thread, in virtual time
-//! (`byzsgd_node::sim`). Deterministic and fast, so it carries the grids whose claims are about
+//! (`byzsgd_core::sim`). Deterministic and fast, so it carries the grids whose claims are about
 //! accuracy, drift and message counts; it has no wall clock, so it reports no steps per second
 //! and no time to target (those need `--backend local`).
 //!
@@ -8,14 +8,15 @@
 //! windows act on processes and wall time and are refused here with the fix.
 
 use anyhow::bail;
-use byzsgd_node::assemble::{Assembly, JobData};
-use byzsgd_node::chaos::{self, ChaosAction};
-use byzsgd_node::job::Role;
-use byzsgd_node::protocol::chaos::ChaosHandle;
-use byzsgd_node::protocol::chaos::{Armed, ChaosOrder};
-use byzsgd_node::sim::{Network, Report, Sim};
+use byzsgd_api::chaos::{self, ChaosAction};
+use byzsgd_core::assemble::{Assembly, JobData};
+use byzsgd_core::job::Role;
+use byzsgd_core::protocol::chaos::ChaosHandle;
+use byzsgd_core::protocol::chaos::{Armed, ChaosOrder};
+use byzsgd_core::sim::{Network, Report, Sim};
 
-use super::{Output, Prepared, median};
+use super::{Output, Prepared};
+use crate::results::median;
 use crate::results::{SummaryRow, TidyRow, metric};
 
 /// Virtual seconds after which a simulation stops even if nodes are still waiting (a stuck

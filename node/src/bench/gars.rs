@@ -21,7 +21,7 @@ use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
 use serde_json::{Value, json};
 
-use crate::gar::{self, GarConfig, GarError, Rule};
+use byzsgd_core::gar::{self, GarConfig, GarError, Rule};
 
 /// Flags of `byzsgd-node bench gars`.
 #[derive(Debug, clap::Args)]

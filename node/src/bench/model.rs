@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::data::{self, Batches, DEFAULT_DATA_DIR, Dataset};
-use crate::model::{ModelSpec, Sgd};
+use byzsgd_core::data::{self, Batches, DEFAULT_DATA_DIR, Dataset};
+use byzsgd_core::model::{ModelSpec, Sgd};
 
 /// The models `bench model` can time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -18,13 +18,21 @@ use ndarray_npy::{ReadNpyError, ReadNpyExt, WriteNpyExt};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::gar::{self, GarConfig, PreAggregator, Rule};
+use byzsgd_core::gar::{self, GarConfig, PreAggregator, Rule};
+
+/// Parses `--rule`: every rule name is a possible value (listed by `--help` and in errors); the
+/// names are the core's, so the flag, the manifest and the metrics labels spell rules alike.
+fn rule_parser() -> impl clap::builder::TypedValueParser<Value = Rule> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(Rule::ALL.map(Rule::name))
+        .try_map(|name| name.parse::<Rule>())
+}
 
 /// Flags of `byzsgd-node aggregate`.
 #[derive(Debug, clap::Args)]
 pub struct AggregateArgs {
     /// Aggregation rule.
-    #[arg(long, env = "BYZSGD_AGGREGATE_RULE", value_enum)]
+    #[arg(long, env = "BYZSGD_AGGREGATE_RULE", value_parser = rule_parser())]
     pub rule: Rule,
     /// Declared number of Byzantine inputs the rule must tolerate.
     #[arg(long, env = "BYZSGD_AGGREGATE_F")]

@@ -12,8 +12,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::bench;
-use crate::job::Role;
 use crate::local;
+use byzsgd_core::job::Role;
 
 /// ByzSGD node: parameter server, worker, local runner and tools.
 ///
@@ -41,7 +41,7 @@ pub enum Command {
     /// ignored). Try: byzsgd-node local examples/quickstart.yaml
     ///
     /// With --chaos CHAOS_FILE (repeatable), ByzantineChaos configs are applied to the run:
-    /// e.g. byzsgd-node local job.yaml --chaos node/tests/fixtures/chaos/alie-workers.yaml
+    /// e.g. byzsgd-node local job.yaml --chaos examples/chaos/alie-workers.yaml
     Local(local::LocalCommand),
     /// Aggregate n vectors with a rule (GAR) and print the result as JSON.
     ///

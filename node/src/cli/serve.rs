@@ -13,13 +13,15 @@ use tokio::io::AsyncBufReadExt;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use crate::assemble::{Assembly, DataNeeds, JobData};
-use crate::job::{Behaviour, Manifest, Role, validate};
-use crate::protocol::NodeId;
-use crate::protocol::chaos::ChaosHandle;
-use crate::rpc::identity::{HeaderIdentity, parse_node_name};
-use crate::runtime::{self, ChaosControl, RuntimeOptions};
+use crate::rpc::identity::HeaderIdentity;
+use crate::runtime;
+use crate::state::{ChaosControl, RuntimeOptions};
 use crate::telemetry::{self, LogFormat};
+use byzsgd_api::{Manifest, validate};
+use byzsgd_core::assemble::{Assembly, DataNeeds, JobData};
+use byzsgd_core::job::{Behaviour, Role};
+use byzsgd_core::protocol::NodeId;
+use byzsgd_core::protocol::chaos::ChaosHandle;
 
 /// Flags shared by `server` and `worker`. Every flag is also a `BYZSGD_…` environment variable.
 #[derive(Debug, Clone, clap::Args)]
@@ -203,7 +205,7 @@ async fn wire(
     grpc: &TcpListener,
     admin: &TcpListener,
     job: &str,
-    plan: &crate::job::Plan,
+    plan: &byzsgd_core::job::Plan,
 ) -> anyhow::Result<Wiring> {
     let (start_tx, start) = oneshot::channel::<()>();
     if !args.peers_from_stdin {
@@ -323,7 +325,7 @@ async fn shutdown_signal() {
 fn parse_peer_map(map: &BTreeMap<String, String>) -> anyhow::Result<BTreeMap<NodeId, String>> {
     map.iter()
         .map(|(name, address)| {
-            let id = parse_node_name(name).with_context(|| {
+            let id = NodeId::parse(name).with_context(|| {
                 format!("peer name `{name}` is not like `server-0` or `worker-3`")
             })?;
             Ok((id, address.clone()))

@@ -21,10 +21,10 @@ use anyhow::{Context, bail};
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 
-use crate::chaos::{self, ChaosAction, ChaosResource, ChaosSpec, Window};
-use crate::job::Plan;
-use crate::protocol::NodeId;
-use crate::protocol::chaos::ChaosReport;
+use byzsgd_api::chaos::{self, ChaosAction, ChaosResource, ChaosSpec, Window};
+use byzsgd_core::job::Plan;
+use byzsgd_core::protocol::NodeId;
+use byzsgd_core::protocol::chaos::ChaosReport;
 
 use super::children::{self, ChildNode, Launcher};
 

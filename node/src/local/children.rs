@@ -16,8 +16,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::job::Role;
-use crate::protocol::NodeId;
+use byzsgd_core::job::Role;
+use byzsgd_core::protocol::NodeId;
 
 /// A line a child printed, or its exit.
 #[derive(Debug)]

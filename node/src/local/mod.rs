@@ -26,10 +26,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use crate::assemble::{Assembly, DataNeeds, JobData};
-use crate::job::{Manifest, Plan, Role, validate};
-use crate::protocol::NodeId;
 use crate::rpc::wire;
+use byzsgd_api::{Manifest, validate};
+use byzsgd_core::assemble::{Assembly, DataNeeds, JobData};
+use byzsgd_core::job::{Plan, Role};
+use byzsgd_core::protocol::NodeId;
 
 use self::chaos::{Campaign, Stage};
 use self::children::{ChildNode, ChildOutput, Launcher};
@@ -391,7 +392,7 @@ async fn measure_drift(
     let mut largest = 0.0_f32;
     for (i, a) in models.iter().enumerate() {
         for b in &models[i + 1..] {
-            largest = largest.max(crate::protocol::server::distance(a.view(), b.view()));
+            largest = largest.max(byzsgd_core::protocol::server::distance(a.view(), b.view()));
         }
     }
     Some(largest)
@@ -469,7 +470,7 @@ impl Tracker {
         entry.insert(id.index, accuracy);
         if entry.len() == self.correct.len() {
             let mut values: Vec<f32> = entry.values().copied().collect();
-            let median = crate::protocol::median_of(&mut values);
+            let median = byzsgd_core::protocol::median_of(&mut values);
             self.latest_accuracy = Some((step, median));
             if self.time_to_target.is_none() && self.target.is_some_and(|target| median >= target) {
                 self.time_to_target = Some(wall);

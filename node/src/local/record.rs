@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::job::{Behaviour, Plan};
-use crate::protocol::NodeId;
+use byzsgd_core::job::{Behaviour, Plan};
+use byzsgd_core::protocol::NodeId;
 
 use super::children::ChildNode;
 
@@ -107,7 +107,7 @@ pub struct Summary {
     /// Each node's `/status.chaos` at the end of a run with chaos: what was armed and the
     /// first and last step it acted on. Empty without `--chaos`.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub node_chaos: std::collections::BTreeMap<String, crate::protocol::chaos::ChaosReport>,
+    pub node_chaos: std::collections::BTreeMap<String, byzsgd_core::protocol::chaos::ChaosReport>,
 }
 
 /// One accuracy point, kept for the plot.

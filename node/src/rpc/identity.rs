@@ -10,8 +10,7 @@ use std::net::SocketAddr;
 
 use tonic::metadata::MetadataMap;
 
-use crate::job::Role;
-use crate::protocol::NodeId;
+use byzsgd_core::protocol::NodeId;
 
 /// Metadata key carrying the sender's name (`server-3`, `worker-0`) under [`HeaderIdentity`].
 pub const NODE_HEADER: &str = "x-byzsgd-node";
@@ -38,33 +37,6 @@ pub struct HeaderIdentity;
 impl Identity for HeaderIdentity {
     fn identify(&self, stream: &StreamInfo<'_>) -> Option<NodeId> {
         let value = stream.metadata.get(NODE_HEADER)?.to_str().ok()?;
-        parse_node_name(value)
-    }
-}
-
-/// Parses `server-3` / `worker-0`.
-pub fn parse_node_name(name: &str) -> Option<NodeId> {
-    let (role, index) = name.rsplit_once('-')?;
-    let index = index.parse().ok()?;
-    let role = match role {
-        "server" => Role::Server,
-        "worker" => Role::Worker,
-        _ => return None,
-    };
-    Some(NodeId { role, index })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn node_names_round_trip() {
-        for id in [NodeId::server(0), NodeId::worker(12)] {
-            assert_eq!(parse_node_name(&id.to_string()), Some(id));
-        }
-        for bad in ["", "server", "server-", "server-x", "boss-1", "server--1"] {
-            assert_eq!(parse_node_name(bad), None, "{bad}");
-        }
+        NodeId::parse(value)
     }
 }

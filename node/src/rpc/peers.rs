@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 
-use crate::protocol::NodeId;
+use byzsgd_core::protocol::NodeId;
 
 use super::identity::NODE_HEADER;
 use super::proto::Envelope;

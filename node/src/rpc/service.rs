@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::metrics::{Direction, Metrics};
-use crate::protocol::{NodeId, Payload, Rejection};
+use byzsgd_core::protocol::{NodeId, Payload, Rejection};
 
 use super::identity::{Identity, StreamInfo};
 use super::proto::node_server::Node as NodeRpc;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use ndarray::Array1;
 
-use crate::protocol::{Payload, Rejection};
+use byzsgd_core::protocol::{Payload, Rejection};
 
 use super::proto::{Envelope, Kind as WireKind, Tensor};
 

@@ -16,18 +16,16 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use byzsgd_node::admin::ChaosRequest;
-use byzsgd_node::chaos::{ChaosAction, ChaosSpec, Window, select, validate};
+use byzsgd_api::admin::ChaosRequest;
+use byzsgd_api::chaos::{ChaosAction, ChaosSpec, Window, select, validate};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use crate::controller::build::labels;
 use crate::controller::status::Note;
 use crate::controller::validate::ValidatedJob;
-use crate::crd::{
-    ByzSgdJobStatus, ByzantineChaosStatus, ChaosCondition, ChaosPhase, ConditionType, JobState,
-    Verdict,
-};
+use byzsgd_api::chaos::{ByzantineChaosStatus, ChaosCondition, ChaosPhase, Verdict};
+use byzsgd_api::job::{ByzSgdJobStatus, ConditionType, JobState};
 
 /// The job an experiment names, as found.
 #[derive(Debug, Clone, Copy)]

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use byzsgd_node::admin::ChaosRequest;
-use byzsgd_node::job::Role;
+use byzsgd_api::admin::ChaosRequest;
+use byzsgd_core::job::Role;
 
 use super::decide::TargetPod;
 use crate::controller::observe::status_url;

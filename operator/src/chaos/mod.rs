@@ -4,7 +4,7 @@
 //! delete them for `crash`) → status patch and Events on the experiment *and* on its job.
 //!
 //! Which nodes are hit and whether the spec fits the job are the node's own
-//! `byzsgd_node::chaos::{select, validate}`, so the operator, the local runner and a test hit
+//! `byzsgd_api::chaos::{select, validate}`, so the operator, the local runner and a test hit
 //! the same nodes and reject the same specs with the same messages (issue #7).
 
 pub mod decide;
@@ -30,8 +30,9 @@ use crate::controller::apply::apply_status;
 use crate::controller::build::labels::{self, FIELD_MANAGER};
 use crate::controller::status::Note;
 use crate::controller::validate::{self, ValidatedJob};
-use crate::crd::{ByzSgdJob, ByzantineChaos, ByzantineChaosStatus, ChaosPhase};
 use crate::metrics::Metrics;
+use byzsgd_api::chaos::{ByzantineChaos, ByzantineChaosStatus, ChaosPhase};
+use byzsgd_api::job::ByzSgdJob;
 use decide::{Decision, Effect, Observed, PodView, Target};
 
 /// Why a chaos reconcile failed (it is retried).
@@ -353,7 +354,7 @@ async fn carry_out(
 fn endpoint<'a>(
     config: &'a ReconcilerConfig,
     namespace: &'a str,
-    spec: &'a byzsgd_node::chaos::ChaosSpec,
+    spec: &'a byzsgd_api::chaos::ChaosSpec,
     token: &'a str,
 ) -> inject::Endpoint<'a> {
     inject::Endpoint {

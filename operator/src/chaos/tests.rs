@@ -1,10 +1,10 @@
 //! Unit tests of the chaos controller's pure decision, driven by the node's chaos fixtures and
-//! a small job that allows chaos (`operator/tests/fixtures/chaos-job.yaml`).
+//! a small job that allows chaos (`api/tests/fixtures/chaos-job.yaml`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use byzsgd_node::chaos::{ChaosAction, ChaosDuration, ChaosSpec, select};
+use byzsgd_api::chaos::{ChaosAction, ChaosDuration, ChaosSpec, select};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use super::decide::{
@@ -13,13 +13,13 @@ use super::decide::{
 use crate::controller::build::labels;
 use crate::controller::status::set_condition;
 use crate::controller::validate::{ValidatedJob, validate_job};
-use crate::crd::{
-    ByzSgdJob, ByzSgdJobStatus, ByzantineChaos, ByzantineChaosStatus, ChaosCondition, ChaosPhase,
-    ConditionType, JobState, TrainingStatus, Verdict,
+use byzsgd_api::chaos::{
+    ByzantineChaos, ByzantineChaosStatus, ChaosCondition, ChaosPhase, Verdict,
 };
+use byzsgd_api::job::{ByzSgdJob, ByzSgdJobStatus, ConditionType, JobState, TrainingStatus};
 
-const JOB: &str = include_str!("../../tests/fixtures/chaos-job.yaml");
-const ALIE: &str = include_str!("../../../node/tests/fixtures/chaos/alie-workers.yaml");
+const JOB: &str = include_str!("../../../api/tests/fixtures/chaos-job.yaml");
+const ALIE: &str = include_str!("../../../api/tests/fixtures/chaos/alie-workers.yaml");
 const POLL: Duration = Duration::from_secs(10);
 
 fn validated(yaml: &str) -> ValidatedJob {
@@ -41,8 +41,8 @@ fn t0() -> Timestamp {
 /// Every pod of the job, Running with an IP.
 fn running_pods(job: &ValidatedJob) -> BTreeMap<String, PodView> {
     [
-        byzsgd_node::job::Role::Server,
-        byzsgd_node::job::Role::Worker,
+        byzsgd_core::job::Role::Server,
+        byzsgd_core::job::Role::Worker,
     ]
     .into_iter()
     .flat_map(|role| {
@@ -194,7 +194,7 @@ fn pods_that_do_not_run_yet_keep_the_experiment_pending() {
 fn indices_out_of_range_make_it_invalid_naming_the_field_once() {
     let job = validated(JOB);
     let mut spec = alie();
-    spec.selector.mode = byzsgd_node::chaos::SelectorMode::Indices;
+    spec.selector.mode = byzsgd_api::chaos::SelectorMode::Indices;
     spec.selector.value = None;
     spec.selector.indices = Some(vec![1, 9]);
     let pods = running_pods(&job);

@@ -9,7 +9,7 @@ pub mod pod;
 
 use std::collections::BTreeMap;
 
-use byzsgd_node::job::Role;
+use byzsgd_core::job::Role;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service, ServicePort, ServiceSpec};
 use kube::api::ObjectMeta;

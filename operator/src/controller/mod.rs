@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use byzsgd_node::job::Role;
+use byzsgd_core::job::Role;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams};
@@ -24,9 +24,9 @@ use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use tokio_stream::StreamExt;
 
-use crate::crd::{ByzSgdJob, TrackedPod};
 use crate::metrics::Metrics;
 use build::labels::{self, FIELD_MANAGER};
+use byzsgd_api::job::{ByzSgdJob, TrackedPod};
 use status::{Decision, Observed};
 
 /// Why a reconcile failed.
@@ -227,7 +227,7 @@ async fn reconcile_inner(job: &ByzSgdJob, ctx: &Context) -> Result<Action, Error
     };
     let terminal = new_status
         .state
-        .is_some_and(crate::crd::JobState::is_terminal);
+        .is_some_and(byzsgd_api::job::JobState::is_terminal);
     if !terminal || !delete_job {
         applier.apply_shared(&desired).await.map_err(wrap)?;
     }
@@ -364,7 +364,7 @@ async fn observe_job(
 async fn patch_status(
     jobs: &Api<ByzSgdJob>,
     name: &str,
-    status: &crate::crd::ByzSgdJobStatus,
+    status: &byzsgd_api::job::ByzSgdJobStatus,
 ) -> Result<(), Error> {
     apply::apply_status(jobs, name, status)
         .await

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use byzsgd_node::job::Role;
+use byzsgd_core::job::Role;
 use k8s_openapi::api::core::v1::Pod;
 use serde::Deserialize;
 

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use byzsgd_node::job::Role;
+use byzsgd_core::job::Role;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
@@ -18,7 +18,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use super::build::labels;
 use super::observe::NodeReport;
 use super::validate::ValidatedJob;
-use crate::crd::{
+use byzsgd_api::job::{
     ByzSgdJobStatus, CleanPodPolicy, ConditionType, JobState, ReplicaStatus, TrackedPod,
     TrainingStatus,
 };

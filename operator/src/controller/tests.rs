@@ -1,11 +1,10 @@
 //! Unit tests of the pure steps (`validate`, `build`, the status decision), driven by minimal
-//! YAML fixtures (`operator/tests/fixtures/`) and the quickstart, as users write them.
+//! YAML fixtures (`api/tests/fixtures/`) and the quickstart, as users write them.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use byzsgd_node::job::Role;
-use clap::Parser;
+use byzsgd_core::job::Role;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
@@ -13,7 +12,7 @@ use super::build::{build, labels};
 use super::observe::{GatherReport, NodeReport};
 use super::status::{Observed, combine, decide, set_condition};
 use super::validate::{Error, ValidatedJob, validate_job};
-use crate::crd::{ByzSgdJob, ByzSgdJobStatus, CleanPodPolicy, ConditionType, JobState};
+use byzsgd_api::job::{ByzSgdJob, ByzSgdJobStatus, CleanPodPolicy, ConditionType, JobState};
 
 const QUICKSTART: &str = include_str!("../../../examples/quickstart.yaml");
 
@@ -32,7 +31,7 @@ fn validated(yaml: &str) -> ValidatedJob {
 
 #[test]
 fn minimal_job_validates_with_one_server_and_one_worker() {
-    let job = validated(include_str!("../../tests/fixtures/minimal.yaml"));
+    let job = validated(include_str!("../../../api/tests/fixtures/minimal.yaml"));
     assert_eq!((job.plan.servers, job.plan.workers), (1, 1));
     assert_eq!(job.namespace, "ns");
     assert!(job.owner.controller == Some(true) && job.owner.uid == "uid-1");
@@ -44,23 +43,23 @@ fn minimal_job_validates_with_one_server_and_one_worker() {
 fn broken_fixtures_fail_validation_naming_the_field() {
     for (yaml, field) in [
         (
-            include_str!("../../tests/fixtures/bad-servers.yaml"),
+            include_str!("../../../api/tests/fixtures/bad-servers.yaml"),
             "spec.servers.replicas",
         ),
         (
-            include_str!("../../tests/fixtures/bad-workers.yaml"),
+            include_str!("../../../api/tests/fixtures/bad-workers.yaml"),
             "spec.workers.replicas",
         ),
         (
-            include_str!("../../tests/fixtures/bad-krum.yaml"),
+            include_str!("../../../api/tests/fixtures/bad-krum.yaml"),
             "spec.aggregation.gradients",
         ),
         (
-            include_str!("../../tests/fixtures/bad-bulyan.yaml"),
+            include_str!("../../../api/tests/fixtures/bad-bulyan.yaml"),
             "spec.aggregation.models",
         ),
         (
-            include_str!("../../tests/fixtures/bad-inject.yaml"),
+            include_str!("../../../api/tests/fixtures/bad-inject.yaml"),
             "spec.inject[0].count",
         ),
     ] {
@@ -76,7 +75,7 @@ fn broken_fixtures_fail_validation_naming_the_field() {
 
 #[test]
 fn job_without_uid_is_refused() {
-    let mut job = job_from(include_str!("../../tests/fixtures/minimal.yaml"));
+    let mut job = job_from(include_str!("../../../api/tests/fixtures/minimal.yaml"));
     job.metadata.uid = None;
     assert!(matches!(validate_job(&job), Err(Error::MissingUid { .. })));
 }
@@ -112,42 +111,9 @@ fn config_map_holds_a_manifest_the_node_parses_back_to_the_same_spec() {
     let job = validated(QUICKSTART);
     let desired = build(&job);
     let text = &desired.config_map.data.as_ref().expect("data")[labels::JOB_FILE];
-    let parsed = byzsgd_node::job::Manifest::parse(text, "configmap").expect("node parses it");
+    let parsed = byzsgd_api::Manifest::parse(text, "configmap").expect("node parses it");
     assert_eq!(parsed.name, "quickstart");
     assert_eq!(parsed.spec, job.plan.spec);
-}
-
-/// The contract with the node: the rendered args parse with the node's clap CLI into the
-/// intended role, index, manifest path and peer template.
-#[test]
-fn worker_and_server_pod_args_parse_with_node_cli() {
-    let job = validated(QUICKSTART);
-    for pod in build(&job).pods {
-        let container = &pod.spec.as_ref().expect("spec").containers[0];
-        let args = container.args.clone().expect("args");
-        let labels = pod.metadata.labels.as_ref().expect("labels");
-        let cli = byzsgd_node::cli::Cli::try_parse_from(
-            std::iter::once("byzsgd-node".to_owned()).chain(args),
-        )
-        .unwrap_or_else(|e| panic!("{:?} does not parse: {e}", pod.metadata.name));
-        let (role, node) = match cli.command {
-            byzsgd_node::cli::Command::Server(a) => ("server", a),
-            byzsgd_node::cli::Command::Worker(a) => ("worker", a),
-            other => panic!("unexpected subcommand {other:?}"),
-        };
-        assert_eq!(labels[labels::ROLE_LABEL], role);
-        assert_eq!(labels[labels::INDEX_LABEL], node.index.to_string());
-        assert_eq!(node.job_file, std::path::Path::new("/etc/byzsgd/job.yaml"));
-        assert_eq!(
-            node.peer_template.as_deref(),
-            Some("{job}-{role}-{index}.{job}:7070")
-        );
-        assert_eq!(node.listen.port(), 7070);
-        assert_eq!(node.admin_listen.port(), 9090);
-        // The manifest is mounted where --job-file points.
-        let mount = &container.volume_mounts.as_ref().expect("mounts")[0];
-        assert_eq!(mount.mount_path, "/etc/byzsgd");
-    }
 }
 
 /// Dashboards find Byzantine pods by label; the node picks the highest indices by default.
@@ -180,7 +146,7 @@ fn injected_pods_carry_the_byzantine_label_and_others_do_not() {
 /// not gets neither, so its admin port cannot be switched to Byzantine behaviour.
 #[test]
 fn only_jobs_that_allow_chaos_get_a_token_secret_and_pods_reading_it() {
-    let chaos_job = validated(include_str!("../../tests/fixtures/chaos-job.yaml"));
+    let chaos_job = validated(include_str!("../../../api/tests/fixtures/chaos-job.yaml"));
     let secret = super::build::chaos_secret(&chaos_job, "abc").expect("a Secret");
     assert_eq!(
         secret.metadata.name.as_deref(),
@@ -549,15 +515,15 @@ fn quorum_reaching_the_target_succeeds_and_a_liar_alone_cannot() {
 /// The node's `/status` JSON is what the operator parses: a contract between the two crates.
 #[test]
 fn node_status_json_parses_into_a_report() {
-    let status = byzsgd_node::runtime::Status {
+    let status = byzsgd_api::admin::Status {
         step: 42,
         loss: Some(0.25),
         accuracy: Some(0.75),
-        last_gather: Some(byzsgd_node::runtime::GatherStatus {
+        last_gather: Some(byzsgd_api::admin::GatherStatus {
             step: 40,
             drift_to_median: 0.125,
         }),
-        ..byzsgd_node::runtime::Status::default()
+        ..byzsgd_api::admin::Status::default()
     };
     let json = serde_json::to_vec(&status).expect("serialises");
     let parsed: NodeReport = serde_json::from_slice(&json).expect("parses");

@@ -3,11 +3,13 @@
 //! [`ValidatedJob`]. After this step nothing reads `job.spec` again, except for the owner
 //! reference (the zookeeper-operator "validate" step, STYLE.md A2).
 
-use byzsgd_node::job::{Behaviour, InvalidSpec, Manifest, ManifestError, Plan, Role, validate};
+use byzsgd_core::job::{Behaviour, Plan, Role};
+
+use byzsgd_api::{InvalidSpec, Manifest, ManifestError, validate};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
 
-use crate::crd::{ByzSgdJob, PodTemplate, RunPolicy};
+use byzsgd_api::job::{ByzSgdJob, PodTemplate, RunPolicy};
 
 /// Why a job cannot be run.
 #[derive(Debug, thiserror::Error)]
@@ -145,8 +147,8 @@ pub fn validate_job(job: &ByzSgdJob) -> Result<ValidatedJob, Error> {
 /// The manifest handed to the pods: the training part only, since pods need nothing else.
 fn render_manifest(name: &str, job: &ByzSgdJob) -> Result<String, serde_yaml_ng::Error> {
     let manifest = serde_json::json!({
-        "apiVersion": byzsgd_node::job::manifest::API_VERSION,
-        "kind": byzsgd_node::job::manifest::KIND,
+        "apiVersion": byzsgd_api::manifest::API_VERSION,
+        "kind": byzsgd_api::manifest::KIND,
         "metadata": {"name": name},
         "spec": job.spec.job,
     });

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use byzsgd_node::job::Role;
+use byzsgd_core::job::Role;
 
 /// The one field manager every server-side apply of the operator uses.
 pub const FIELD_MANAGER: &str = "byzsgd-operator";

@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use byzsgd_node::job::Role;
-use byzsgd_node::job::spec::DatasetName;
+use byzsgd_core::job::DatasetName;
+use byzsgd_core::job::Role;
 use k8s_openapi::api::core::v1::{
     ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
     HostPathVolumeSource, Pod, PodSpec, Probe, SecretKeySelector, Volume, VolumeMount,
