@@ -254,7 +254,7 @@ our_containerd() {
 
 # network_down: netns, links, iptables chains and rules, IPAM state, conntrack entries.
 network_down() {
-    local link t ipt chain rule rules chains
+    local link t ipt chain rule rules chains jumps
     # Pod network namespaces: containerd keeps them under its state dir
     # (netns_mounts_under_state_dir); unmount_under removes them with the rest. Host ends of veth
     # pairs still attached to our bridge (their netns held by a stuck process) go explicitly.
@@ -284,22 +284,29 @@ network_down() {
         for t in filter nat mangle; do
             rules=$("$ipt" -w -t "$t" -S 2>/dev/null) || continue
             grep -qE -- "KUBE-|CNI-|--comment \"?$GUARD_COMMENT\"? " <<<"$rules" || continue
-            # First every rule of a built-in chain that jumps to a KUBE-*/CNI-* chain or carries
-            # our comment, then the (now unreferenced) KUBE-*/CNI-* chains themselves. `iptables
-            # -S` prints rules as "-A CHAIN ...", double-quoting words with spaces: the same words
-            # after -D delete the rule, and xargs splits them as the shell would.
-            while read -r rule; do
-                printf '%s\n' "${rule#-A }" | xargs "$ipt" -w -t "$t" -D 2>/dev/null ||
-                    say "warning: could not delete $ipt -t $t rule: $rule"
-                [[ $rule == *"$GUARD_COMMENT"* ]] && say "removed $ipt -t $t rule: $rule"
-            done < <(grep -E -- "-j (KUBE-|CNI-)|--comment \"?$GUARD_COMMENT\"? " <<<"$rules" | grep -vE '^-A (KUBE-|CNI-)' || true)
+            # Every rule of a built-in chain that jumps to a KUBE-*/CNI-* chain or carries our
+            # comment, then the (then unreferenced) KUBE-*/CNI-* chains. `iptables -S` prints
+            # rules as "-A CHAIN ..." with iptables-restore's quoting, so one restore per table
+            # does it all: ":CHAIN" flushes a chain, "-D ..." deletes a rule, "-X" the chain
+            # (one call instead of one per rule and chain: kube-proxy makes dozens).
+            jumps=$(grep -E -- "-j (KUBE-|CNI-)|--comment \"?$GUARD_COMMENT\"? " <<<"$rules" | grep -vE '^-A (KUBE-|CNI-)' || true)
             chains=$(awk '$1 == "-N" && $2 ~ /^(KUBE-|CNI-)/ {print $2}' <<<"$rules")
-            [[ -n $chains ]] || continue
-            for chain in $chains; do "$ipt" -w -t "$t" -F "$chain" 2>/dev/null || true; done
-            for chain in $chains; do
-                "$ipt" -w -t "$t" -X "$chain" 2>/dev/null || say "warning: could not delete $ipt -t $t chain $chain"
-            done
-            say "removed $(wc -w <<<"$chains") KUBE-*/CNI-* chains of $ipt -t $t"
+            if ! {
+                printf '*%s\n' "$t"
+                for chain in $chains; do printf ':%s - [0:0]\n' "$chain"; done
+                if [[ -n $jumps ]]; then
+                    while read -r rule; do printf -- '-D %s\n' "${rule#-A }"; done <<<"$jumps"
+                fi
+                for chain in $chains; do printf -- '-X %s\n' "$chain"; done
+                printf 'COMMIT\n'
+            } | "$ipt-restore" -w --noflush 2>/dev/null; then
+                say "warning: $ipt-restore could not remove the KUBE-*/CNI-* chains or guard rules of table $t; left: $("$ipt" -w -t "$t" -S | grep -cE -- "KUBE-|CNI-|$GUARD_COMMENT") rules"
+                continue
+            fi
+            while read -r rule; do
+                if [[ $rule == *"$GUARD_COMMENT"* ]]; then say "removed $ipt -t $t rule: $rule"; fi
+            done <<<"$jumps"
+            if [[ -n $chains ]]; then say "removed $(wc -w <<<"$chains") KUBE-*/CNI-* chains of $ipt -t $t"; fi
         done
     done
     # Stale conntrack entries would send a new run's DNS (UDP to 10.96.0.10) to an old pod IP.
