@@ -56,7 +56,8 @@ TIERC_PACKAGES=(containerd runc containernetworking-plugins busybox-static iptab
 
 # Sysctls the node changes (we, the bridge plugin, the kubelet); up saves their old values and
 # down puts them back.
-TIERC_SYSCTLS=(net.ipv4.ip_forward fs.inotify.max_user_instances vm.overcommit_memory vm.panic_on_oom
+TIERC_SYSCTLS=(net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables fs.inotify.max_user_instances
+    vm.overcommit_memory vm.panic_on_oom
     kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
 
 # ctr_k8s ARGS...: ctr against the testbed's containerd, in the CRI namespace k8s.io.
