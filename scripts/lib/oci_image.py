@@ -148,7 +148,8 @@ def walk(rootfs: str) -> list[tuple[str, str]]:
 def write_layer(rootfs: str, owners: dict[str, tuple[int, int]], out: BinaryIO) -> dict:
     """Writes the gzip layer of rootfs to out; returns digests, sizes and counts."""
     compressed = HashingWriter(out)
-    gz = gzip.GzipFile(filename="", mode="wb", fileobj=compressed, mtime=0, compresslevel=9)
+    # Level 6 (zlib's default): level 9 takes 5x as long for 1 % less on these binaries.
+    gz = gzip.GzipFile(filename="", mode="wb", fileobj=compressed, mtime=0, compresslevel=6)
     raw = HashingWriter(gz)
     files = content = 0
     seen_owners = set()
@@ -401,7 +402,7 @@ def ls(a: argparse.Namespace) -> None:
                     what = h.hexdigest()
                 else:
                     kind, what = m.type.decode(errors="replace"), m.linkname or "-"
-                print(f"{kind} {m.mode:04o} {m.uid}:{m.gid} {m.size} {what} {name}")
+                print(f"{kind} {m.mode & 0o7777:04o} {m.uid}:{m.gid} {m.size} {what} {name}")
 
 
 def main() -> int:
