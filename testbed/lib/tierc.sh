@@ -41,12 +41,14 @@ CNI_NETWORK=k8s-testbed-pods
 CNI_CACHE_DIR=/var/lib/cni
 CNI_BIN_DIR=/usr/lib/cni
 
-# Images made locally (testbed/mkimage), imported at every `up`. The pause image must carry the
+# Images made locally (scripts/lib/oci_image.py, the writer scripts/images uses too), imported at every `up`. The pause image must carry the
 # exact name of containerd's sandbox_image (kubelet >= 1.35 has no --pod-infra-container-image).
 SANDBOX_IMAGE=registry.k8s.io/pause:3.10
 COREDNS_IMAGE=localhost/k8s-testbed/coredns:$COREDNS_VERSION
 BUSYBOX_IMAGE=localhost/k8s-testbed/busybox:1.35.0
 IMAGE_CACHE_DIR=$CACHE_ROOT/tierc-images
+# The one image writer of the repository (also behind scripts/images).
+OCI_IMAGE=$TESTBED_DIR/../scripts/lib/oci_image.py
 
 # Comment carried by every iptables rule of the egress guard (also tier a/b's).
 GUARD_COMMENT=k8s-testbed
@@ -88,7 +90,7 @@ build_images() {
     # Key: every input that changes an image. Binaries by size and mtime (hashing 60 MB of
     # CoreDNS at every start would cost more than the cache saves).
     key=$({
-        cat "$TESTBED_DIR/images/pause.c" "$TESTBED_DIR/mkimage" "$TESTBED_DIR/lib/tierc.sh"
+        cat "$TESTBED_DIR/images/pause.c" "$OCI_IMAGE" "$TESTBED_DIR/lib/tierc.sh"
         stat -c '%n %s %Y' "$bin/coredns" /bin/busybox
         gcc --version | head -1
     } | sha256sum | cut -c1-12)
@@ -101,12 +103,12 @@ build_images() {
         # pause: the static C pause of testbed/images/pause.c, as PID 1 of every sandbox.
         mkdir -p "$work/pause"
         gcc -Os -static -s -Wall -Wextra -Werror -o "$work/pause/pause" "$TESTBED_DIR/images/pause.c"
-        "$TESTBED_DIR/mkimage" "$work/pause" "$SANDBOX_IMAGE" "$dir/pause.tar" --entrypoint '["/pause"]' 2>/dev/null
+        python3 "$OCI_IMAGE" build --rootfs "$work/pause" --ref "$SANDBOX_IMAGE" --out "$dir/pause.tar" --entrypoint '["/pause"]' >/dev/null
         # CoreDNS: the static binary of testbed/build; its Corefile comes from a ConfigMap.
         mkdir -p "$work/coredns/etc/coredns" "$work/coredns/tmp"
         cp "$bin/coredns" "$work/coredns/coredns"
-        "$TESTBED_DIR/mkimage" "$work/coredns" "$COREDNS_IMAGE" "$dir/coredns.tar" \
-            --entrypoint '["/coredns"]' --cmd '["-conf","/etc/coredns/Corefile"]' 2>/dev/null
+        python3 "$OCI_IMAGE" build --rootfs "$work/coredns" --ref "$COREDNS_IMAGE" --out "$dir/coredns.tar" \
+            --entrypoint '["/coredns"]' --cmd '["-conf","/etc/coredns/Corefile"]' >/dev/null
         # busybox: Debian's busybox-static with one symlink per applet, for tests and the
         # self-check (sh, httpd, nc, wget, nslookup, ...).
         mkdir -p "$work/busybox/bin" "$work/busybox/etc" "$work/busybox/tmp" "$work/busybox/root"
@@ -118,7 +120,7 @@ build_images() {
         printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$work/busybox/etc/passwd"
         printf 'root:x:0:\nnobody:x:65534:\n' >"$work/busybox/etc/group"
         printf 'hosts: files dns\n' >"$work/busybox/etc/nsswitch.conf"
-        "$TESTBED_DIR/mkimage" "$work/busybox" "$BUSYBOX_IMAGE" "$dir/busybox.tar" --entrypoint '["/bin/sh"]' 2>/dev/null
+        python3 "$OCI_IMAGE" build --rootfs "$work/busybox" --ref "$BUSYBOX_IMAGE" --out "$dir/busybox.tar" --entrypoint '["/bin/sh"]' >/dev/null
         rm -rf "$work"
         touch "$dir/done"
     fi
