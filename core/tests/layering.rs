@@ -11,12 +11,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Every crate, with the workspace crates it may depend on (normal dependencies).
-const CRATES: [(&str, &[&str]); 5] = [
+const CRATES: [(&str, &[&str]); 6] = [
     ("core", &[]),
     ("api", &["byzsgd-core"]),
     ("node", &["byzsgd-core", "byzsgd-api"]),
     ("operator", &["byzsgd-core", "byzsgd-api"]),
     ("experiments", &["byzsgd-core", "byzsgd-api", "byzsgd-node"]),
+    // Test-only; it drives the binaries and images as a user would and links none of them.
+    ("e2e", &["byzsgd-core", "byzsgd-api"]),
 ];
 
 /// Crates the algorithm must never pull in.

@@ -6,25 +6,34 @@
 //! `charts/byzsgd-operator/dashboards/*.json` and `charts/byzsgd-operator/rules/*.yaml` is
 //! evaluated through the HTTP API, and each must return at least one series. `promtool` checks
 //! the rule files and runs their unit tests. A missing binary fails the test, never skips it.
+//!
+//! The query extraction and checks (`e2e/src/promql.rs`) and the Prometheus harness
+//! (`e2e/src/prometheus.rs`) are shared with the tier-c test `e2e/tests/readme.rs`, which runs
+//! the same checks against the operator and job pods in a cluster.
 
 // Helpers outside #[test] functions are test code too.
 #![allow(clippy::unwrap_used)]
 
+#[path = "../../e2e/src/prometheus.rs"]
+mod prometheus;
+#[path = "../../e2e/src/promql.rs"]
+mod promql;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use prometheus::{INSTALL_HINT, PROMTOOL, Prometheus, now};
+use promql::{
+    Evaluated, Query, Variables, all_queries, assert_variables_resolve, chart_path, dashboards,
+    describe, evaluate_until_every_query_returns, files_with_extension, rule_files, rule_queries,
+    sendable,
+};
+
 const BINARY: &str = env!("CARGO_BIN_EXE_byzsgd-node");
-const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/byzsgd-operator");
-const PROMETHEUS: &str = "/usr/bin/prometheus";
-const PROMTOOL: &str = "/usr/bin/promtool";
-const INSTALL_HINT: &str = "install it with `scripts/setup --test` (Debian package prometheus)";
 
 /// Namespace label the test's scrape config puts on every target, as the PodMonitor's
 /// Kubernetes discovery does, so that `$namespace` is substituted by a real value.
@@ -33,246 +42,38 @@ const NAMESPACE: &str = "byzsgd-observability";
 const JOB: &str = "observe";
 /// Scrape interval of the test's Prometheus; `$__rate_interval` spans several scrapes.
 const SCRAPE_INTERVAL: &str = "1s";
-/// What Grafana would put for its interval variables at this scrape interval.
-const GRAFANA_INTERVALS: [(&str, &str); 3] = [
-    ("$__rate_interval", "10s"),
-    ("$__interval", "2s"),
-    ("$__range", "1m"),
-];
+
+/// What Grafana would put for the dashboards' variables at this scrape interval.
+fn variables() -> Variables {
+    Variables {
+        namespace: NAMESPACE.to_owned(),
+        job: JOB.to_owned(),
+        intervals: [
+            ("$__rate_interval", "10s".to_owned()),
+            ("$__interval", "2s".to_owned()),
+            ("$__range", "1m".to_owned()),
+        ],
+    }
+}
 
 /// Expressions that need the operator's own series (`byzsgd_operator_*`), which a local run
 /// cannot produce: they are only checked to parse (the query API rejects a bad expression with
-/// HTTP 400). Once the operator runs in a test cluster with Prometheus, move them to the full
-/// check. The test fails if this list and the files disagree, so nothing slips through unchecked.
+/// HTTP 400). The tier-c test `e2e/tests/readme.rs` evaluates them, with every other
+/// expression, against Prometheus scraping the operator and job pods in a cluster. The test
+/// fails if this list and the files disagree, so nothing slips through unchecked.
 const NEEDS_OPERATOR: [&str; 2] = [
     "sum by (phase) (byzsgd_operator_jobs)",
     "max by (namespace) (byzsgd_operator_jobs{phase=\"Failed\"}) > 0",
 ];
 
-/// Where an expression comes from, for failure messages.
-#[derive(Debug, Clone)]
-struct Query {
-    origin: String,
-    expr: String,
-    /// The alert's name, for expressions of alert rules.
-    alert: Option<String>,
-}
-
-fn chart_path(relative: &str) -> PathBuf {
-    Path::new(CHART).join(relative)
-}
-
-fn files_with_extension(dir: &Path, extension: &str) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == extension))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no *.{extension} in {}", dir.display());
-    files
-}
-
-fn dashboards() -> Vec<(String, Value)> {
-    files_with_extension(&chart_path("dashboards"), "json")
-        .into_iter()
-        .map(|path| {
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            let text = std::fs::read_to_string(&path).unwrap();
-            let json = serde_json::from_str(&text)
-                .unwrap_or_else(|e| panic!("{name} is not valid JSON: {e}"));
-            (name, json)
-        })
-        .collect()
-}
-
-fn rule_files() -> Vec<PathBuf> {
-    files_with_extension(&chart_path("rules"), "yaml")
-}
-
-/// Every `"expr"` string anywhere in a dashboard: panel targets and annotation queries.
-fn collect_exprs(value: &Value, origin: &str, out: &mut Vec<Query>) {
-    match value {
-        Value::Object(map) => {
-            let title = map.get("title").or_else(|| map.get("name"));
-            let origin = match title.and_then(Value::as_str) {
-                Some(title) => format!("{origin} / {title}"),
-                None => origin.to_owned(),
-            };
-            for (key, child) in map {
-                if key == "expr" {
-                    let expr = child
-                        .as_str()
-                        .unwrap_or_else(|| panic!("{origin}: non-string expr"));
-                    out.push(Query {
-                        origin: origin.clone(),
-                        expr: expr.to_owned(),
-                        alert: None,
-                    });
-                } else {
-                    collect_exprs(child, &origin, out);
-                }
-            }
-        }
-        Value::Array(items) => {
-            for item in items {
-                collect_exprs(item, origin, out);
-            }
-        }
-        _ => {}
-    }
-}
-
-fn dashboard_queries() -> Vec<Query> {
-    let mut queries = Vec::new();
-    for (name, json) in dashboards() {
-        collect_exprs(&json, &name, &mut queries);
-    }
-    queries
-}
-
-fn rule_queries() -> Vec<Query> {
-    let mut queries = Vec::new();
-    for path in rule_files() {
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let yaml: serde_yaml_ng::Value =
-            serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        for group in yaml["groups"].as_sequence().unwrap() {
-            for rule in group["rules"].as_sequence().unwrap() {
-                let alert = rule["alert"].as_str().map(str::to_owned);
-                let id = alert.as_deref().or_else(|| rule["record"].as_str());
-                queries.push(Query {
-                    origin: format!("{name} / {}", id.unwrap()),
-                    expr: rule["expr"].as_str().unwrap().trim().to_owned(),
-                    alert,
-                });
-            }
-        }
-    }
-    queries
-}
-
-/// Replaces the dashboards' template variables by what Grafana would send for this run, and
-/// fails on any variable the test does not know.
-fn substitute(expr: &str) -> String {
-    let mut out = expr
-        .replace("$namespace", NAMESPACE)
-        .replace("${namespace}", NAMESPACE)
-        .replace("$job", JOB)
-        .replace("${job}", JOB);
-    for (variable, value) in GRAFANA_INTERVALS {
-        out = out.replace(variable, value);
-    }
-    // `$1` (a label_replace capture group) is PromQL, not a Grafana variable.
-    let leftover = out
-        .match_indices('$')
-        .map(|(at, _)| &out[at..])
-        .find(|rest| !rest[1..].starts_with(|c: char| c.is_ascii_digit()));
-    assert!(
-        leftover.is_none(),
-        "unknown template variable in `{expr}`: {leftover:?}"
-    );
-    out
-}
-
-/// Turns every comparison at the top level of `expr` into its `bool` form, so that an alert
-/// condition (or an annotation filter) that is false on a healthy run still returns its series
-/// (with value 0): that proves the series exist and the vector matching lines up, without
-/// requiring the run to be unhealthy. Comparisons inside parentheses, brackets, braces and
-/// strings are left alone.
-fn with_bool_comparisons(expr: &str) -> String {
-    let bytes = expr.as_bytes();
-    let mut out = String::with_capacity(expr.len() + 10);
-    let (mut depth, mut i) = (0_usize, 0);
-    while i < bytes.len() {
-        let c = bytes[i];
-        match c {
-            b'"' | b'\'' | b'`' => {
-                let start = i;
-                i += 1;
-                while i < bytes.len() && bytes[i] != c {
-                    i += if bytes[i] == b'\\' { 2 } else { 1 };
-                }
-                out.push_str(&expr[start..=i.min(bytes.len() - 1)]);
-                i += 1;
-                continue;
-            }
-            b'(' | b'[' | b'{' => depth += 1,
-            b')' | b']' | b'}' => depth -= 1,
-            _ => {}
-        }
-        let next = bytes.get(i + 1).copied();
-        let operator_len = match (c, next) {
-            (b'=' | b'!' | b'<' | b'>', Some(b'=')) => 2,
-            (b'<' | b'>', _) => 1,
-            _ => 0,
-        };
-        if depth == 0 && operator_len > 0 {
-            out.push_str(&expr[i..i + operator_len]);
-            i += operator_len;
-            if !expr[i..].trim_start().starts_with("bool") {
-                out.push_str(" bool");
-            }
-            continue;
-        }
-        out.push(char::from(c));
-        i += 1;
-    }
-    out
-}
-
-/// Percent-encodes a query-string value (RFC 3986 unreserved characters pass through).
-fn encode(value: &str) -> String {
-    let mut out = String::new();
-    for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
-            out.push(char::from(byte));
-        } else {
-            write!(out, "%{byte:02X}").unwrap();
-        }
-    }
-    out
-}
-
-/// A plain HTTP/1.0 GET (the server closes the connection, no chunking): returns status and body.
-fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
-}
-
-/// A Prometheus server on a temp dir; killed on drop.
-struct Prometheus {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Prometheus {
-    fn start(dir: &Path, targets: &Path) -> Self {
-        assert!(
-            Path::new(PROMETHEUS).exists(),
-            "{PROMETHEUS} is missing: {INSTALL_HINT}"
-        );
-        let config = dir.join("prometheus.yml");
-        // The relabelling stands in for Kubernetes discovery, which gives the PodMonitor's
-        // targets their namespace.
-        std::fs::write(
-            &config,
-            format!(
-                "global:
+/// Starts Prometheus on `dir` scraping the runner's `file_sd` targets once a second. The
+/// relabelling stands in for Kubernetes discovery, which gives the PodMonitor's targets their
+/// namespace.
+fn start_prometheus(dir: &Path, targets: &Path) -> Prometheus {
+    Prometheus::start(
+        dir,
+        &format!(
+            "global:
   scrape_interval: {SCRAPE_INTERVAL}
   scrape_timeout: 900ms
   evaluation_interval: {SCRAPE_INTERVAL}
@@ -285,91 +86,9 @@ scrape_configs:
       - target_label: namespace
         replacement: {NAMESPACE}
 ",
-                targets = targets.display()
-            ),
-        )
-        .unwrap();
-        // A free port: bind to port 0, read it, release it for Prometheus.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let log = dir.join("prometheus.log");
-        let child = Command::new(PROMETHEUS)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {PROMETHEUS}: {e}"));
-        let mut prometheus = Self { child, port, log };
-        prometheus.wait_ready();
-        prometheus
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok((200, _)) = http_get(self.port, "/-/ready") {
-                return;
-            }
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("prometheus exited ({status}):\n{}", self.log_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "prometheus not ready within 60 s:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Evaluates `expr` at `time` (Unix seconds): `Err` carries Prometheus' error for a bad
-    /// expression.
-    fn query(&self, expr: &str, time: f64) -> Result<Vec<Value>, String> {
-        let path = format!("/api/v1/query?query={}&time={time:.3}", encode(expr));
-        let (status, body) = http_get(self.port, &path).map_err(|e| e.to_string())?;
-        let json: Value =
-            serde_json::from_str(&body).map_err(|e| format!("HTTP {status}, {e}: {body}"))?;
-        if json["status"] != "success" {
-            return Err(format!("HTTP {status}: {}", json["error"]));
-        }
-        Ok(json["data"]["result"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default())
-    }
-
-    /// Values of `label` on series matching `selector`, as Grafana's `label_values()` asks.
-    fn label_values(&self, label: &str, selector: &str) -> Vec<String> {
-        let path = format!("/api/v1/label/{label}/values?match[]={}", encode(selector));
-        let (status, body) = http_get(self.port, &path).unwrap();
-        let json: Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(json["status"], "success", "HTTP {status}: {body}");
-        json["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap().to_owned())
-            .collect()
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+            targets = targets.display()
+        ),
+    )
 }
 
 /// The local runner; killed on drop (its children exit with it, see tests/local.rs).
@@ -462,47 +181,6 @@ fn wait_for_targets(dir: &Path, run: &mut Run) -> PathBuf {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
-fn describe(series: &[Value]) -> String {
-    series
-        .iter()
-        .map(|s| {
-            let labels: BTreeMap<String, String> = s["metric"]
-                .as_object()
-                .unwrap()
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                .collect();
-            let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
-            format!("    {{{}}} = {}", labels.join(", "), s["value"][1])
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-#[test]
-fn top_level_comparisons_become_bool() {
-    assert_eq!(with_bool_comparisons("a > 10"), "a > bool 10");
-    assert_eq!(
-        with_bool_comparisons("sum by (x) (up{r=\"s\"}) < on (x) count(up{r=~\"a|b\"}) - 1"),
-        "sum by (x) (up{r=\"s\"}) < bool on (x) count(up{r=~\"a|b\"}) - 1"
-    );
-    assert_eq!(with_bool_comparisons("a == 0"), "a == bool 0");
-    assert_eq!(with_bool_comparisons("a >= bool 0"), "a >= bool 0");
-    // Nested comparisons and strings stay as they are.
-    assert_eq!(
-        with_bool_comparisons("count(x{a=\">\"} == 1)"),
-        "count(x{a=\">\"} == 1)"
-    );
-    assert_eq!(with_bool_comparisons("rate(x[5m])"), "rate(x[5m])");
 }
 
 #[test]
@@ -611,21 +289,14 @@ fn promtool_checks_the_rules_and_unit_tests_every_alert() {
     );
 }
 
-/// A query's result at the chosen instant: the query, the expression sent, the series.
-type Evaluated = (Query, String, Vec<Value>);
-
 /// Waits until Prometheus scraped every one of the `count` targets once a second for a whole
 /// rate window, so that every `rate()` of the dashboards has samples of every node.
 fn wait_for_scrapes(prometheus: &Prometheus, run: &mut Run, count: usize) {
-    let window = GRAFANA_INTERVALS[0].1;
+    let variables = variables();
+    let window = variables.rate_interval();
     let history = format!("min(count_over_time(up{{job_name=\"{JOB}\"}}[{window}]))");
     let live = format!("count(up{{job_name=\"{JOB}\"}} == 1)");
-    let value = |expr: &str| {
-        let series = prometheus.query(expr, now()).unwrap();
-        series.first().map_or(0.0, |s| {
-            s["value"][1].as_str().unwrap().parse::<f64>().unwrap()
-        })
-    };
+    let value = |expr: &str| prometheus.scalar(expr, now());
     let deadline = Instant::now() + Duration::from_secs(240);
     // One scrape a second: at least 8 samples of every target in the 10 s window.
     while value(&live) < count as f64 || value(&history) < 8.0 {
@@ -636,45 +307,6 @@ fn wait_for_scrapes(prometheus: &Prometheus, run: &mut Run, count: usize) {
             prometheus.log_text()
         );
         std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-/// Evaluates `queries` at one instant, again every 2 s until each returns a series (gathers,
-/// exclusions and evaluations need a few steps), and returns that instant and the results. A
-/// query that does not parse fails at once; one still empty when the run ends or after 4
-/// minutes fails with the list of empty ones.
-fn evaluate_until_every_query_returns(
-    prometheus: &Prometheus,
-    run: &mut Run,
-    queries: &[Query],
-) -> (f64, Vec<Evaluated>) {
-    let deadline = Instant::now() + Duration::from_secs(240);
-    loop {
-        let at = now();
-        let mut results = Vec::new();
-        let mut empty = Vec::new();
-        for query in queries {
-            let expr = with_bool_comparisons(&substitute(&query.expr));
-            match prometheus.query(&expr, at) {
-                Ok(series) if series.is_empty() => empty.push(format!("{}: {expr}", query.origin)),
-                Ok(series) => results.push((query.clone(), expr, series)),
-                Err(error) => panic!("{}: `{expr}` does not evaluate: {error}", query.origin),
-            }
-        }
-        if empty.is_empty() {
-            return (at, results);
-        }
-        let running = run.child.try_wait().unwrap().is_none();
-        assert!(
-            running && Instant::now() < deadline,
-            "{} expressions returned no series (run still going: {running}):\n{}\n\n{}\n\
-             prometheus log:\n{}",
-            empty.len(),
-            empty.join("\n"),
-            run.output(),
-            prometheus.log_text()
-        );
-        std::thread::sleep(Duration::from_secs(2));
     }
 }
 
@@ -719,32 +351,6 @@ fn assert_only_the_injection_alerts(results: &[Evaluated], targets: &Value) {
     }
 }
 
-/// Every dashboard's `label_values()` variables resolve to this run's namespace and job.
-fn assert_variables_resolve(prometheus: &Prometheus) {
-    for (name, json) in dashboards() {
-        for variable in json["templating"]["list"].as_array().unwrap() {
-            let Some(query) = variable["query"]["query"].as_str() else {
-                continue;
-            };
-            let inner = query
-                .strip_prefix("label_values(")
-                .and_then(|q| q.strip_suffix(')'))
-                .unwrap_or_else(|| panic!("{name}: variable query `{query}` is not label_values"));
-            let (selector, label) = inner.rsplit_once(',').unwrap();
-            let values = prometheus.label_values(label.trim(), &substitute(selector.trim()));
-            let expected = if label.trim() == "namespace" {
-                NAMESPACE
-            } else {
-                JOB
-            };
-            assert!(
-                values.iter().any(|v| v == expected),
-                "{name}: `{query}` gives {values:?}, not {expected}"
-            );
-        }
-    }
-}
-
 /// Interrupts the run as a user would (Ctrl-C) and checks it ends cleanly, having noticed.
 fn stop_run(run: &mut Run, targets: &Path) {
     assert!(
@@ -784,15 +390,11 @@ fn every_dashboard_and_alert_query_returns_series_from_a_real_run() {
     let targets = wait_for_targets(dir.path(), &mut run);
     let targets_json: Value =
         serde_json::from_str(&std::fs::read_to_string(&targets).unwrap()).unwrap();
-    let prometheus = Prometheus::start(dir.path(), &targets);
+    let prometheus = start_prometheus(dir.path(), &targets);
+    let variables = variables();
 
-    let all: Vec<Query> = dashboard_queries()
-        .into_iter()
-        .chain(rule_queries())
-        .collect();
-    let (operator, node): (Vec<Query>, Vec<Query>) = all
-        .into_iter()
-        .partition(|q| q.expr.contains("byzsgd_operator_"));
+    let (operator, node): (Vec<Query>, Vec<Query>) =
+        all_queries().into_iter().partition(Query::needs_operator);
     let operator_exprs: BTreeSet<&str> = operator.iter().map(|q| q.expr.as_str()).collect();
     assert_eq!(
         operator_exprs,
@@ -806,12 +408,22 @@ fn every_dashboard_and_alert_query_returns_series_from_a_real_run() {
         targets_json.as_array().unwrap().len(),
     );
     // Every value checked and printed below comes from the same instant.
-    let (at, results) = evaluate_until_every_query_returns(&prometheus, &mut run, &node);
+    let mut alive = || match run.child.try_wait() {
+        Ok(None) => Ok(()),
+        _ => Err(format!("the run ended\n{}", run.output())),
+    };
+    let (at, results) = evaluate_until_every_query_returns(
+        &prometheus,
+        &node,
+        &variables,
+        Duration::from_secs(240),
+        &mut alive,
+    );
     assert_only_the_injection_alerts(&results, &targets_json);
 
     // The operator's expressions: they must parse and evaluate (to nothing, here).
     for query in &operator {
-        let expr = with_bool_comparisons(&substitute(&query.expr));
+        let expr = sendable(query, &variables);
         let series = prometheus
             .query(&expr, at)
             .unwrap_or_else(|e| panic!("{}: `{expr}` does not parse: {e}", query.origin));
@@ -824,7 +436,7 @@ fn every_dashboard_and_alert_query_returns_series_from_a_real_run() {
             .is_err()
     );
 
-    assert_variables_resolve(&prometheus);
+    assert_variables_resolve(&prometheus, &variables);
 
     // The numbers quoted in the note: the job overview, and the alerts, at one instant.
     println!("job overview dashboard at {at:.0} (job {JOB}):");

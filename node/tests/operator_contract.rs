@@ -5,7 +5,7 @@
 
 use byzsgd_api::job::ByzSgdJob;
 use byzsgd_node::cli::{Cli, Command};
-use byzsgd_operator::controller::build::{build, labels};
+use byzsgd_operator::controller::build::{build, labels, pod};
 use byzsgd_operator::controller::validate::validate_job;
 use clap::Parser;
 
@@ -44,6 +44,12 @@ fn worker_and_server_pod_args_parse_with_node_cli() {
         );
         assert_eq!(node.listen.port(), 7070);
         assert_eq!(node.admin_listen.port(), 9090);
+        // Nodes keep serving their final /status long enough for the operator to read it.
+        assert!(
+            (node.linger_seconds - f64::from(pod::NODE_LINGER_SECONDS)).abs() < 1e-9,
+            "--linger-seconds {}",
+            node.linger_seconds
+        );
         // The manifest is mounted where --job-file points.
         let mount = &container.volume_mounts.as_ref().expect("mounts")[0];
         assert_eq!(mount.mount_path, "/etc/byzsgd");

@@ -81,7 +81,16 @@ pub struct RunArgs {
         default_value = "http://{podIP}:9090/chaos"
     )]
     pub chaos_url_template: String,
-    /// Seconds between two polls of a running job's servers.
+    /// URL of a server's model snapshot at a step (what the operator compares to export
+    /// `byzsgd_correct_servers_max_drift`); same placeholders plus `{step}`.
+    #[arg(
+        long,
+        env = "BYZSGD_OPERATOR_MODEL_URL_TEMPLATE",
+        default_value = "http://{podIP}:9090/model?step={step}"
+    )]
+    pub model_url_template: String,
+    /// Seconds between two polls of a running job's servers. At most 14: a node serves its
+    /// final status for 30 s after its last step, and two polls must fall in that time.
     #[arg(
         long,
         env = "BYZSGD_OPERATOR_STATUS_INTERVAL_SECONDS",
@@ -125,6 +134,14 @@ impl RunArgs {
             .ok()
             .filter(|d| !d.is_zero())
             .context("--status-interval-seconds must be a positive number of seconds")?;
+        let linger = f64::from(crate::controller::build::pod::NODE_LINGER_SECONDS);
+        anyhow::ensure!(
+            2.0 * self.status_interval_seconds + 2.0 <= linger,
+            "--status-interval-seconds {} is too long: nodes serve their final status for {linger} s \
+             after their last step, and the operator must poll twice in that time (use at most {})",
+            self.status_interval_seconds,
+            (linger - 2.0) / 2.0
+        );
         Ok(RunConfig {
             watch_namespace: self.watch_namespace.clone(),
             metrics_listen: Some(self.metrics_listen),
@@ -132,6 +149,7 @@ impl RunArgs {
             reconciler: ReconcilerConfig {
                 status_url_template: self.status_url_template.clone(),
                 chaos_url_template: self.chaos_url_template.clone(),
+                model_url_template: self.model_url_template.clone(),
                 poll_interval: interval,
                 ..ReconcilerConfig::default()
             },

@@ -125,7 +125,7 @@ pub async fn run(
         let _ = rx.wait_for(|stop| *stop).await;
     };
 
-    let registry = metrics::registry()?;
+    let registry = metrics::registry();
     let metrics = metrics::Metrics::register(&registry)?;
     if let Some(addr) = config.metrics_listen {
         let listener = tokio::net::TcpListener::bind(addr)

@@ -8,6 +8,7 @@ pub mod build;
 pub mod observe;
 pub mod status;
 pub mod validate;
+pub mod drift;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -100,6 +101,8 @@ pub struct ReconcilerConfig {
     pub status_url_template: String,
     /// URL of a node's `/chaos`, with the same placeholders as `status_url_template`.
     pub chaos_url_template: String,
+    /// URL of a server's model snapshot, with the same placeholders plus `{step}`.
+    pub model_url_template: String,
     /// How often a running job's servers are polled.
     pub poll_interval: Duration,
     /// Timeout of one `/status` request.
@@ -111,6 +114,7 @@ impl Default for ReconcilerConfig {
         Self {
             status_url_template: "http://{podIP}:9090/status".to_owned(),
             chaos_url_template: "http://{podIP}:9090/chaos".to_owned(),
+            model_url_template: "http://{podIP}:9090/model?step={step}".to_owned(),
             poll_interval: Duration::from_secs(10),
             status_timeout: Duration::from_secs(2),
         }
@@ -163,11 +167,14 @@ pub async fn reconcile(job: Arc<ByzSgdJob>, ctx: Arc<Context>) -> Result<Action,
     ctx.metrics.reconciles.inc();
     let _timer = ctx.metrics.duration.start_timer();
     let result = reconcile_inner(&job, &ctx).await;
-    ctx.metrics.set_jobs(
-        ctx.store
-            .state()
+    let jobs = ctx.store.state();
+    ctx.metrics
+        .set_jobs(jobs.iter().map(|j| j.status.as_ref().and_then(|s| s.state)));
+    ctx.metrics.retain_drift(
+        &jobs
             .iter()
-            .map(|j| j.status.as_ref().and_then(|s| s.state)),
+            .map(|j| (j.namespace().unwrap_or_default(), j.name_any()))
+            .collect(),
     );
     result
 }
@@ -200,6 +207,7 @@ async fn reconcile_inner(job: &ByzSgdJob, ctx: &Context) -> Result<Action, Error
 
     // Observe the pods and the servers.
     let (pods, reports) = observe_job(job, &validated, ctx).await?;
+    measure_drift(ctx, &validated, &pods, &reports).await;
 
     let Decision {
         status: mut new_status,
@@ -342,13 +350,7 @@ async fn observe_job(
     if !active {
         return Ok((pods, Vec::new()));
     }
-    let servers: Vec<(usize, &Pod)> = (0..validated.plan.servers)
-        .filter_map(|i| {
-            pods.get(&labels::pod_name(name, Role::Server, i))
-                .map(|p| (i, p))
-        })
-        .filter(|(_, p)| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
-        .collect();
+    let servers = running_servers(validated, &pods);
     let reports = observe::fetch_reports(
         &ctx.http,
         &ctx.config.status_url_template,
@@ -359,6 +361,47 @@ async fn observe_job(
     )
     .await;
     Ok((pods, reports))
+}
+
+/// Sets `byzsgd_correct_servers_max_drift` of the job when its servers answered (it runs) and
+/// their models at a common step can be compared.
+async fn measure_drift(
+    ctx: &Context,
+    validated: &validate::ValidatedJob,
+    pods: &BTreeMap<String, Pod>,
+    reports: &[(usize, observe::NodeReport)],
+) {
+    if reports.is_empty() {
+        return;
+    }
+    let servers = running_servers(validated, pods);
+    let measured = drift::measure(
+        &ctx.http,
+        &ctx.config.model_url_template,
+        validated,
+        &servers,
+        reports,
+        ctx.config.status_timeout,
+    )
+    .await;
+    if let Some(drift) = measured {
+        ctx.metrics
+            .set_drift(&validated.namespace, &validated.name, drift);
+    }
+}
+
+/// The job's server pods in phase Running, by index.
+fn running_servers<'a>(
+    validated: &validate::ValidatedJob,
+    pods: &'a BTreeMap<String, Pod>,
+) -> Vec<(usize, &'a Pod)> {
+    (0..validated.plan.servers)
+        .filter_map(|i| {
+            pods.get(&labels::pod_name(&validated.name, Role::Server, i))
+                .map(|p| (i, p))
+        })
+        .filter(|(_, p)| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        .collect()
 }
 
 async fn patch_status(

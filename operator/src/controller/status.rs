@@ -489,9 +489,20 @@ pub fn decide(job: &ValidatedJob, observed: &Observed<'_>) -> Decision {
         now,
         generation,
     );
+    // A server is done when its pod Succeeded (the node exits 0 after its last step) or when
+    // it says so in its /status (it keeps serving it a while after its last step, see
+    // `pod::NODE_LINGER_SECONDS`).
     let finished_servers = (0..job.plan.servers)
-        .filter_map(|i| pods.get(&labels::pod_name(&job.name, Role::Server, i)))
-        .filter(|p| phase(p) == "Succeeded")
+        .filter(|&i| {
+            let exited = pods
+                .get(&labels::pod_name(&job.name, Role::Server, i))
+                .is_some_and(|p| phase(p) == "Succeeded");
+            exited
+                || observed
+                    .reports
+                    .iter()
+                    .any(|(index, report)| *index == i && report.finished)
+        })
         .count();
     let steps_done = finished_servers >= quorum;
     let past_window = match (target, status.training.as_ref()) {
@@ -541,7 +552,10 @@ pub fn decide(job: &ValidatedJob, observed: &Observed<'_>) -> Decision {
                 job.run_policy.active_deadline_seconds.unwrap_or_default()
             ),
         ))
-    } else if converged {
+    } else if converged && steps_done {
+        // The job ends when its servers ran their steps, as `byzsgd-node local` does: reaching
+        // the target early sets Converged, but the status keeps following the training so
+        // that STEP and ACCURACY end at the servers' final values.
         Some((
             true,
             "TargetReached",
@@ -550,7 +564,7 @@ pub fn decide(job: &ValidatedJob, observed: &Observed<'_>) -> Decision {
                 accuracy.unwrap_or_default()
             ),
         ))
-    } else if target.is_some() && (steps_done || past_window) {
+    } else if target.is_some() && (steps_done || (past_window && !converged)) {
         Some((
             false,
             FailureReason::NotConverged.as_str(),

@@ -507,9 +507,60 @@ fn quorum_reaching_the_target_succeeds_and_a_liar_alone_cannot() {
     for (_, r) in &mut reports {
         *r = report(600, 0.85);
     }
-    let done = decide(&job, &observe(Some(&not_yet.status), &pods, &reports, t0));
+    // Reaching the target early sets Converged; the job runs on, its status following the
+    // servers, until they ran their steps (as `byzsgd-node local` does).
+    let converged = decide(&job, &observe(Some(&not_yet.status), &pods, &reports, t0));
+    assert_eq!(converged.status.state, Some(JobState::Running));
+    assert!(converged.status.is_true(ConditionType::Converged));
+    for (i, r) in &mut reports {
+        *r = report(1500, 0.86);
+        // A quorum (4 of 5) says it finished; the liar's word alone would not be enough.
+        r.finished = *i < 4;
+    }
+    let done = decide(&job, &observe(Some(&converged.status), &pods, &reports, t0));
     assert_eq!(done.status.state, Some(JobState::Succeeded));
     assert!(done.status.is_true(ConditionType::Converged));
+    let training = done.status.training.expect("training");
+    assert_eq!((training.step, training.accuracy), (1500, Some(0.86)));
+}
+
+/// A server that finished its steps exits 0 (pod Succeeded) after serving its final status a
+/// while: either counts as done, and a quorum of finished servers below the target fails the
+/// job as NotConverged.
+#[test]
+fn servers_that_finished_below_the_target_fail_the_job() {
+    let job = validated(QUICKSTART);
+    let t0 = Timestamp::from_second(1_000).expect("time");
+    let mut pods = running_pods(&job, "a");
+    let mut reports: Vec<(usize, NodeReport)> = (0..5).map(|i| (i, report(1500, 0.7))).collect();
+    // One finished and exited, one finished and says so: 2 of a quorum of 4, not yet done.
+    pods.insert(
+        "quickstart-server-0".to_owned(),
+        pod(
+            "quickstart-server-0",
+            "quickstart-server-0-a",
+            "Succeeded",
+            0,
+        )
+        .1,
+    );
+    reports.remove(0);
+    reports[0].1.finished = true;
+    let running = decide(&job, &observe(None, &pods, &reports, t0));
+    assert!(
+        !running.status.state.is_some_and(JobState::is_terminal),
+        "{:?}",
+        running.status.state
+    );
+    reports[1].1.finished = true;
+    reports[2].1.finished = true;
+    let failed = decide(&job, &observe(Some(&running.status), &pods, &reports, t0));
+    assert_eq!(failed.status.state, Some(JobState::Failed));
+    let condition = failed
+        .status
+        .condition(ConditionType::Failed)
+        .expect("Failed condition");
+    assert_eq!(condition.reason, "NotConverged", "{condition:?}");
 }
 
 /// The node's `/status` JSON is what the operator parses: a contract between the two crates.

@@ -19,6 +19,12 @@ use crate::controller::validate::ValidatedJob;
 /// directory for `fashion-mnist` (DESIGN.md §3).
 const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
 
+/// How long a node keeps serving (its `/status` above all) after its last step before it
+/// exits: longer than two status polls at the default `--status-interval-seconds` (10) plus
+/// the request timeout, so the operator reads every server's final report, and the job's
+/// STEP and ACCURACY end at the values the servers finished with.
+pub const NODE_LINGER_SECONDS: u32 = 30;
+
 /// The node's command line for one pod: what `byzsgd-node` parses (a contract test checks it
 /// with the node's own clap definition).
 pub fn args(role: Role, index: usize) -> Vec<String> {
@@ -36,6 +42,8 @@ pub fn args(role: Role, index: usize) -> Vec<String> {
         format!("0.0.0.0:{}", labels::ADMIN_PORT),
         "--log-format".to_owned(),
         "json".to_owned(),
+        "--linger-seconds".to_owned(),
+        NODE_LINGER_SECONDS.to_string(),
     ]
 }
 
