@@ -356,6 +356,110 @@ impl Cluster {
     }
 }
 
+/// A namespace made for one test: `<prefix>-<pid>-<n>`, deleted on drop (without waiting; the
+/// testbed goes down after the tests anyway).
+pub struct TestNamespace {
+    /// Its name.
+    pub name: String,
+}
+
+impl TestNamespace {
+    /// Creates it with `kubectl create namespace`.
+    pub fn create(prefix: &str) -> Self {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("{prefix}-{}-{n}", std::process::id());
+        run(&["kubectl", "create", "namespace", &name]);
+        Self { name }
+    }
+}
+
+impl TestNamespace {
+    /// Deletes the namespace's ByzantineChaos experiments and ByzSGDJobs and waits until
+    /// they are gone: their finalizers need the operator, so this comes before `helm
+    /// uninstall` (or the namespace would hang in Terminating).
+    pub fn delete_workloads(&self) {
+        run(&[
+            "kubectl",
+            "delete",
+            "byzantinechaos,byzsgdjobs",
+            "--all",
+            "--namespace",
+            &self.name,
+            "--wait=true",
+            "--timeout=120s",
+        ]);
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            diagnose(&self.name);
+        }
+        let _ = run_output(&["kubectl", "delete", "namespace", &self.name, "--wait=false"]);
+    }
+}
+
+/// Prints [`diagnose`] of each namespace when dropped during a panic (a failing test).
+pub struct DiagnoseOnPanic(pub Vec<String>);
+
+impl Drop for DiagnoseOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for namespace in &self.0 {
+                diagnose(namespace);
+            }
+        }
+    }
+}
+
+/// Prints what a failing test's namespace holds: the jobs' and experiments' status, pods,
+/// events and the operator's last log lines.
+pub fn diagnose(namespace: &str) {
+    eprintln!("---- diagnostics of namespace {namespace} ----");
+    for words in [
+        &[
+            "kubectl",
+            "get",
+            "byzsgdjobs,byzantinechaos",
+            "-o",
+            "yaml",
+            "-n",
+            namespace,
+        ][..],
+        &[
+            "kubectl",
+            "get",
+            "pods,services,configmaps,secrets",
+            "-o",
+            "wide",
+            "-n",
+            namespace,
+        ],
+        &[
+            "kubectl",
+            "get",
+            "events",
+            "--sort-by=.lastTimestamp",
+            "-n",
+            namespace,
+        ],
+        &[
+            "kubectl",
+            "logs",
+            "-l",
+            "app.kubernetes.io/name=byzsgd-operator",
+            "--tail=60",
+            "--all-containers",
+            "-n",
+            namespace,
+        ],
+    ] {
+        let _ = run_output(words);
+    }
+}
+
 /// Standard base64 (with padding), as kubeconfigs carry certificates.
 pub fn decode_base64(text: &str) -> Option<Vec<u8>> {
     let value = |c: u8| -> Option<u32> {

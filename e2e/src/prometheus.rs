@@ -1,6 +1,6 @@
-//! A real Prometheus server for tests: Debian's `/usr/bin/prometheus` on a temp dir and a free
-//! loopback port, started from a configuration text, killed on drop; and the two HTTP API calls
-//! the checks use (instant query, label values).
+//! A real Prometheus server for tests: Debian's `/usr/bin/prometheus` (or another build) on a
+//! temp dir and a free loopback port, started from a configuration text, killed on drop; and
+//! the HTTP API calls the checks use (instant query, label values, targets).
 //!
 //! Shared, not copied: `node/tests/observability.rs` includes this file with `#[path]` (its
 //! Prometheus scrapes a local run through `file_sd`), and the tier-c tests use it through
@@ -84,20 +84,26 @@ pub struct Prometheus {
 }
 
 impl Prometheus {
-    /// Writes `config` (a `prometheus.yml`) into `dir`, starts Prometheus with its TSDB in
-    /// `dir/data` on a free loopback port and waits until it is ready.
+    /// Writes `config` (a `prometheus.yml`) into `dir`, starts Debian's Prometheus with its
+    /// TSDB in `dir/data` on a free loopback port and waits until it is ready.
     pub fn start(dir: &Path, config: &str) -> Self {
         assert!(
             Path::new(PROMETHEUS).exists(),
             "{PROMETHEUS} is missing: {INSTALL_HINT}"
         );
+        Self::start_binary(Path::new(PROMETHEUS), dir, config)
+    }
+
+    /// Like [`Prometheus::start`], with another Prometheus binary (Debian's lacks Kubernetes
+    /// discovery; `scripts/prometheus` builds one that has it).
+    pub fn start_binary(binary: &Path, dir: &Path, config: &str) -> Self {
         let file = dir.join("prometheus.yml");
         std::fs::write(&file, config).unwrap_or_else(|e| panic!("writing {}: {e}", file.display()));
         let port = free_port();
         let log = dir.join("prometheus.log");
         let stderr = std::fs::File::create(&log)
             .unwrap_or_else(|e| panic!("creating {}: {e}", log.display()));
-        let child = Command::new(PROMETHEUS)
+        let child = Command::new(binary)
             .arg(format!("--config.file={}", file.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
@@ -107,7 +113,7 @@ impl Prometheus {
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
-            .unwrap_or_else(|e| panic!("starting {PROMETHEUS}: {e}"));
+            .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
         let mut prometheus = Self { child, port, log };
         prometheus.wait_ready();
         prometheus

@@ -212,16 +212,20 @@ pub fn substitute(expr: &str, variables: &Variables) -> String {
     for (variable, value) in &variables.intervals {
         out = out.replace(variable, value);
     }
-    // `$1` (a label_replace capture group) is PromQL, not a Grafana variable.
-    let leftover = out
-        .match_indices('$')
-        .map(|(at, _)| &out[at..])
-        .find(|rest| !rest[1..].starts_with(|c: char| c.is_ascii_digit()));
+    let leftover = unknown_variable(&out);
     assert!(
         leftover.is_none(),
         "unknown template variable in `{expr}`: {leftover:?}"
     );
     out
+}
+
+/// The first `$…` left in `expr` that is not a `label_replace` capture group (`$1`): a Grafana
+/// variable nobody substituted.
+pub fn unknown_variable(expr: &str) -> Option<&str> {
+    expr.match_indices('$')
+        .map(|(at, _)| &expr[at..])
+        .find(|rest| !rest[1..].starts_with(|c: char| c.is_ascii_digit()))
 }
 
 /// Turns every comparison at the top level of `expr` into its `bool` form, so that an alert
@@ -298,6 +302,42 @@ pub fn describe(series: &[Value]) -> String {
 
 /// A query's result at the chosen instant: the query, the expression sent, the series.
 pub type Evaluated = (Query, String, Vec<Value>);
+
+/// Waits until `count` targets whose `up` series match `selector` (e.g. `job_name="x"`) are
+/// up, each scraped at least `samples` times within the last `window`, so that every `rate()`
+/// over that window has samples of every target and an alert comparing the window's first and
+/// last samples sees the run's progress. `alive` as for
+/// [`evaluate_until_every_query_returns`].
+pub fn wait_for_scrapes(
+    prometheus: &Prometheus,
+    selector: &str,
+    count: usize,
+    (window, samples): (&str, usize),
+    patience: Duration,
+    alive: &mut dyn FnMut() -> Result<(), String>,
+) {
+    let history = format!("min(count_over_time(up{{{selector}}}[{window}]))");
+    let live = format!("count(up{{{selector}}} == 1)");
+    let deadline = Instant::now() + patience;
+    loop {
+        let (up, scraped) = (
+            prometheus.scalar(&live, now()),
+            prometheus.scalar(&history, now()),
+        );
+        if up >= count as f64 && scraped >= samples as f64 {
+            return;
+        }
+        let state = alive();
+        assert!(
+            state.is_ok() && Instant::now() < deadline,
+            "the {count} targets {{{selector}}} were not all scraped {samples} times in {window} \
+             ({up} up, at least {scraped} samples each; {}):\n{}",
+            state.err().unwrap_or_else(|| format!("after {patience:?}")),
+            prometheus.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
 
 /// Evaluates every query at `at`: the ones that returned series, and the sent expressions of
 /// those that returned none. A query that does not evaluate fails at once.
@@ -427,8 +467,8 @@ mod tests {
             ),
             "label_replace(a, \"p\", \"$1\", \"n\", \"(.*)\")"
         );
-        let unknown = std::panic::catch_unwind(|| substitute("x[$__unknown]", &variables));
-        assert!(unknown.is_err(), "an unknown variable must fail");
+        assert_eq!(unknown_variable("x[$__unknown]"), Some("$__unknown]"));
+        assert_eq!(unknown_variable("label_replace(a, \"p\", \"$1\")"), None);
     }
 
     #[test]

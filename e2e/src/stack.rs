@@ -107,10 +107,15 @@ impl Release {
         .expect("the Deployment exists")
     }
 
-    /// `helm install` of the chart as a release that watches only `namespace` (the operator's
-    /// `--watch-namespace`), with every monitoring object on: for tests that must not share
-    /// an operator. Waits until it is Available.
-    pub fn install_watching(cluster: &Cluster, name: &str, namespace: &str) -> Self {
+    /// `helm install` of the chart as a release in `namespace` that watches only `namespace`
+    /// (the operator's `--watch-namespace`) and polls servers every `poll_seconds`: for tests
+    /// that must not share an operator. Waits until it is Available.
+    pub fn install_watching(
+        cluster: &Cluster,
+        name: &str,
+        namespace: &str,
+        poll_seconds: u32,
+    ) -> Self {
         run(&[
             "helm",
             "install",
@@ -118,15 +123,27 @@ impl Release {
             "charts/byzsgd-operator",
             "--namespace",
             namespace,
-            "--create-namespace",
-            "--set",
-            &format!("extraArgs={{--watch-namespace,{namespace}}}"),
-            "--set",
-            "serviceMonitor.enabled=true,podMonitor.enabled=true",
+            "--set-string",
+            &format!(
+                "extraArgs={{--watch-namespace,{namespace},--status-interval-seconds,{poll_seconds}}}"
+            ),
         ]);
         let release = Self::installed(name, namespace);
         release.wait_available(cluster, Duration::from_secs(120));
         release
+    }
+
+    /// The operator pod's IP (its `/metrics` is on port 8080).
+    pub fn operator_ip(&self, cluster: &Cluster) -> String {
+        let pods: Vec<k8s_openapi::api::core::v1::Pod> = cluster.list(
+            &self.namespace,
+            &kube::api::ListParams::default()
+                .labels(&format!("app.kubernetes.io/instance={}", self.name)),
+        );
+        pods.iter()
+            .filter(|p| crate::workload::running(p))
+            .find_map(crate::workload::pod_ip)
+            .unwrap_or_else(|| panic!("no running operator pod of release {}", self.name))
     }
 }
 
@@ -184,13 +201,15 @@ pub fn scrape_configs(namespace: &str, api: &ApiAccess) -> Vec<Value> {
 }
 
 /// Starts Prometheus in `dir`, discovering targets through the cluster's API server as the
-/// monitors in `namespace` say.
+/// monitors in `namespace` say. The binary is `scripts/prometheus`'s upstream build: Debian's
+/// has no Kubernetes discovery.
 pub fn prometheus_from_monitors(cluster: &Cluster, namespace: &str, dir: &Path) -> Prometheus {
+    let binary = quiet(&["scripts/prometheus"]);
     let api = cluster.api_access(dir);
     let configs = scrape_configs(namespace, &api);
     let text = monitors::prometheus_config(configs, "15s");
     eprintln!("prometheus.yml (from the monitors in {namespace}):\n{text}");
-    Prometheus::start(dir, &text)
+    Prometheus::start_binary(Path::new(binary.trim()), dir, &text)
 }
 
 /// The scrape interval of the first PodMonitor endpoint in `namespace` (what Grafana's

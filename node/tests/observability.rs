@@ -26,11 +26,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use prometheus::{INSTALL_HINT, PROMTOOL, Prometheus, now};
+use prometheus::{INSTALL_HINT, PROMTOOL, Prometheus};
 use promql::{
     Evaluated, Query, Variables, all_queries, assert_variables_resolve, chart_path, dashboards,
     describe, evaluate_until_every_query_returns, files_with_extension, rule_files, rule_queries,
-    sendable,
+    sendable, wait_for_scrapes,
 };
 
 const BINARY: &str = env!("CARGO_BIN_EXE_byzsgd-node");
@@ -289,27 +289,6 @@ fn promtool_checks_the_rules_and_unit_tests_every_alert() {
     );
 }
 
-/// Waits until Prometheus scraped every one of the `count` targets once a second for a whole
-/// rate window, so that every `rate()` of the dashboards has samples of every node.
-fn wait_for_scrapes(prometheus: &Prometheus, run: &mut Run, count: usize) {
-    let variables = variables();
-    let window = variables.rate_interval();
-    let history = format!("min(count_over_time(up{{job_name=\"{JOB}\"}}[{window}]))");
-    let live = format!("count(up{{job_name=\"{JOB}\"}} == 1)");
-    let value = |expr: &str| prometheus.scalar(expr, now());
-    let deadline = Instant::now() + Duration::from_secs(240);
-    // One scrape a second: at least 8 samples of every target in the 10 s window.
-    while value(&live) < count as f64 || value(&history) < 8.0 {
-        assert!(
-            run.child.try_wait().unwrap().is_none() && Instant::now() < deadline,
-            "the {count} targets were not all scraped for {window}\n{}\n{}",
-            run.output(),
-            prometheus.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
 /// On a healthy run every alert condition is false, except the Byzantine one, which holds for
 /// exactly the nodes the runner made Byzantine (the `attack` labels of targets.json).
 fn assert_only_the_injection_alerts(results: &[Evaluated], targets: &Value) {
@@ -402,16 +381,20 @@ fn every_dashboard_and_alert_query_returns_series_from_a_real_run() {
         "the expressions that need the operator changed: update NEEDS_OPERATOR"
     );
 
-    wait_for_scrapes(
-        &prometheus,
-        &mut run,
-        targets_json.as_array().unwrap().len(),
-    );
-    // Every value checked and printed below comes from the same instant.
     let mut alive = || match run.child.try_wait() {
         Ok(None) => Ok(()),
         _ => Err(format!("the run ended\n{}", run.output())),
     };
+    // One scrape a second: at least 8 samples of every target in the 10 s rate window.
+    wait_for_scrapes(
+        &prometheus,
+        &format!("job_name=\"{JOB}\""),
+        targets_json.as_array().unwrap().len(),
+        (variables.rate_interval(), 8),
+        Duration::from_secs(240),
+        &mut alive,
+    );
+    // Every value checked and printed below comes from the same instant.
     let (at, results) = evaluate_until_every_query_returns(
         &prometheus,
         &node,
