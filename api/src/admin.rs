@@ -1,11 +1,18 @@
-//! The wire types of a node's admin port, shared by the node that serves them and the operator,
-//! local runner and experiment runner that call it: the JSON of `GET /status`, and the body and
-//! answer of `POST /chaos`. (`/metrics`, `/healthz`, `/readyz` carry no typed body.)
+//! The node's contract with whoever runs and calls it — the operator, the local runner and the
+//! experiment runner: the JSON of `GET /status`, the body and answer of `POST /chaos` on its
+//! admin port (`/metrics`, `/healthz`, `/readyz` carry no typed body), and the exit codes a
+//! pod's controller must tell apart.
 
 use byzsgd_core::protocol::chaos::ChaosReport;
 use serde::{Deserialize, Serialize};
 
 use crate::chaos::{ChaosAction, Window};
+
+/// Exit code of `byzsgd-node server|worker` when its data set cannot be read (missing,
+/// unreadable or malformed IDX files): a configuration error that restarting cannot fix
+/// (`EX_CONFIG` of sysexits.h). The first line of the node's termination message names the
+/// file and the fix.
+pub const EXIT_DATA_UNAVAILABLE: u8 = 78;
 
 /// What `/status` reports.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -12,18 +12,30 @@ pub mod status;
 
 use std::collections::BTreeMap;
 
-use byzsgd_core::job::JobSpec;
-use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements, Toleration};
+use byzsgd_core::job::{DatasetName, DatasetSpec, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Affinity, EnvVar, LocalObjectReference, PodSecurityContext, ResourceRequirements,
+    SecurityContext, Toleration, Volume, VolumeMount,
+};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use crate::validate::SpecProblem;
 
 pub use status::{
     ByzSgdJobStatus, ConditionType, JobState, ReplicaStatus, TrackedPod, TrainingStatus,
 };
 
-/// The image pods run when `spec.template.image` is not set.
-pub const DEFAULT_IMAGE: &str = "byzsgd-node:dev";
+/// The image pods run when `spec.template.image` is not set: what `scripts/images` builds and
+/// tags with the workspace version.
+pub const DEFAULT_IMAGE: &str = concat!("localhost/byzsgd-node:", env!("CARGO_PKG_VERSION"));
+/// The data image of `fashion-mnist` when `spec.template.dataSource` is not set (also built by
+/// `scripts/images`, same version).
+pub const DEFAULT_FASHION_MNIST_IMAGE: &str = concat!(
+    "localhost/byzsgd-data-fashion-mnist:",
+    env!("CARGO_PKG_VERSION")
+);
 
 /// A ByzSGD training job: parameter servers and workers, some of them possibly Byzantine,
 /// training one model (El-Mhamdi et al., "Genuinely Distributed Byzantine Machine Learning",
@@ -127,20 +139,37 @@ pub struct RunPolicy {
     pub suspend: bool,
 }
 
-/// The pod-level settings shared by every server and worker pod.
+/// The pod-level settings shared by every server and worker pod: Kubeflow's replica `template`
+/// fields that matter here, each merged over the operator's defaults (the operator's own labels,
+/// probes and required environment always stay). Ignored by `byzsgd-node local`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PodTemplate {
-    /// Container image holding the `byzsgd-node` binary.
+    /// Labels added to every pod. The operator's own labels (`byzsgd.io/*`,
+    /// `app.kubernetes.io/*`) win on a clash: Services and dashboards select by them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations added to every pod (the operator's `prometheus.io/*` scrape annotations
+    /// win on a clash).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Container image holding the `byzsgd-node` binary (`scripts/images` builds
+    /// `localhost/byzsgd-node:<version>`, the default).
     #[serde(default = "default_image")]
     pub image: String,
-    /// `Always`, `IfNotPresent` or `Never`; unset leaves Kubernetes' default.
+    /// `Always`, `IfNotPresent` or `Never`; unset leaves Kubernetes' default (`IfNotPresent`
+    /// for a tag other than `latest`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_pull_policy: Option<String>,
-    /// CPU and memory requests and limits of the node container.
+    /// Secrets for pulling the node and data images from a private registry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<LocalObjectReference>,
+    /// CPU and memory of the node container, merged key by key over the defaults (requests
+    /// `cpu: 100m`, `memory: 128Mi`; no limits).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
-    /// Extra environment variables for the node container (e.g. `RUST_LOG`).
+    /// Extra environment variables for the node container (e.g. `RUST_LOG`). The operator's
+    /// own (`BYZSGD_DATA_DIR`, `BYZSGD_CHAOS_TOKEN`, `BYZSGD_TERMINATION_LOG`) win on a clash.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
     /// Node labels the pods must be scheduled on.
@@ -149,15 +178,201 @@ pub struct PodTemplate {
     /// Taints the pods tolerate.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tolerations: Vec<Toleration>,
+    /// Node and pod (anti-)affinity of the pods, e.g. to spread servers over zones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
     /// Service account of the pods; unset uses the namespace's `default`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
-    /// A directory on each Kubernetes node holding the data set's IDX files, mounted read-only
-    /// where `dataset.path` (or the data set's default directory) points. Unset: the image must
-    /// contain the data.
+    /// Pod security context, merged field by field over the defaults (`runAsNonRoot: true`,
+    /// user and group 65532, `seccompProfile: RuntimeDefault`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data_host_path: Option<String>,
+    pub security_context: Option<PodSecurityContext>,
+    /// Security context of the node container, merged field by field over the defaults
+    /// (`readOnlyRootFilesystem: true`, `allowPrivilegeEscalation: false`, every capability
+    /// dropped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_security_context: Option<SecurityContext>,
+    /// Extra volumes of every pod. The names `job` and `data` are the operator's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<Volume>,
+    /// Extra mounts of the node container (of `volumes` above).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volume_mounts: Vec<VolumeMount>,
+    /// Where the pods get the data set's IDX files. Unset: for `fashion-mnist` the data image
+    /// `localhost/byzsgd-data-fashion-mnist:<version>` (built by `scripts/images`); `mnist`
+    /// needs one; `synthetic` reads no files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_source: Option<DataSource>,
 }
+
+/// Where a job's pods read the data set from. Exactly one source; the node reads the files at
+/// [`DATA_MOUNT`] in every case.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "(has(self.image) ? 1 : 0) + (has(self.persistentVolumeClaim) ? 1 : 0) + (has(self.hostPath) ? 1 : 0) == 1",
+    "message": "set exactly one of image, persistentVolumeClaim and hostPath",
+}]))]
+pub struct DataSource {
+    /// An image holding the IDX files: an init container copies them into an `emptyDir` the
+    /// node reads. No node needs the files beforehand; the image is pulled like any other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageDataSource>,
+    /// A PersistentVolumeClaim holding the IDX files, mounted read-only (several pods read it,
+    /// so it needs `ReadOnlyMany` or a single node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistent_volume_claim: Option<ClaimDataSource>,
+    /// A directory on every Kubernetes node holding the IDX files, mounted read-only. Only for
+    /// single-node or pre-provisioned clusters: the files must exist on whichever node a pod
+    /// lands on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_path: Option<HostPathDataSource>,
+}
+
+/// The data set as an image (`spec.template.dataSource.image`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageDataSource {
+    /// The image, e.g. `localhost/byzsgd-data-fashion-mnist:0.1.0` (`scripts/images`).
+    pub image: String,
+    /// Directory inside the image holding the IDX files. Default: `/data/<dataset name>`, the
+    /// layout of the images `scripts/images` builds. The image must also hold
+    /// `/bin/busybox` (the init container runs its `cp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Pull policy of the data image; unset leaves Kubernetes' default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<String>,
+}
+
+/// The data set on a PersistentVolumeClaim (`spec.template.dataSource.persistentVolumeClaim`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimDataSource {
+    /// Name of the claim, in the job's namespace.
+    pub claim_name: String,
+    /// Directory inside the volume holding the IDX files; unset: its root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub_path: Option<String>,
+}
+
+/// The data set in a directory of each Kubernetes node (`spec.template.dataSource.hostPath`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HostPathDataSource {
+    /// The directory, e.g. `/usr/share/datasets/fashion-mnist` where the Debian package
+    /// `dataset-fashion-mnist` installs it.
+    pub path: String,
+}
+
+/// Where every data source is mounted in the node container (`BYZSGD_DATA_DIR`).
+pub const DATA_MOUNT: &str = "/dataset";
+
+/// Volume names the operator gives its own volumes (the manifest and the data set).
+pub const RESERVED_VOLUMES: [&str; 2] = ["job", "data"];
+
+impl PodTemplate {
+    /// The data source the pods use: the template's, or the default of the job's data set.
+    /// `Ok(None)` when the data set needs no files (`synthetic`).
+    pub fn resolved_data_source(
+        &self,
+        dataset: &DatasetSpec,
+    ) -> Result<Option<DataSource>, SpecProblem> {
+        if dataset.name == DatasetName::Synthetic {
+            return Ok(None);
+        }
+        if let Some(source) = &self.data_source {
+            return Ok(Some(source.clone()));
+        }
+        match dataset.name {
+            DatasetName::FashionMnist => Ok(Some(DataSource {
+                image: Some(ImageDataSource {
+                    image: DEFAULT_FASHION_MNIST_IMAGE.to_owned(),
+                    path: None,
+                    image_pull_policy: None,
+                }),
+                ..DataSource::default()
+            })),
+            DatasetName::Mnist | DatasetName::Synthetic => Err(SpecProblem {
+                field: "spec.template.dataSource".to_owned(),
+                message: format!(
+                    "data set `{}` has no default data source in a cluster",
+                    dataset_name(dataset.name)
+                ),
+                fix: "set dataSource to an image, a persistentVolumeClaim or a hostPath holding \
+                      the IDX files"
+                    .to_owned(),
+            }),
+        }
+    }
+
+    /// Everything wrong with the template, each naming its field and the fix: a missing data
+    /// source, a volume named like the operator's own, a mount of a volume that does not exist.
+    pub fn problems(&self, dataset: &DatasetSpec) -> Vec<SpecProblem> {
+        let mut problems = Vec::new();
+        if let Err(problem) = self.resolved_data_source(dataset) {
+            problems.push(problem);
+        }
+        for (i, volume) in self.volumes.iter().enumerate() {
+            if RESERVED_VOLUMES.contains(&volume.name.as_str()) {
+                problems.push(SpecProblem {
+                    field: format!("spec.template.volumes[{i}].name"),
+                    message: format!(
+                        "`{}` is the name of a volume the operator adds",
+                        volume.name
+                    ),
+                    fix: "rename the volume (and its mounts)".to_owned(),
+                });
+            }
+        }
+        for (i, mount) in self.volume_mounts.iter().enumerate() {
+            if !self.volumes.iter().any(|volume| volume.name == mount.name) {
+                problems.push(SpecProblem {
+                    field: format!("spec.template.volumeMounts[{i}].name"),
+                    message: format!(
+                        "mounts `{}`, which spec.template.volumes does not define",
+                        mount.name
+                    ),
+                    fix: "add the volume to spec.template.volumes or fix the name".to_owned(),
+                });
+            }
+            if [JOB_DIR, DATA_MOUNT].contains(&mount.mount_path.as_str()) {
+                problems.push(SpecProblem {
+                    field: format!("spec.template.volumeMounts[{i}].mountPath"),
+                    message: format!(
+                        "{} is where the operator mounts its own volume",
+                        mount.mount_path
+                    ),
+                    fix: "mount the volume elsewhere".to_owned(),
+                });
+            }
+        }
+        problems
+    }
+}
+
+impl ImageDataSource {
+    /// The directory inside the image the init container copies: `path`, or the layout of the
+    /// project's data images, `/data/<dataset name>`.
+    pub fn files_dir(&self, dataset: DatasetName) -> String {
+        self.path
+            .clone()
+            .unwrap_or_else(|| format!("/data/{}", dataset_name(dataset)))
+    }
+}
+
+/// A data set's manifest name (`fashion-mnist`, `mnist`, `synthetic`).
+fn dataset_name(name: DatasetName) -> &'static str {
+    match name {
+        DatasetName::FashionMnist => "fashion-mnist",
+        DatasetName::Mnist => "mnist",
+        DatasetName::Synthetic => "synthetic",
+    }
+}
+
+/// Where the node pods' manifest is mounted (`--job-file` is `JOB_DIR/job.yaml`).
+pub const JOB_DIR: &str = "/etc/byzsgd";
 
 fn default_image() -> String {
     DEFAULT_IMAGE.to_owned()
@@ -166,14 +381,22 @@ fn default_image() -> String {
 impl Default for PodTemplate {
     fn default() -> Self {
         Self {
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
             image: default_image(),
             image_pull_policy: None,
+            image_pull_secrets: Vec::new(),
             resources: None,
             env: Vec::new(),
             node_selector: BTreeMap::new(),
             tolerations: Vec::new(),
+            affinity: None,
             service_account_name: None,
-            data_host_path: None,
+            security_context: None,
+            container_security_context: None,
+            volumes: Vec::new(),
+            volume_mounts: Vec::new(),
+            data_source: None,
         }
     }
 }
@@ -204,7 +427,7 @@ mod tests {
         let text = include_str!("../../tests/fixtures/minimal.yaml");
         let job: ByzSgdJob = serde_yaml_ng::from_str(text).expect("minimal parses");
         assert_eq!(job.spec.run_policy, RunPolicy::default());
-        assert_eq!(job.spec.template.image, "byzsgd-node:dev");
+        assert_eq!(job.spec.template.image, "localhost/byzsgd-node:0.1.0");
     }
 
     #[test]

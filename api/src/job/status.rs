@@ -18,7 +18,7 @@ pub struct ByzSgdJobStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<JobState>,
     /// Condition list (Created, Running, Restarting, Succeeded, Failed, Suspended,
-    /// ResilienceBoundSatisfied, ByzantineInjected, Converged). A condition's
+    /// ResilienceBoundSatisfied, ByzantineInjected, Converged, DataAvailable). A condition's
     /// `lastTransitionTime` changes only when its status does.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
@@ -116,7 +116,7 @@ pub enum JobState {
     Suspended,
     /// The quorum reached the convergence target (or, without one, finished its steps).
     Succeeded,
-    /// Deadline, backoff limit, lost quorum or an invalid spec.
+    /// Deadline, backoff limit, lost quorum, unreadable data or an invalid spec.
     Failed,
 }
 
@@ -141,11 +141,14 @@ pub enum ConditionType {
     ByzantineInjected,
     /// The quorum's accuracy reached the convergence target.
     Converged,
+    /// The pods got the data set from `spec.template.dataSource` (False names the source, what
+    /// went wrong and the fix).
+    DataAvailable,
 }
 
 impl ConditionType {
     /// Every condition type, in the order they appear in the status.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Created,
         Self::Running,
         Self::Restarting,
@@ -155,6 +158,7 @@ impl ConditionType {
         Self::ResilienceBoundSatisfied,
         Self::ByzantineInjected,
         Self::Converged,
+        Self::DataAvailable,
     ];
 
     /// The `type` string.
@@ -169,6 +173,7 @@ impl ConditionType {
             Self::ResilienceBoundSatisfied => "ResilienceBoundSatisfied",
             Self::ByzantineInjected => "ByzantineInjected",
             Self::Converged => "Converged",
+            Self::DataAvailable => "DataAvailable",
         }
     }
 }

@@ -65,11 +65,12 @@ pub enum BenchCommand {
 }
 
 impl Cli {
-    /// Runs the chosen subcommand; errors are printed with their causes and give exit code 1.
+    /// Runs the chosen subcommand; errors are printed with their causes and give exit code 1
+    /// (a server or worker that cannot read its data set: 78, see [`serve::main`]).
     pub fn run(self) -> ExitCode {
         let result = match self.command {
-            Command::Server(args) => serve::run(Role::Server, &args),
-            Command::Worker(args) => serve::run(Role::Worker, &args),
+            Command::Server(args) => return serve::main(Role::Server, &args),
+            Command::Worker(args) => return serve::main(Role::Worker, &args),
             Command::Local(command) => local::run_with_chaos(&command.args, &command.chaos)
                 .map(|summary| print_summary(&summary)),
             Command::Aggregate(args) => aggregate::run(&args),

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,8 +18,9 @@ use crate::rpc::identity::HeaderIdentity;
 use crate::runtime;
 use crate::state::{ChaosControl, RuntimeOptions};
 use crate::telemetry::{self, LogFormat};
+use byzsgd_api::admin::EXIT_DATA_UNAVAILABLE;
 use byzsgd_api::{Manifest, validate};
-use byzsgd_core::assemble::{Assembly, DataNeeds, JobData};
+use byzsgd_core::assemble::{AssembleError, Assembly, DataNeeds, JobData};
 use byzsgd_core::job::{Behaviour, Role};
 use byzsgd_core::protocol::NodeId;
 use byzsgd_core::protocol::chaos::ChaosHandle;
@@ -91,6 +93,40 @@ pub struct NodeArgs {
     /// Log format on stderr (filter with RUST_LOG).
     #[arg(long, env = "BYZSGD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
     pub log_format: LogFormat,
+    /// File to write the fatal error to before exiting, e.g. `/dev/termination-log`: Kubernetes
+    /// shows it as the container's termination message, where the operator reads why a node
+    /// stopped (a data set it cannot read exits with code 78 and is not restarted).
+    #[arg(long, env = "BYZSGD_TERMINATION_LOG", value_name = "FILE")]
+    pub termination_log: Option<PathBuf>,
+}
+
+/// A node that cannot read its data set: no restart will fix it, so it exits with
+/// [`EXIT_DATA_UNAVAILABLE`] instead of the generic failure code.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct DataUnavailable(AssembleError);
+
+/// Runs one node of `role` and turns its outcome into the process's exit code, writing a fatal
+/// error to `--termination-log` as well as to stderr.
+pub fn main(role: Role, args: &NodeArgs) -> ExitCode {
+    let Err(error) = run(role, args) else {
+        return ExitCode::SUCCESS;
+    };
+    let message = format!("error: {error:#}");
+    eprintln!("{message}");
+    if let Some(path) = &args.termination_log
+        && let Err(write_error) = std::fs::write(path, format!("{message}\n"))
+    {
+        eprintln!(
+            "cannot write --termination-log {}: {write_error}",
+            path.display()
+        );
+    }
+    if error.downcast_ref::<DataUnavailable>().is_some() {
+        ExitCode::from(EXIT_DATA_UNAVAILABLE)
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// What `--peers-from-stdin` reads.
@@ -128,7 +164,10 @@ pub fn run(role: Role, args: &NodeArgs) -> anyhow::Result<()> {
         Role::Server => DataNeeds::Server,
         Role::Worker => DataNeeds::Worker(args.index),
     };
-    let data = JobData::load_for(&plan, needs)?;
+    let data = JobData::load_for(&plan, needs).map_err(|error| match error {
+        AssembleError::Data { .. } => anyhow::Error::new(DataUnavailable(error)),
+        other => anyhow::Error::new(other),
+    })?;
     let assembly = Assembly::new(plan, data)?;
     let dimension = assembly.config().dimension;
     let (node, chaos_handle) = assembly.node_with_chaos(role, args.index)?;

@@ -5,6 +5,7 @@
 
 pub mod apply;
 pub mod build;
+pub mod data;
 pub mod observe;
 pub mod status;
 pub mod validate;

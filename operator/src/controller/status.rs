@@ -16,6 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use super::build::labels;
+use super::data::{self, DataHealth};
 use super::observe::NodeReport;
 use super::validate::ValidatedJob;
 use byzsgd_api::job::{
@@ -37,6 +38,8 @@ pub enum FailureReason {
     NotConverged,
     /// The spec fails the node's validation.
     InvalidSpec,
+    /// The pods cannot get or read the data set, and no restart would change that.
+    DataUnavailable,
 }
 
 impl FailureReason {
@@ -48,6 +51,7 @@ impl FailureReason {
             Self::QuorumLost => "QuorumLost",
             Self::NotConverged => "NotConverged",
             Self::InvalidSpec => "InvalidSpec",
+            Self::DataUnavailable => "DataUnavailable",
         }
     }
 }
@@ -461,6 +465,44 @@ pub fn decide(job: &ValidatedJob, observed: &Observed<'_>) -> Decision {
         );
     }
 
+    // The data set: a problem is a condition (and an event when it appears); one that no
+    // restart fixes fails the job below.
+    let data = job.data.as_ref().map_or(DataHealth::Unknown, |source| {
+        data::diagnose(source, pods.values())
+    });
+    if let Some(source) = &job.data {
+        let (available, reason, message) = match &data {
+            DataHealth::Loaded => (
+                true,
+                "DataLoaded",
+                format!("the pods read the {}", data::describe(source)),
+            ),
+            DataHealth::Unknown => (
+                false,
+                "Waiting",
+                format!("no node has started on the {} yet", data::describe(source)),
+            ),
+            DataHealth::Waiting(problem) | DataHealth::Broken(problem) => {
+                (false, problem.reason, problem.message.clone())
+            }
+        };
+        let was_problem = status
+            .condition(ConditionType::DataAvailable)
+            .is_some_and(|c| c.reason == reason);
+        set_condition(
+            &mut status.conditions,
+            ConditionType::DataAvailable,
+            available,
+            reason,
+            &message,
+            now,
+            generation,
+        );
+        if let (DataHealth::Waiting(_), false) = (&data, was_problem) {
+            note(true, reason, message);
+        }
+    }
+
     // Training progress from the servers.
     let quorum = job.plan.server_quorum;
     if let Some(training) = combine(observed.reports, quorum) {
@@ -522,9 +564,13 @@ pub fn decide(job: &ValidatedJob, observed: &Observed<'_>) -> Decision {
     let lost = [Role::Server, Role::Worker]
         .into_iter()
         .find(|role| failed.get(role).copied().unwrap_or(0) > job.byzantine(*role));
-    let outcome: Option<(bool, &str, String)> = if let Some(limit) =
-        limit.filter(|l| status.restarts > *l)
-    {
+    let outcome: Option<(bool, &str, String)> = if let DataHealth::Broken(problem) = &data {
+        Some((
+            false,
+            FailureReason::DataUnavailable.as_str(),
+            problem.message.clone(),
+        ))
+    } else if let Some(limit) = limit.filter(|l| status.restarts > *l) {
         Some((
             false,
             FailureReason::BackoffLimitExceeded.as_str(),
@@ -627,6 +673,16 @@ pub fn decide(job: &ValidatedJob, observed: &Observed<'_>) -> Decision {
         // Failed pods were only to be deleted for a retry; now cleanPodPolicy alone decides.
         decision.delete.clear();
         clean_pods(job.run_policy.clean_pod_policy, pods, &mut decision.delete);
+        if let DataHealth::Broken(_) = &data {
+            // Restarts cannot fix unreadable data, so stop them: every unfinished pod goes,
+            // whatever cleanPodPolicy says (a kept pod would restart forever); the Failed
+            // condition keeps the node's own message.
+            decision.delete.extend(
+                pods.iter()
+                    .filter(|(_, pod)| phase(pod) != "Succeeded" && !terminating(pod))
+                    .map(|(name, _)| name.clone()),
+            );
+        }
         ttl(job, &status, now, &mut decision);
         decision.status = status;
         decision.notes = notes;

@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use byzsgd_core::job::Role;
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
+use k8s_openapi::api::core::v1::{
+    ContainerState, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, Pod,
+    PodStatus,
+};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use super::build::{build, labels};
@@ -584,4 +587,313 @@ fn node_status_json_parses_into_a_report() {
         parsed.last_gather.and_then(|g| g.drift_to_median),
         Some(0.125)
     );
+}
+
+/// The defaults every node pod gets without a template: non-root, read-only root, no
+/// capabilities, no service-account token, resource requests, a termination log, and the
+/// Fashion-MNIST data image copied by an init container into the volume the node reads.
+#[test]
+fn pods_default_to_non_root_read_only_requests_and_the_data_image() {
+    let job = validated(QUICKSTART);
+    let pod = &build(&job).pods[0];
+    let spec = pod.spec.as_ref().expect("spec");
+    let pod_security = spec
+        .security_context
+        .as_ref()
+        .expect("pod security context");
+    assert_eq!(pod_security.run_as_non_root, Some(true));
+    assert_eq!(pod_security.run_as_user, Some(65532));
+    assert_eq!(spec.automount_service_account_token, Some(false));
+    let node = &spec.containers[0];
+    assert_eq!(node.image.as_deref(), Some("localhost/byzsgd-node:0.1.0"));
+    let security = node
+        .security_context
+        .as_ref()
+        .expect("container security context");
+    assert_eq!(security.read_only_root_filesystem, Some(true));
+    assert_eq!(security.allow_privilege_escalation, Some(false));
+    assert_eq!(
+        security.capabilities.as_ref().and_then(|c| c.drop.clone()),
+        Some(vec!["ALL".to_owned()])
+    );
+    let requests = node
+        .resources
+        .as_ref()
+        .and_then(|r| r.requests.clone())
+        .expect("requests");
+    assert_eq!(requests["cpu"].0, "100m");
+    assert_eq!(requests["memory"].0, "128Mi");
+    let env: BTreeMap<String, Option<String>> = node
+        .env
+        .iter()
+        .flatten()
+        .map(|e| (e.name.clone(), e.value.clone()))
+        .collect();
+    assert_eq!(env["BYZSGD_DATA_DIR"].as_deref(), Some("/dataset"));
+    assert_eq!(
+        env["BYZSGD_TERMINATION_LOG"].as_deref(),
+        Some("/dev/termination-log")
+    );
+    let init = &spec.init_containers.as_ref().expect("init containers")[0];
+    assert_eq!(
+        init.image.as_deref(),
+        Some("localhost/byzsgd-data-fashion-mnist:0.1.0")
+    );
+    assert_eq!(
+        init.command.as_deref(),
+        Some(
+            [
+                "/bin/busybox",
+                "cp",
+                "-r",
+                "/data/fashion-mnist/.",
+                "/dataset/"
+            ]
+            .map(str::to_owned)
+            .as_slice()
+        )
+    );
+    let data = spec
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "data")
+        .expect("data volume");
+    assert!(data.empty_dir.is_some());
+    let mount = node
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.name == "data")
+        .expect("data mount");
+    assert_eq!(
+        (mount.mount_path.as_str(), mount.read_only),
+        ("/dataset", Some(true))
+    );
+}
+
+/// Kubeflow-like overrides land in every pod, merged over the defaults: a partial security
+/// context keeps the other defaults, the operator's labels and env win on a clash, extra
+/// volumes are mounted, and a claim replaces the data image.
+#[test]
+fn template_overrides_merge_over_the_defaults() {
+    let yaml = QUICKSTART.replace(
+        "  runPolicy:",
+        r#"  template:
+    labels: {team: ml, "byzsgd.io/role": hijack}
+    annotations: {owner: me}
+    imagePullSecrets: [{name: regcred}]
+    resources: {requests: {memory: 1Gi}, limits: {memory: 2Gi}}
+    env: [{name: RUST_LOG, value: debug}, {name: BYZSGD_DATA_DIR, value: /elsewhere}]
+    nodeSelector: {pool: gpu}
+    tolerations: [{key: dedicated, operator: Equal, value: ml, effect: NoSchedule}]
+    affinity: {podAntiAffinity: {preferredDuringSchedulingIgnoredDuringExecution: [{weight: 1, podAffinityTerm: {topologyKey: kubernetes.io/hostname}}]}}
+    securityContext: {runAsUser: 1000}
+    containerSecurityContext: {readOnlyRootFilesystem: false}
+    volumes: [{name: scratch, emptyDir: {}}]
+    volumeMounts: [{name: scratch, mountPath: /scratch}]
+    dataSource: {persistentVolumeClaim: {claimName: fmnist, subPath: idx}}
+  runPolicy:"#,
+    );
+    let job = validated(&yaml);
+    let pod = &build(&job).pods[5];
+    let labels = pod.metadata.labels.as_ref().expect("labels");
+    assert_eq!(labels["team"], "ml");
+    assert_eq!(
+        labels["byzsgd.io/role"], "worker",
+        "the operator's label wins"
+    );
+    assert_eq!(
+        pod.metadata.annotations.as_ref().expect("annotations")["owner"],
+        "me"
+    );
+    let spec = pod.spec.as_ref().expect("spec");
+    assert_eq!(
+        spec.image_pull_secrets.as_ref().expect("secrets")[0].name,
+        "regcred"
+    );
+    assert_eq!(
+        spec.node_selector.as_ref().expect("selector")["pool"],
+        "gpu"
+    );
+    assert_eq!(spec.tolerations.as_ref().expect("tolerations").len(), 1);
+    assert!(spec.affinity.is_some());
+    let pod_security = spec.security_context.as_ref().expect("pod security");
+    assert_eq!(pod_security.run_as_user, Some(1000));
+    assert_eq!(
+        pod_security.run_as_non_root,
+        Some(true),
+        "unset fields keep the default"
+    );
+    let node = &spec.containers[0];
+    let security = node.security_context.as_ref().expect("container security");
+    assert_eq!(security.read_only_root_filesystem, Some(false));
+    assert_eq!(security.allow_privilege_escalation, Some(false));
+    let resources = node.resources.as_ref().expect("resources");
+    let requests = resources.requests.as_ref().expect("requests");
+    assert_eq!(requests["memory"].0, "1Gi");
+    assert_eq!(
+        requests["cpu"].0, "100m",
+        "defaults fill what the template leaves out"
+    );
+    assert_eq!(
+        resources.limits.as_ref().expect("limits")["memory"].0,
+        "2Gi"
+    );
+    let env: Vec<(String, Option<String>)> = node
+        .env
+        .iter()
+        .flatten()
+        .map(|e| (e.name.clone(), e.value.clone()))
+        .collect();
+    assert!(env.contains(&("RUST_LOG".to_owned(), Some("debug".to_owned()))));
+    assert_eq!(
+        env.iter().filter(|(n, _)| n == "BYZSGD_DATA_DIR").count(),
+        1,
+        "one definition, the operator's: {env:?}"
+    );
+    assert!(env.contains(&("BYZSGD_DATA_DIR".to_owned(), Some("/dataset".to_owned()))));
+    assert!(spec.init_containers.is_none(), "a claim needs no copy");
+    let volumes = spec.volumes.as_ref().expect("volumes");
+    let data = volumes.iter().find(|v| v.name == "data").expect("data");
+    let claim = data.persistent_volume_claim.as_ref().expect("claim");
+    assert_eq!(
+        (claim.claim_name.as_str(), claim.read_only),
+        ("fmnist", Some(true))
+    );
+    assert!(volumes.iter().any(|v| v.name == "scratch"));
+    let mounts = node.volume_mounts.as_ref().expect("mounts");
+    assert!(mounts.iter().any(|m| m.mount_path == "/scratch"));
+    let data_mount = mounts
+        .iter()
+        .find(|m| m.name == "data")
+        .expect("data mount");
+    assert_eq!(data_mount.sub_path.as_deref(), Some("idx"));
+}
+
+/// A template that would clash with the operator's own volumes, mount something undefined, or
+/// leave `mnist` without data is refused with every problem named.
+#[test]
+fn template_problems_name_the_field_and_the_fix() {
+    let yaml = QUICKSTART
+        .replace("name: fashion-mnist", "name: mnist")
+        .replace(
+            "  runPolicy:",
+            "  template:\n    volumes: [{name: data, emptyDir: {}}]\n    volumeMounts: [{name: nope, mountPath: /dataset}]\n  runPolicy:",
+        );
+    let Err(Error::InvalidSpec { source, .. }) = validate_job(&job_from(&yaml)) else {
+        panic!("expected InvalidSpec");
+    };
+    let fields: Vec<&str> = source.problems.iter().map(|p| p.field.as_str()).collect();
+    for field in [
+        "spec.template.dataSource",
+        "spec.template.volumes[0].name",
+        "spec.template.volumeMounts[0].name",
+        "spec.template.volumeMounts[0].mountPath",
+    ] {
+        assert!(fields.contains(&field), "{field} missing from {fields:?}");
+    }
+    assert!(source.problems.iter().all(|p| !p.fix.is_empty()));
+}
+
+fn with_init_waiting(mut pod: Pod, reason: &str, message: &str) -> Pod {
+    let status = pod.status.get_or_insert_with(PodStatus::default);
+    status.phase = Some("Pending".to_owned());
+    status.init_container_statuses = Some(vec![ContainerStatus {
+        name: "data".to_owned(),
+        state: Some(ContainerState {
+            waiting: Some(ContainerStateWaiting {
+                reason: Some(reason.to_owned()),
+                message: Some(message.to_owned()),
+            }),
+            ..ContainerState::default()
+        }),
+        ..ContainerStatus::default()
+    }]);
+    pod
+}
+
+/// A data image nobody loaded is a condition and an event naming the image and the fix; the
+/// job waits (the image may still be imported) instead of failing or restarting.
+#[test]
+fn an_unpullable_data_image_is_a_condition_not_a_failure() {
+    let job = validated(QUICKSTART);
+    let mut pods = running_pods(&job, "a");
+    let name = "quickstart-worker-2".to_owned();
+    let stuck = with_init_waiting(
+        pods.remove(&name).expect("pod"),
+        "ErrImageNeverPull",
+        "not present",
+    );
+    pods.insert(name, stuck);
+    let decision = decide(&job, &observe(None, &pods, &[], Timestamp::UNIX_EPOCH));
+    let condition = decision
+        .status
+        .condition(ConditionType::DataAvailable)
+        .expect("DataAvailable");
+    assert_eq!(
+        (condition.status.as_str(), condition.reason.as_str()),
+        ("False", "DataImageUnavailable")
+    );
+    assert!(
+        condition
+            .message
+            .contains("localhost/byzsgd-data-fashion-mnist:0.1.0"),
+        "{}",
+        condition.message
+    );
+    assert!(condition.message.contains("fix:"), "{}", condition.message);
+    assert!(
+        decision
+            .notes
+            .iter()
+            .any(|n| n.warning && n.reason == "DataImageUnavailable")
+    );
+    assert_ne!(decision.status.state, Some(JobState::Failed));
+    assert!(decision.delete.is_empty());
+}
+
+/// A node that exits 78 (cannot read its data) fails the job at once with the node's own
+/// message, and its pods are deleted so they do not restart forever, whatever cleanPodPolicy.
+#[test]
+fn a_node_that_cannot_read_its_data_fails_the_job_without_a_crash_loop() {
+    let job = validated(QUICKSTART);
+    let mut pods = running_pods(&job, "a");
+    let name = "quickstart-server-1".to_owned();
+    let mut broken = pods.remove(&name).expect("pod");
+    let status = broken.status.get_or_insert_with(PodStatus::default);
+    status.container_statuses = Some(vec![ContainerStatus {
+        name: "node".to_owned(),
+        restart_count: 1,
+        last_state: Some(ContainerState {
+            terminated: Some(ContainerStateTerminated {
+                exit_code: 78,
+                message: Some("error: cannot load data set `fashion-mnist` from /dataset: no training images file\n".to_owned()),
+                ..ContainerStateTerminated::default()
+            }),
+            ..ContainerState::default()
+        }),
+        ..ContainerStatus::default()
+    }]);
+    pods.insert(name.clone(), broken);
+    let decision = decide(&job, &observe(None, &pods, &[], Timestamp::UNIX_EPOCH));
+    assert_eq!(decision.status.state, Some(JobState::Failed));
+    let failed = decision
+        .status
+        .condition(ConditionType::Failed)
+        .expect("Failed");
+    assert_eq!(failed.reason, "DataUnavailable");
+    assert!(
+        failed.message.contains("quickstart-server-1")
+            && failed.message.contains("no training images"),
+        "{}",
+        failed.message
+    );
+    let data = decision
+        .status
+        .condition(ConditionType::DataAvailable)
+        .expect("DataAvailable");
+    assert_eq!(data.reason, "DataUnreadable");
+    assert_eq!(decision.delete.len(), 12, "every unfinished pod goes");
+    assert!(decision.create.is_empty());
 }

@@ -9,7 +9,7 @@ use byzsgd_api::{InvalidSpec, Manifest, ManifestError, validate};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
 
-use byzsgd_api::job::{ByzSgdJob, PodTemplate, RunPolicy};
+use byzsgd_api::job::{ByzSgdJob, DataSource, PodTemplate, RunPolicy};
 
 /// Why a job cannot be run.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +72,8 @@ pub struct ValidatedJob {
     pub manifest: String,
     /// Pod-level settings.
     pub template: PodTemplate,
+    /// Where the pods read the data set, resolved (`None`: the data set needs no files).
+    pub data: Option<DataSource>,
     /// Deadline, retries, clean-up, suspension.
     pub run_policy: RunPolicy,
 }
@@ -119,10 +121,32 @@ pub fn validate_job(job: &ByzSgdJob) -> Result<ValidatedJob, Error> {
     let owner = job
         .controller_owner_ref(&())
         .ok_or_else(|| Error::MissingUid { name: name.clone() })?;
-    let plan = validate(&job.spec.job).map_err(|source| Error::InvalidSpec {
-        name: name.clone(),
-        source,
-    })?;
+    // Every problem at once: the training spec's (the node's own checks) and the template's.
+    let template_problems = job.spec.template.problems(&job.spec.job.dataset);
+    let plan = match validate(&job.spec.job) {
+        Ok(plan) if template_problems.is_empty() => plan,
+        Ok(_) => {
+            return Err(Error::InvalidSpec {
+                name,
+                source: InvalidSpec {
+                    problems: template_problems,
+                },
+            });
+        }
+        Err(mut invalid) => {
+            invalid.problems.extend(template_problems);
+            return Err(Error::InvalidSpec {
+                name,
+                source: invalid,
+            });
+        }
+    };
+    // Checked just above (`problems` includes it), so this never falls back.
+    let data = job
+        .spec
+        .template
+        .resolved_data_source(&plan.spec.dataset)
+        .unwrap_or_default();
     let manifest = render_manifest(&name, job).map_err(|source| Error::Serialise {
         name: name.clone(),
         source,
@@ -140,6 +164,7 @@ pub fn validate_job(job: &ByzSgdJob) -> Result<ValidatedJob, Error> {
         plan,
         manifest,
         template: job.spec.template.clone(),
+        data,
         run_policy: job.spec.run_policy.clone(),
     })
 }

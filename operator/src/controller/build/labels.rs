@@ -20,8 +20,8 @@ pub const BYZANTINE_LABEL: &str = "byzsgd.io/byzantine";
 pub const GRPC_PORT: i32 = 7070;
 /// Port of the node's admin server (`/metrics`, `/healthz`, `/readyz`, `/status`).
 pub const ADMIN_PORT: i32 = 9090;
-/// Where the job manifest is mounted in node pods.
-pub const JOB_DIR: &str = "/etc/byzsgd";
+/// Where the job manifest is mounted in node pods (defined with the API's reserved paths).
+pub use byzsgd_api::job::JOB_DIR;
 /// File name of the manifest inside the ConfigMap and [`JOB_DIR`].
 pub const JOB_FILE: &str = "job.yaml";
 
