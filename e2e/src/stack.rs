@@ -29,32 +29,30 @@ pub fn import_images() {
 
 /// Installs the Prometheus Operator's ServiceMonitor, PodMonitor and PrometheusRule CRDs
 /// (fetched by `charts/prometheus-operator-crds` through the Go module proxy) and waits until
-/// they are served.
+/// they are served, with the README's two commands.
 pub fn install_monitoring_crds() {
     let dir = quiet(&["charts/prometheus-operator-crds"]);
     let dir = Path::new(dir.trim());
-    for plural in MONITORING_CRDS {
-        let file = dir.join(format!("monitoring.coreos.com_{plural}.yaml"));
-        run(&[
-            "kubectl",
-            "apply",
-            "--server-side",
-            "-f",
-            &file.display().to_string(),
-        ]);
-    }
-    let names: Vec<String> = MONITORING_CRDS
+    let files: Vec<String> = MONITORING_CRDS
         .iter()
-        .map(|plural| format!("crd/{plural}.monitoring.coreos.com"))
+        .map(|plural| {
+            dir.join(format!("monitoring.coreos.com_{plural}.yaml"))
+                .display()
+                .to_string()
+        })
         .collect();
-    let mut words = vec![
+    let mut words = vec!["kubectl", "apply", "--server-side"];
+    for file in &files {
+        words.extend(["-f", file.as_str()]);
+    }
+    run(&words);
+    run(&[
         "kubectl",
         "wait",
         "--for=condition=Established",
-        "--timeout=60s",
-    ];
-    words.extend(names.iter().map(String::as_str));
-    run(&words);
+        "crd",
+        "--all",
+    ]);
 }
 
 /// A Helm release; `helm uninstall`ed on drop (also when the test panics), so the next test
