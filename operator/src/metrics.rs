@@ -1,11 +1,10 @@
 //! The operator's Prometheus metrics, under the `byzsgd_operator_` prefix (DESIGN.md §5): the
 //! names are part of the interface that dashboards and alerts use.
 
+use byzsgd_api::job::JobState;
 use prometheus::{
     Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
-
-use byzsgd_api::job::JobState;
 
 /// Every state a job can be in, for the `jobs{phase}` gauge ("Pending" = no status yet).
 pub const PHASES: [&str; 7] = [
