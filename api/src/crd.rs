@@ -3,8 +3,7 @@
 
 use kube::CustomResourceExt;
 
-use crate::chaos::ByzantineChaos;
-use crate::job::ByzSgdJob;
+use crate::{chaos::ByzantineChaos, job::ByzSgdJob};
 
 /// The ByzSGDJob CRD as YAML, with the "generated" header that `crds/byzsgdjobs.byzsgd.io.yaml`
 /// carries.

@@ -16,6 +16,7 @@
 //!
 //! # Layout, bottom to top (a module imports only modules above it in this list)
 //!
+//! - `telemetry` — (feature `telemetry`) the log setup both binaries share.
 //! - [`manifest`] — the resource envelope (`apiVersion`, `kind`, `metadata.name`, `spec`) read
 //!   from YAML, with errors naming the path of the bad field; the group and version.
 //! - [`mod@validate`] — a [`JobSpec`](byzsgd_core::job::JobSpec) against the paper's and the
@@ -26,6 +27,9 @@
 //!   and the pod `template`, its CEL admission rules and its status.
 //! - [`admin`] — the wire types of a node's admin port (`/status`, `POST /chaos`).
 //! - [`crd`] — the CRD YAML that `crds/` holds and `byzsgd-operator crd` prints.
+
+#[cfg(feature = "telemetry")]
+pub mod telemetry;
 
 pub mod manifest;
 

@@ -5,9 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-
 use byzsgd_core::job::JobSpec;
+use serde::Deserialize;
 
 /// The API group of every resource, defined once (STYLE.md §2.5).
 pub const GROUP: &str = "byzsgd.io";

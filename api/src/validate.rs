@@ -9,9 +9,11 @@
 
 use std::fmt;
 
-use byzsgd_core::attack::{ServerAttack, ServerAttackKind, WorkerAttack, WorkerAttackKind};
-use byzsgd_core::gar::{GarConfig, Rule};
-use byzsgd_core::job::{Behaviour, GatherEvery, Injection, JobSpec, Plan, Role, auto_gather_every};
+use byzsgd_core::{
+    attack::{ServerAttack, ServerAttackKind, WorkerAttack, WorkerAttackKind},
+    gar::{GarConfig, Rule},
+    job::{Behaviour, GatherEvery, Injection, JobSpec, Plan, Role, auto_gather_every},
+};
 
 /// One problem in a job spec.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,13 +5,15 @@
 // Helpers shared by the tests unwrap too: a failure there is a test failure.
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
-use byzsgd_api::chaos::{
-    ChaosAction, ChaosDuration, ChaosResource, ChaosSpec, Selector, SelectorMode, select, validate,
+use byzsgd_api::{
+    Manifest, ManifestError,
+    chaos::{
+        ChaosAction, ChaosDuration, ChaosResource, ChaosSpec, Selector, SelectorMode, select,
+        validate,
+    },
 };
-use byzsgd_api::{Manifest, ManifestError};
 use byzsgd_core::job::{Plan, Role};
 
 const JOB: &str = "

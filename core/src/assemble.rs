@@ -3,21 +3,23 @@
 //! injected nodes in their attacks. The sim, the local runner and the pods all start here, so
 //! a job behaves the same in every runtime.
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::{path::PathBuf, sync::Arc};
 
 use ndarray::{ArrayView1, ArrayViewMut1};
 
-use crate::attack::{WorkerAttackKind, flip_labels};
-use crate::data::{self, Batches, DEFAULT_DATA_DIR, DataError, Dataset, Samples};
-use crate::job::spec::DatasetName;
-use crate::job::{Behaviour, Plan, Role};
-use crate::model::{Model, ModelError};
-use crate::protocol::byzantine::{Byzantine, Lie, NamedLie, ServerLie, WorkerLie};
-use crate::protocol::chaos::{Armable, ChaosHandle, ChaosLie, LieContext};
-use crate::protocol::server::Server;
-use crate::protocol::worker::Worker;
-use crate::protocol::{Evaluator, GradientSource, Node, ProtocolConfig};
+use crate::{
+    attack::{WorkerAttackKind, flip_labels},
+    data::{self, Batches, DEFAULT_DATA_DIR, DataError, Dataset, Samples},
+    job::{Behaviour, Plan, Role, spec::DatasetName},
+    model::{Model, ModelError},
+    protocol::{
+        Evaluator, GradientSource, Node, ProtocolConfig,
+        byzantine::{Byzantine, Lie, NamedLie, ServerLie, WorkerLie},
+        chaos::{Armable, ChaosHandle, ChaosLie, LieContext},
+        server::Server,
+        worker::Worker,
+    },
+};
 
 /// Samples in the synthetic data set's training part (its test part has a sixth of that).
 const SYNTHETIC_TRAIN: usize = 6000;

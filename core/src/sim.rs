@@ -6,16 +6,18 @@
 //! distance between correct servers' models at the same step (the quantity scatter/gather
 //! bounds), reported as `max_drift`.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::{
+    cmp::Reverse,
+    collections::{BTreeMap, BinaryHeap},
+};
 
 use ndarray::Array1;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{Rng, SeedableRng, rngs::StdRng};
 
-use crate::job::Role;
-use crate::protocol::server::distance;
-use crate::protocol::{Event, Kind, Node, NodeId, Payload, Rejection};
+use crate::{
+    job::Role,
+    protocol::{Event, Kind, Node, NodeId, Payload, Rejection, server::distance},
+};
 
 /// Network conditions of a simulation.
 #[derive(Debug, Clone)]

@@ -5,12 +5,13 @@
 // purpose where results must be bit-for-bit identical.
 #![allow(clippy::unwrap_used, clippy::float_cmp)]
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+};
 
 use byzsgd_core::data::{self, DataError, Samples, load_idx_images, load_idx_labels};
-use flate2::Compression;
-use flate2::write::GzEncoder;
+use flate2::{Compression, write::GzEncoder};
 
 /// A fresh directory under the system temp dir, unique per test.
 fn temp_dir(test: &str) -> PathBuf {

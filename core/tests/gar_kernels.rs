@@ -10,8 +10,7 @@
 
 use byzsgd_core::gar::{self, GarConfig, PreAggregator, Rule};
 use ndarray::{Array1, ArrayView1};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{Rng, SeedableRng, rngs::StdRng};
 
 fn random_rows(rng: &mut StdRng, n: usize, d: usize, non_finite: bool) -> Vec<Array1<f32>> {
     (0..n)

@@ -7,8 +7,10 @@
 //! It lives in `byzsgd-core` because core is the bottom of the workspace; it reads the other
 //! crates' sources and manifests as text and links none of them.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Path, PathBuf},
+};
 
 /// Every crate, with the workspace crates it may depend on (normal dependencies).
 const CRATES: [(&str, &[&str]); 6] = [

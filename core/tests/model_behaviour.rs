@@ -7,8 +7,10 @@
 
 use std::sync::Arc;
 
-use byzsgd_core::data::{Batches, synthetic};
-use byzsgd_core::model::{Model, ModelError, ModelSpec, Sgd};
+use byzsgd_core::{
+    data::{Batches, synthetic},
+    model::{Model, ModelError, ModelSpec, Sgd},
+};
 use ndarray::{Array1, array};
 
 fn build(spec: &ModelSpec) -> Box<dyn Model> {

@@ -9,11 +9,12 @@
 // purpose where results must be bit-for-bit identical.
 #![allow(clippy::unwrap_used, clippy::float_cmp)]
 
-use byzsgd_core::data::synthetic;
-use byzsgd_core::model::{Model, ModelSpec};
+use byzsgd_core::{
+    data::synthetic,
+    model::{Model, ModelSpec},
+};
 use ndarray::{Array1, Array2};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{Rng, SeedableRng, rngs::StdRng};
 
 /// Mean softmax cross-entropy of logits rows, in f64.
 fn xent(logits: &[Vec<f64>], labels: &[u8]) -> f64 {

@@ -8,11 +8,12 @@
 // purpose where results must be bit-for-bit identical.
 #![allow(clippy::unwrap_used, clippy::float_cmp)]
 
-use std::path::Path;
-use std::sync::Arc;
+use std::{path::Path, sync::Arc};
 
-use byzsgd_core::data::{self, Batches, DEFAULT_DATA_DIR, Partition};
-use byzsgd_core::model::{ModelSpec, Sgd};
+use byzsgd_core::{
+    data::{self, Batches, DEFAULT_DATA_DIR, Partition},
+    model::{ModelSpec, Sgd},
+};
 use ndarray::Array1;
 
 /// PyTorch's MLP 784-100-10 with SGD (lr 0.1, batch 32) reaches ~85 % after 2 epochs and ~86 %

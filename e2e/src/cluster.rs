@@ -8,18 +8,22 @@
 //! Every missing piece (testbed, tool, image archive, release binary) panics with the command
 //! that provides it: a test fails, it never skips.
 
-use std::fmt::Write as _;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::{
+    fmt::Write as _,
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
 
 use k8s_openapi::api::core::v1::Node;
-use kube::api::{ListParams, ObjectList};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client, Config, Resource};
+use kube::{
+    Api, Client, Config, Resource,
+    api::{ListParams, ObjectList},
+    config::{KubeConfigOptions, Kubeconfig},
+};
 use serde::de::DeserializeOwned;
 
 use crate::monitors::ApiAccess;

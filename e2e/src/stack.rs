@@ -3,15 +3,16 @@
 //! Deployment Available; and a real Prometheus configured from the chart's PodMonitor and
 //! ServiceMonitor as they are in the cluster.
 
-use std::path::Path;
-use std::time::Duration;
+use std::{path::Path, time::Duration};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::Value;
 
-use crate::cluster::{Cluster, image_archives, quiet, run, run_output, wait_until};
-use crate::monitors::{self, ApiAccess};
-use crate::prometheus::Prometheus;
+use crate::{
+    cluster::{Cluster, image_archives, quiet, run, run_output, wait_until},
+    monitors::{self, ApiAccess},
+    prometheus::Prometheus,
+};
 
 /// The Prometheus Operator CRDs the chart's optional objects need.
 const MONITORING_CRDS: [&str; 3] = ["servicemonitors", "podmonitors", "prometheusrules"];

@@ -3,17 +3,22 @@
 //! ask what a server reported at the end, or when an attack was armed), `kubectl get`'s table
 //! read by column, and the check that a deleted job left nothing behind.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::JoinHandle,
+    time::Duration,
+};
 
-use byzsgd_api::admin::Status;
-use byzsgd_api::job::{ByzSgdJob, JobState};
+use byzsgd_api::{
+    admin::Status,
+    job::{ByzSgdJob, JobState},
+};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
-use kube::ResourceExt;
-use kube::api::ListParams;
+use kube::{ResourceExt, api::ListParams};
 
 use crate::cluster::{Cluster, node_status, wait_until};
 

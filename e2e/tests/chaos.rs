@@ -16,20 +16,27 @@
 //! the job recreating it; a malformed experiment `Invalid`, naming the field; the operator's
 //! `byzsgd_operator_chaos_active` gauge; the Events; the verdict once the job succeeds.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
-use std::time::Duration;
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::Path,
+    time::Duration,
+};
 
-use byzsgd_api::chaos::{ByzantineChaos, ChaosCondition, ChaosPhase, Verdict};
-use byzsgd_api::job::{ByzSgdJob, JobState};
-use byzsgd_e2e::cluster::{Cluster, TestNamespace, admin_addr, http, run, wait_until};
-use byzsgd_e2e::stack::{self, Release};
-use byzsgd_e2e::timing::Stopwatch;
-use byzsgd_e2e::workload::{self, StatusWatch, addresses, state, wait_job, wait_pods_running};
-use k8s_openapi::api::core::v1::{Pod, Secret};
-use k8s_openapi::api::events::v1::Event;
-use kube::ResourceExt;
-use kube::api::ListParams;
+use byzsgd_api::{
+    chaos::{ByzantineChaos, ChaosCondition, ChaosPhase, Verdict},
+    job::{ByzSgdJob, JobState},
+};
+use byzsgd_e2e::{
+    cluster::{Cluster, TestNamespace, admin_addr, http, run, wait_until},
+    stack::{self, Release},
+    timing::Stopwatch,
+    workload::{self, StatusWatch, addresses, state, wait_job, wait_pods_running},
+};
+use k8s_openapi::api::{
+    core::v1::{Pod, Secret},
+    events::v1::Event,
+};
+use kube::{ResourceExt, api::ListParams};
 use serde_json::json;
 
 const TEST: &str = "chaos";

@@ -13,17 +13,19 @@
 #[path = "../../experiments/tests/common/mod.rs"]
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::{path::PathBuf, process::Command};
 
-use byzsgd_api::chaos::ByzantineChaos;
-use byzsgd_api::job::{ByzSgdJob, JobState};
-use byzsgd_e2e::cluster::{Cluster, TestNamespace, repo};
-use byzsgd_e2e::stack::{self, Release};
-use byzsgd_e2e::timing::Stopwatch;
-use serde_json::{Value, json};
-
+use byzsgd_api::{
+    chaos::ByzantineChaos,
+    job::{ByzSgdJob, JobState},
+};
+use byzsgd_e2e::{
+    cluster::{Cluster, TestNamespace, repo},
+    stack::{self, Release},
+    timing::Stopwatch,
+};
 use common::JOB;
+use serde_json::{Value, json};
 
 const TEST: &str = "experiments";
 

@@ -21,21 +21,27 @@
 //! Run: `scripts/images && testbed/with-testbed --tier c -- cargo test -p byzsgd-e2e --features
 //! tier-c --test readme -- --nocapture` (scripts/test does this).
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
-use std::process::Command;
-use std::time::Duration;
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::PathBuf,
+    process::Command,
+    time::Duration,
+};
 
-use byzsgd_api::chaos::{ByzantineChaos, ChaosPhase, Verdict};
-use byzsgd_api::job::{ByzSgdJob, ConditionType, JobState};
-use byzsgd_e2e::cluster::{Cluster, DiagnoseOnPanic, release_binary, repo, run, wait_until};
-use byzsgd_e2e::prometheus::Prometheus;
-use byzsgd_e2e::promql::{self, Query, Variables};
-use byzsgd_e2e::stack::{self, Release};
-use byzsgd_e2e::timing::Stopwatch;
-use byzsgd_e2e::workload::{
-    self, StatusWatch, addresses, job_pods, median, state, table, wait_job, wait_job_gone,
-    wait_pods_running,
+use byzsgd_api::{
+    chaos::{ByzantineChaos, ChaosPhase, Verdict},
+    job::{ByzSgdJob, ConditionType, JobState},
+};
+use byzsgd_e2e::{
+    cluster::{Cluster, DiagnoseOnPanic, release_binary, repo, run, wait_until},
+    prometheus::Prometheus,
+    promql::{self, Query, Variables},
+    stack::{self, Release},
+    timing::Stopwatch,
+    workload::{
+        self, StatusWatch, addresses, job_pods, median, state, table, wait_job, wait_job_gone,
+        wait_pods_running,
+    },
 };
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;

@@ -3,8 +3,7 @@
 //! throughput over ByzSGD throughput), optionally per label of an axis. The verdict is computed,
 //! never written by hand; the scenario only states the claim, the paper's figure and the bound.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::{collections::BTreeMap, fmt::Write as _};
 
 use serde::Deserialize;
 use serde_yaml_ng::Mapping;

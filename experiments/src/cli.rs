@@ -1,16 +1,21 @@
 //! The command line of `byzsgd-exp`: `run`, `plot`, `report` and `list`, each a thin layer over
 //! the library modules.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
-use crate::backend::kube::KubeOptions;
-use crate::results::{self, SUMMARY_CSV};
-use crate::scenario::{self, BackendKind, Scenario};
-use crate::{plot, report, sweep};
+use crate::{
+    backend::kube::KubeOptions,
+    plot, report,
+    results::{self, SUMMARY_CSV},
+    scenario::{self, BackendKind, Scenario},
+    sweep,
+};
 
 /// Chaos scenarios and sweeps for ByzSGD: run a grid of jobs on a backend, plot, report.
 ///

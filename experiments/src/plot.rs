@@ -3,14 +3,18 @@
 //! steps, and heatmaps of a summary metric over two grid axes. Drawn as SVG with `plotters`
 //! and rasterised with the node's `resvg` helper (system fonts; Debian's `fonts-dejavu-core`).
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{Context, anyhow};
 use plotters::prelude::*;
 
-use crate::results::{SummaryRow, TidyRow, median, median_by_step, metric};
-use crate::scenario::{HeatmapSpec, Scenario};
+use crate::{
+    results::{SummaryRow, TidyRow, median, median_by_step, metric},
+    scenario::{HeatmapSpec, Scenario},
+};
 
 const WIDTH: u32 = 1000;
 const HEIGHT: u32 = 560;

@@ -4,15 +4,19 @@
 //! account of where the setting differs from the paper's. Everything is derived from the files
 //! under each scenario's `results/`, so the same CSVs always give the same report.
 
-use std::fmt::Write as _;
-use std::path::{Component, Path, PathBuf};
+use std::{
+    fmt::Write as _,
+    path::{Component, Path, PathBuf},
+};
 
 use anyhow::Context;
 use serde::Deserialize;
 
-use crate::claims::{Judged, Verdict};
-use crate::results::{self, SUMMARY_CSV, SummaryRow};
-use crate::scenario::Scenario;
+use crate::{
+    claims::{Judged, Verdict},
+    results::{self, SUMMARY_CSV, SummaryRow},
+    scenario::Scenario,
+};
 
 /// Columns shown in the per-run table, with their headings.
 const TABLE_METRICS: &[(&str, &str)] = &[

@@ -3,8 +3,7 @@
 //! and `summary.csv`, one row per run: `run`, then one column per grid axis (the run's label),
 //! then one column per summary metric (empty when the backend does not measure it).
 
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::{collections::BTreeMap, path::Path};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};

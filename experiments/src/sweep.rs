@@ -3,18 +3,22 @@
 //! current on disk after every run (`results.csv`, `summary.csv`, `sweep.json`), so an
 //! interrupted sweep loses at most the run in progress.
 
-use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::{
+    path::{Path, PathBuf},
+    time::Instant,
+};
 
 use anyhow::{Context, bail};
 use byzsgd_api::chaos::ChaosResource;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
-use crate::backend::{self, Prepared, kube::KubeOptions};
-use crate::grid;
-use crate::results::{self, RESULTS_CSV, SUMMARY_CSV, SummaryRow};
-use crate::scenario::{BackendKind, Scenario};
+use crate::{
+    backend::{self, Prepared, kube::KubeOptions},
+    grid,
+    results::{self, RESULTS_CSV, SUMMARY_CSV, SummaryRow},
+    scenario::{BackendKind, Scenario},
+};
 
 /// How a sweep runs.
 #[derive(Debug, Clone)]

@@ -7,25 +7,33 @@
 //! `DELETE /chaos` (arm or cancel a run-time `attack`, `silence`, `delay` or `partition`;
 //! bearer token; only in jobs that allow chaos).
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::{
+    collections::BTreeSet,
+    sync::{Arc, atomic::Ordering},
+};
 
-use axum::Router;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::{
+    Router,
+    extract::{Query, State},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use byzsgd_api::{
+    admin::{ChaosAccepted, ChaosRequest},
+    chaos::{ChaosAction, runtime_attack},
+};
+use byzsgd_core::protocol::{
+    NodeId,
+    chaos::{Armed, ChaosOrder},
+};
 use serde::Deserialize;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::{net::TcpListener, sync::watch};
 
-use crate::metrics;
-use crate::state::{ChaosControl, Shared};
-use byzsgd_api::admin::{ChaosAccepted, ChaosRequest};
-use byzsgd_api::chaos::{ChaosAction, runtime_attack};
-use byzsgd_core::protocol::NodeId;
-use byzsgd_core::protocol::chaos::{Armed, ChaosOrder};
+use crate::{
+    metrics,
+    state::{ChaosControl, Shared},
+};
 
 /// Serves the admin endpoints until `stop` turns true.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {

@@ -12,7 +12,6 @@
 //!
 //! # Layout, bottom to top (a module imports only modules above it in this list)
 //!
-//! - [`telemetry`] — logging.
 //! - [`metrics`] — names and registers every exported metric.
 //! - [`rpc`] — the gRPC transport (proto package `byzsgd.v1`), edge checks, identity seam.
 //! - [`state`] — what a running node shares: wiring options, chaos controls, live status.
@@ -22,8 +21,6 @@
 //! - [`local`] — `byzsgd-node local FILE`, a whole job as separate processes on loopback.
 //! - [`mod@bench`] — the figures printed by `byzsgd-node bench …` (JSON lines).
 //! - [`cli`] — the `byzsgd-node` command line.
-
-pub mod telemetry;
 
 pub mod metrics;
 

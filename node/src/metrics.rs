@@ -5,12 +5,11 @@
 //! [`Metrics::observe`] turns protocol events into metric updates, so the runtime has one place
 //! where "what happened" becomes "what is exported".
 
+use byzsgd_core::protocol::{Event, Kind, NodeId, Rejection};
 use prometheus::{
     Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry,
 };
-
-use byzsgd_core::protocol::{Event, Kind, NodeId, Rejection};
 
 /// Step and aggregation times span from ~100 µs (a median of a small model) to seconds (a slow
 /// quorum on a loaded machine): exponential buckets from 50 µs to ~13 s.

@@ -13,32 +13,38 @@
 //! The node itself runs on this task; its CPU-heavy calls (gradients, aggregation) run under
 //! `block_in_place` so the transport keeps moving meanwhile.
 
-use std::collections::HashMap;
-use std::future::Future;
-use std::io::Write;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::{
+    collections::HashMap,
+    future::Future,
+    io::Write,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
+use byzsgd_api::admin::{GatherStatus, Status};
+use byzsgd_core::{
+    job::Role,
+    protocol::{Event, Node, NodeId, Outputs, chaos::NetworkFault},
+};
 use ndarray::Array1;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use tokio::{
+    net::TcpListener,
+    sync::{mpsc, watch},
+};
 use tokio_stream::wrappers::TcpListenerStream;
 
-use byzsgd_core::job::Role;
-use byzsgd_core::protocol::chaos::NetworkFault;
-use byzsgd_core::protocol::{Event, Node, NodeId, Outputs};
-
-use crate::admin;
-use crate::metrics::Direction;
-use crate::rpc::peers::Peers;
-use crate::rpc::proto::Tensor;
-use crate::rpc::proto::node_server::NodeServer;
-use crate::rpc::service::{Inbound, NodeService};
-use crate::rpc::wire;
-use crate::state::{RuntimeOptions, Shared};
-use byzsgd_api::admin::{GatherStatus, Status};
+use crate::{
+    admin,
+    metrics::Direction,
+    rpc::{
+        peers::Peers,
+        proto::{Tensor, node_server::NodeServer},
+        service::{Inbound, NodeService},
+        wire,
+    },
+    state::{RuntimeOptions, Shared},
+};
 
 /// Model snapshots a server keeps for `/model?step=` (the local runner reads them to measure
 /// the true drift between correct servers).

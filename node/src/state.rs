@@ -5,18 +5,20 @@
 //! readiness). Below both the driver and the admin server, so neither imports the other's
 //! internals.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use byzsgd_api::admin::Status;
-use byzsgd_core::job::Role;
-use byzsgd_core::protocol::NodeId;
-use byzsgd_core::protocol::chaos::ChaosHandle;
+use byzsgd_core::{
+    job::Role,
+    protocol::{NodeId, chaos::ChaosHandle},
+};
 use prometheus::Registry;
 
-use crate::metrics::Metrics;
-use crate::rpc::identity::Identity;
+use crate::{metrics::Metrics, rpc::identity::Identity};
 
 /// How a node process is wired.
 #[derive(Debug, Clone)]

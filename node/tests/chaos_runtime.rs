@@ -5,19 +5,23 @@
 // Helpers shared by the tests unwrap too: a failure there is a test failure.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use byzsgd_api::{Manifest, validate};
-use byzsgd_core::assemble::{Assembly, JobData};
-use byzsgd_core::attack::{AttackParams, WorkerAttack, WorkerAttackKind};
-use byzsgd_core::job::{Behaviour, Role};
-use byzsgd_core::protocol::chaos::{Armed, ChaosOrder};
-use byzsgd_core::protocol::{Node, NodeId, Payload};
-use byzsgd_node::rpc::identity::HeaderIdentity;
-use byzsgd_node::runtime;
-use byzsgd_node::state::{ChaosControl, RuntimeOptions};
+use byzsgd_core::{
+    assemble::{Assembly, JobData},
+    attack::{AttackParams, WorkerAttack, WorkerAttackKind},
+    job::{Behaviour, Role},
+    protocol::{
+        Node, NodeId, Payload,
+        chaos::{Armed, ChaosOrder},
+    },
+};
+use byzsgd_node::{
+    rpc::identity::HeaderIdentity,
+    runtime,
+    state::{ChaosControl, RuntimeOptions},
+};
 use ndarray::Array1;
 use tokio::net::TcpListener;
 

@@ -2,17 +2,15 @@
 //! of each (an equivocating server, an "a little is enough" worker). Every node binds
 //! `127.0.0.1:0`, so tests never collide on ports.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use byzsgd_api::{Manifest, validate};
-use byzsgd_core::assemble::{Assembly, JobData};
-use byzsgd_core::job::{Behaviour, Role};
-use byzsgd_core::protocol::NodeId;
-use byzsgd_node::rpc::identity::HeaderIdentity;
-use byzsgd_node::runtime;
-use byzsgd_node::state::RuntimeOptions;
+use byzsgd_core::{
+    assemble::{Assembly, JobData},
+    job::{Behaviour, Role},
+    protocol::NodeId,
+};
+use byzsgd_node::{rpc::identity::HeaderIdentity, runtime, state::RuntimeOptions};
 use tokio::net::TcpListener;
 
 const JOB: &str = "

@@ -6,8 +6,7 @@
 // Helpers outside #[test] functions are test code too.
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
-use std::process::Command;
+use std::{path::Path, process::Command};
 
 use byzsgd_api::admin::EXIT_DATA_UNAVAILABLE;
 

@@ -19,12 +19,12 @@ mod prometheus;
 #[path = "../../e2e/src/promql.rs"]
 mod promql;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
-
-use serde_json::Value;
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Path, PathBuf},
+    process::{Child, Command},
+    time::{Duration, Instant},
+};
 
 use prometheus::{INSTALL_HINT, PROMTOOL, Prometheus};
 use promql::{
@@ -32,6 +32,7 @@ use promql::{
     describe, evaluate_until_every_query_returns, files_with_extension, rule_files, rule_queries,
     sendable, wait_for_scrapes,
 };
+use serde_json::Value;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_byzsgd-node");
 

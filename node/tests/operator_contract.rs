@@ -5,8 +5,10 @@
 
 use byzsgd_api::job::ByzSgdJob;
 use byzsgd_node::cli::{Cli, Command};
-use byzsgd_operator::controller::build::{build, labels, pod};
-use byzsgd_operator::controller::validate::validate_job;
+use byzsgd_operator::controller::{
+    build::{build, labels, pod},
+    validate::validate_job,
+};
 use clap::Parser;
 
 const QUICKSTART: &str = include_str!("../../examples/quickstart.yaml");

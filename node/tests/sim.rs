@@ -9,10 +9,12 @@
 use std::sync::Arc;
 
 use byzsgd_api::{Manifest, validate};
-use byzsgd_core::assemble::{Assembly, JobData};
-use byzsgd_core::job::{Plan, Role};
-use byzsgd_core::protocol::{NodeId, Payload, Rejection};
-use byzsgd_core::sim::{Network, Report, Sim};
+use byzsgd_core::{
+    assemble::{Assembly, JobData},
+    job::{Plan, Role},
+    protocol::{NodeId, Payload, Rejection},
+    sim::{Network, Report, Sim},
+};
 use ndarray::Array1;
 
 /// Steps per simulated job: long enough for logistic regression to pass the target on the

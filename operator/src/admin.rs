@@ -2,14 +2,18 @@
 //! `/healthz` (the process is alive) and `/readyz` (connected to the API server, with the CRD
 //! installed; a standby replica waiting for the lease is ready too, so a rollout can proceed).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::{
+    Router,
+    extract::State,
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
 use prometheus::Registry;
 use tokio::net::TcpListener;
 

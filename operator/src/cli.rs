@@ -1,13 +1,15 @@
 //! The `byzsgd-operator` command line: `crd` prints the CRD, `run` runs the controller. Every
 //! flag is also an environment variable `BYZSGD_OPERATOR_…` (the Helm chart sets them).
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::ExitCode;
-use std::time::Duration;
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Duration,
+};
 
-use crate::telemetry::{self, LogFormat};
 use anyhow::Context as _;
+use byzsgd_api::telemetry::{self, LogFormat};
 use clap::{Parser, Subcommand};
 
 use crate::{LeaseConfig, ReconcilerConfig, RunConfig};

@@ -13,7 +13,6 @@
 //!
 //! Modules, bottom to top (a module imports only modules above it in this list):
 //!
-//! - [`telemetry`] — logging.
 //! - [`metrics`] and [`admin`] — `/metrics`, `/healthz`, `/readyz`.
 //! - [`controller`] — the reconcile pipeline `validate → build → apply → status`.
 //! - [`leader`] — Lease-based leader election.
@@ -23,7 +22,6 @@
 //! Glossary (as everywhere in the workspace): server = parameter server; worker; step (the
 //! paper's t); gather; GAR = aggregation rule; f = number of Byzantine nodes of a role.
 
-pub mod telemetry;
 pub mod metrics;
 pub mod admin;
 pub mod controller;
@@ -31,18 +29,16 @@ pub mod leader;
 pub mod chaos;
 pub mod cli;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::{
+    net::SocketAddr,
+    sync::{Arc, atomic::AtomicBool},
+};
 
-use byzsgd_api::chaos::ByzantineChaos;
-use byzsgd_api::job::ByzSgdJob;
-use kube::api::ListParams;
-use kube::{Api, Client};
-use tokio::sync::watch;
-
+use byzsgd_api::{chaos::ByzantineChaos, job::ByzSgdJob};
 pub use controller::ReconcilerConfig;
+use kube::{Api, Client, api::ListParams};
 pub use leader::LeaseConfig;
+use tokio::sync::watch;
 
 /// Settings of [`run`].
 #[derive(Debug, Clone, Default)]

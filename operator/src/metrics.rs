@@ -3,14 +3,15 @@
 //! the dashboards share with `byzsgd-node local`, without the prefix:
 //! `byzsgd_correct_servers_max_drift{namespace, job_name}`.
 
-use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
-
-use prometheus::{
-    GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+use std::{
+    collections::BTreeSet,
+    sync::{Arc, Mutex},
 };
 
 use byzsgd_api::job::JobState;
+use prometheus::{
+    GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 
 /// Prefix of the operator's own metrics.
 pub const PREFIX: &str = "byzsgd_operator";

@@ -12,20 +12,23 @@
 
 mod support;
 
-use std::collections::BTreeSet;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+use std::{
+    collections::BTreeSet,
+    io::Write,
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
 };
-use k8s_openapi::api::core::v1::Pod;
-use kube::Api;
-use kube::api::{ListParams, PostParams};
-use kube::runtime::wait::conditions;
 
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec},
+    core::v1::Pod,
+};
+use kube::{
+    Api,
+    api::{ListParams, PostParams},
+    runtime::wait::conditions,
+};
 use support::{TestNamespace, Testbed, unique_name, wait_for};
 
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");

@@ -15,23 +15,25 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::time::Duration;
+use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
-use byzsgd_api::chaos::ByzantineChaos;
-
-use byzsgd_api::job::{ByzSgdJob, ConditionType, JobState};
+use byzsgd_api::{
+    chaos::ByzantineChaos,
+    job::{ByzSgdJob, ConditionType, JobState},
+};
 use byzsgd_operator::{LeaseConfig, ReconcilerConfig, RunConfig};
-use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
-use kube::runtime::wait::conditions;
-use kube::{Api, Client, CustomResourceExt, ResourceExt};
+use k8s_openapi::api::{
+    coordination::v1::Lease,
+    core::v1::{ConfigMap, Pod, Service},
+};
+use kube::{
+    Api, Client, CustomResourceExt, ResourceExt,
+    api::{DeleteParams, ListParams, Patch, PatchParams},
+    runtime::wait::conditions,
+};
 use serde_json::json;
-use tokio::sync::oneshot;
-
 use support::{TestNamespace, Testbed, WAIT, wait_for};
+use tokio::sync::oneshot;
 
 const QUICKSTART: &str = include_str!("../../examples/quickstart.yaml");
 

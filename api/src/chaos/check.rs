@@ -4,21 +4,19 @@
 //! (`crate::validate`). The node choice is a pure function of the spec, the job's size and
 //! the seed, so the operator, the local runner and a test all hit the same nodes.
 
-use std::collections::BTreeSet;
-use std::fmt;
+use std::{collections::BTreeSet, fmt};
 
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-
-use byzsgd_core::attack::{
-    AttackError, AttackParams, ServerAttack, ServerAttackKind, WorkerAttack, WorkerAttackKind,
+use byzsgd_core::{
+    attack::{
+        AttackError, AttackParams, ServerAttack, ServerAttackKind, WorkerAttack, WorkerAttackKind,
+    },
+    job::{Behaviour, Plan, Role},
+    protocol::NodeId,
 };
-use byzsgd_core::job::{Behaviour, Plan, Role};
-use byzsgd_core::protocol::NodeId;
-
-use crate::validate::SpecProblem;
+use rand::{SeedableRng, rngs::StdRng};
 
 use super::spec::{ChaosAction, ChaosSpec, SelectorMode};
+use crate::validate::SpecProblem;
 
 /// All problems found in a chaos spec.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

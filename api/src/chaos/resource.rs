@@ -6,11 +6,12 @@
 //! The status records which pods were hit, when, and a Litmus-style verdict (ANCHORS.md §2:
 //! Litmus' ChaosResult carries a phase and a Pass/Fail verdict per experiment). No IO here.
 
-use super::ChaosSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use super::ChaosSpec;
 
 /// A chaos experiment on a ByzSGD job: which nodes misbehave, how and when.
 // Each printcolumn repeats `type_`; clippy reads them as duplicated attributes.
@@ -152,10 +153,10 @@ impl ByzantineChaosStatus {
 
 #[cfg(test)]
 mod tests {
-    use crate::chaos::{ChaosAction, ChaosResource, SelectorMode};
     use kube::CustomResourceExt;
 
     use super::*;
+    use crate::chaos::{ChaosAction, ChaosResource, SelectorMode};
 
     const ALIE: &str = include_str!("../../tests/fixtures/chaos/alie-workers.yaml");
 

@@ -3,13 +3,10 @@
 //! resource (its `///` comments become `kubectl explain` text) and the file the local runner
 //! reads. Selector modes follow Chaos Mesh's `mode`/`value` pair (ANCHORS.md §2).
 
-use std::fmt;
-use std::time::Duration;
+use std::{fmt, time::Duration};
 
+use byzsgd_core::{attack::AttackParams, job::Role};
 use serde::{Deserialize, Serialize};
-
-use byzsgd_core::attack::AttackParams;
-use byzsgd_core::job::Role;
 
 /// What a `ByzantineChaos` does to which nodes of a job, and when.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]

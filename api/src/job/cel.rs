@@ -157,8 +157,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::job::ByzSgdJob;
-    use crate::validate::validate;
+    use crate::{job::ByzSgdJob, validate::validate};
 
     /// CEL is given each bound as slope·f + offset; a bound of another shape must fail here
     /// rather than be silently left out of admission.

@@ -20,12 +20,11 @@ use k8s_openapi::api::core::v1::{
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-
-use crate::validate::SpecProblem;
-
 pub use status::{
     ByzSgdJobStatus, ConditionType, JobState, ReplicaStatus, TrackedPod, TrainingStatus,
 };
+
+use crate::validate::SpecProblem;
 
 /// The image pods run when `spec.template.image` is not set: what `scripts/images` builds and
 /// tags with the workspace version.
@@ -405,9 +404,8 @@ impl Default for PodTemplate {
 mod tests {
     use kube::CustomResourceExt;
 
-    use crate::manifest::{GROUP, Manifest};
-
     use super::*;
+    use crate::manifest::{GROUP, Manifest};
 
     const QUICKSTART: &str = include_str!("../../../examples/quickstart.yaml");
 

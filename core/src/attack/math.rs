@@ -3,8 +3,7 @@
 //! noise. Pure functions; no I/O.
 
 use ndarray::{Array1, ArrayView1, Zip};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{Rng, SeedableRng, rngs::StdRng};
 use rand_distr::StandardNormal;
 
 use super::AttackError;

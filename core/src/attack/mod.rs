@@ -34,14 +34,13 @@ mod params;
 mod server;
 mod worker;
 
-use thiserror::Error;
-
 pub use math::{alie_z, normal_quantile};
 pub use params::{
     AttackParams, DEFAULT_EPSILON, DEFAULT_FACTOR, DEFAULT_FRACTION, DEFAULT_LAG, DEFAULT_SCALE,
     DEFAULT_STD, DEFAULT_STRENGTH, DEFAULT_TARGET, Param,
 };
 pub use server::{ServerAttack, ServerAttackKind, ServerView};
+use thiserror::Error;
 pub use worker::{WorkerAttack, WorkerAttackKind, WorkerView, flip_labels};
 
 /// Finds the attack kind named `name` among `all`, or lists the valid names for `role`.

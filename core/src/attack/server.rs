@@ -2,15 +2,16 @@
 //! equivocation (different models to different receivers), the worst case for ByzSGD's
 //! scatter/gather and DMC. Pure functions of a [`ServerView`]; no I/O.
 
-use std::fmt;
-use std::str::FromStr;
+use std::{fmt, str::FromStr};
 
 use ndarray::{Array1, ArrayView1, Zip};
 use serde::{Deserialize, Serialize};
 
-use super::AttackError;
-use super::math::{SERVER_STREAM, attack_rng, drop_coordinates, gaussian, mean, min_max, usable};
-use super::params::{AttackParams, Param};
+use super::{
+    AttackError,
+    math::{SERVER_STREAM, attack_rng, drop_coordinates, gaussian, mean, min_max, usable},
+    params::{AttackParams, Param},
+};
 
 /// The behaviours a Byzantine server can have. Names (serde, clap, `Display`, `FromStr`) are
 /// kebab-case: `random`, `reverse`, `partial-drop`, `stale`, `equivocate`, `silence`.

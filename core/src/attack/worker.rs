@@ -1,18 +1,19 @@
 //! Byzantine workers: what a worker sends in place of its honest gradient, and label flipping,
 //! the one attack that acts on the data instead. Pure functions of a [`WorkerView`]; no I/O.
 
-use std::fmt;
-use std::str::FromStr;
+use std::{fmt, str::FromStr};
 
 use ndarray::{Array1, ArrayView1, Zip};
 use serde::{Deserialize, Serialize};
 
-use super::AttackError;
-use super::math::{
-    WORKER_STREAM, alie_z, alie_z_saturating, attack_rng, drop_coordinates, gaussian, mean,
-    std_dev, usable,
+use super::{
+    AttackError,
+    math::{
+        WORKER_STREAM, alie_z, alie_z_saturating, attack_rng, drop_coordinates, gaussian, mean,
+        std_dev, usable,
+    },
+    params::{AttackParams, Param},
 };
-use super::params::{AttackParams, Param};
 
 /// The behaviours a Byzantine worker can have. Names (serde, clap, `Display`, `FromStr`) are
 /// kebab-case: `random`, `reverse`, `partial-drop`, `sign-flip`, `gaussian`, `alie`, `foe`,

@@ -4,9 +4,7 @@
 use std::sync::Arc;
 
 use ndarray::{Array2, ArrayView2};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
+use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
 
 use super::{DataError, Dataset};
 

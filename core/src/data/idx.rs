@@ -6,8 +6,7 @@
 //! values in row-major order. Images are 3-D (`count × rows × cols`), labels 1-D (`count`).
 //! Gzip is recognised by its magic bytes `1f 8b`, whatever the file is called.
 
-use std::io::Read;
-use std::path::Path;
+use std::{io::Read, path::Path};
 
 use flate2::read::MultiGzDecoder;
 use ndarray::Array2;

@@ -12,13 +12,11 @@ mod partition;
 
 use std::path::{Path, PathBuf};
 
-use ndarray::{Array2, Axis};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-
 pub use batches::Batches;
 pub use idx::{load_idx_image_rows, load_idx_images, load_idx_labels};
+use ndarray::{Array2, Axis};
 pub use partition::Partition;
+use rand::{Rng, SeedableRng, rngs::StdRng};
 
 /// Where the Debian package `dataset-fashion-mnist` installs Fashion-MNIST.
 pub const DEFAULT_DATA_DIR: &str = "/usr/share/datasets/fashion-mnist";

@@ -2,9 +2,7 @@
 //! Dirichlet distribution (Hsu, Qi, Brown, "Measuring the Effects of Non-Identical Data
 //! Distribution for Federated Visual Classification", 2019, §3).
 
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
+use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
 use rand_distr::{Distribution, Gamma};
 use serde::{Deserialize, Serialize};
 

@@ -18,11 +18,7 @@
 
 use ndarray::Array1;
 
-use super::distances;
-use super::krum;
-use super::meamed;
-use super::rows::Rows;
-use super::{GarError, Rule};
+use super::{GarError, Rule, distances, krum, meamed, rows::Rows};
 
 /// Bulyan on validated rows with `n ≥ 4f + 3`. Returns the aggregate and the sorted indices of
 /// the θ inputs chosen in phase 1.

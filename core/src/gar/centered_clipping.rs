@@ -14,9 +14,7 @@
 
 use ndarray::Array1;
 
-use super::distances::sq_distances_to;
-use super::median;
-use super::rows::Rows;
+use super::{distances::sq_distances_to, median, rows::Rows};
 
 /// Coordinates updated at a time, so the estimate's block stays in L1 while the rows stream.
 const BLOCK: usize = 4096;

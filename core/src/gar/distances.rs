@@ -21,9 +21,7 @@
 use ndarray::{Array1, Array2, ArrayView1};
 use pulp::{Arch, Simd, WithSimd};
 
-use super::GarError;
-use super::average;
-use super::rows::Rows;
+use super::{GarError, average, rows::Rows};
 
 /// Rows per side of a register tile: 16 accumulators plus 8 loaded vectors fit the 32 AVX-512
 /// registers (AVX2 has 16 and spills a little).

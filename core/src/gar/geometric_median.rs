@@ -13,10 +13,7 @@
 
 use ndarray::Array1;
 
-use super::average;
-use super::distances::sq_distances_to;
-use super::median;
-use super::rows::Rows;
+use super::{average, distances::sq_distances_to, median, rows::Rows};
 
 /// The smoothed geometric median of validated rows, with the indices that got a weight in the
 /// last iteration.

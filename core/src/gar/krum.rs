@@ -16,10 +16,7 @@
 
 use ndarray::{Array1, Array2};
 
-use super::average;
-use super::distances;
-use super::rows::Rows;
-use super::{GarError, Rule};
+use super::{GarError, Rule, average, distances, rows::Rows};
 
 /// Krum scores of every input given the `n × n` squared-distance matrix (see
 /// [`super::pairwise_sq_distances`]): the sum of the `n − f − 2` smallest distances from each

@@ -33,10 +33,7 @@
 
 use ndarray::{Array1, Array2};
 
-use super::average;
-use super::distances;
-use super::rows::Rows;
-use super::{GarError, Rule};
+use super::{GarError, Rule, average, distances, rows::Rows};
 
 /// Largest `n` MDA accepts: vertex sets are `u128` bitsets.
 pub(crate) const MAX_INPUTS: usize = 128;

@@ -15,8 +15,10 @@
 
 use ndarray::Array1;
 
-use super::network::{self, Lanes, Network};
-use super::rows::Rows;
+use super::{
+    network::{self, Lanes, Network},
+    rows::Rows,
+};
 
 /// Meamed of validated rows with `n ≥ 2f + 1`.
 pub(crate) fn meamed(rows: &Rows<'_>, f: usize) -> Array1<f32> {

@@ -11,9 +11,7 @@
 
 use ndarray::{Array1, ArrayView1};
 
-use super::GarError;
-use super::order;
-use super::rows::Rows;
+use super::{GarError, order, rows::Rows};
 
 /// Coordinate-wise median of `inputs` (even count: mean of the two middle values; NaN ordered
 /// as +∞). The same computation as [`super::aggregate`] with [`super::Rule::Median`], without

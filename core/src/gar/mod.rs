@@ -43,18 +43,15 @@ mod pre;
 mod rows;
 mod trimmed_mean;
 
-use std::fmt;
-use std::str::FromStr;
-
-use ndarray::{Array1, ArrayView1};
-use serde::{Deserialize, Serialize};
+use std::{fmt, str::FromStr};
 
 pub use distances::pairwise_sq_distances;
 pub use krum::krum_scores;
 pub use mda::min_diameter_subset;
 pub use median::coordinate_median;
-
+use ndarray::{Array1, ArrayView1};
 use rows::Rows;
+use serde::{Deserialize, Serialize};
 
 /// An aggregation rule. Names (serde, clap, [`Display`](fmt::Display), [`FromStr`]) are the
 /// kebab-case forms listed in [`Rule::name`].

@@ -226,8 +226,7 @@ pub(crate) fn midpoint(a: f32, b: f32) -> f32 {
 
 #[cfg(test)]
 mod tests {
-    use rand::rngs::StdRng;
-    use rand::{Rng, SeedableRng};
+    use rand::{Rng, SeedableRng, rngs::StdRng};
 
     use super::{LANES, Lanes, Network};
 

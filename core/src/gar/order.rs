@@ -18,8 +18,10 @@
 use ndarray::Array1;
 use pulp::{Arch, Simd, WithSimd};
 
-use super::network::{self, Network};
-use super::rows::Rows;
+use super::{
+    network::{self, Network},
+    rows::Rows,
+};
 
 /// Capacity of a compile-time network: Batcher's network on 32 wires has 191 comparators.
 const MAX_PAIRS: usize = 192;

@@ -15,14 +15,13 @@
 //! [`super::Aggregation::selected`] can name original inputs.
 
 use ndarray::Array1;
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
+use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
 
-use super::average;
-use super::distances::{self, sq_distances_to};
-use super::rows::Rows;
-use super::{GarConfig, PreAggregator};
+use super::{
+    GarConfig, PreAggregator, average,
+    distances::{self, sq_distances_to},
+    rows::Rows,
+};
 
 /// Runs every pre-aggregator of `config` on validated rows (bounds already checked). Returns the
 /// final vectors and, for each, the sorted original inputs it stands for.

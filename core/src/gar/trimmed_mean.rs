@@ -10,8 +10,7 @@
 
 use ndarray::Array1;
 
-use super::order;
-use super::rows::Rows;
+use super::{order, rows::Rows};
 
 /// The trimmed mean of validated rows with `n ≥ 2f + 1`.
 pub(crate) fn trimmed_mean(rows: &Rows<'_>, f: usize) -> Array1<f32> {

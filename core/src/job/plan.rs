@@ -2,10 +2,11 @@
 //! once a [`JobSpec`] passed validation (`byzsgd_api::validate`). Quorums, the gather period T
 //! and each node's behaviour are decided here once; nothing reads the raw spec's counts again.
 
-use crate::attack::{ServerAttack, WorkerAttack};
-use crate::gar::GarConfig;
-
 use super::spec::{JobSpec, Role};
+use crate::{
+    attack::{ServerAttack, WorkerAttack},
+    gar::GarConfig,
+};
 
 /// The attack a Byzantine node runs.
 #[derive(Debug, Clone, PartialEq)]

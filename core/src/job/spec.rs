@@ -10,10 +10,12 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::attack::AttackParams;
-use crate::data::Partition;
-use crate::gar::{PreAggregator, Rule};
-use crate::model::ModelSpec;
+use crate::{
+    attack::AttackParams,
+    data::Partition,
+    gar::{PreAggregator, Rule},
+    model::ModelSpec,
+};
 
 /// What to train, on which data, with how many servers and workers, and who misbehaves.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

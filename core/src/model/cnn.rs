@@ -12,8 +12,7 @@ use std::sync::Mutex;
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ShapeError};
 
-use super::ops;
-use super::{Model, ModelError};
+use super::{Model, ModelError, ops};
 
 /// Convolution kernel side.
 const K: usize = 5;

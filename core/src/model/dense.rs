@@ -6,8 +6,7 @@ use std::sync::Mutex;
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ShapeError};
 
-use super::ops;
-use super::{Model, ModelError};
+use super::{Model, ModelError, ops};
 
 /// Rows per forward pass in [`Model::evaluate`]: large enough for efficient matrix products,
 /// small enough that a 10,000-sample test set needs only a few hundred KiB of scratch.

@@ -18,11 +18,10 @@ mod sgd;
 
 use std::fmt;
 
-use ndarray::{Array1, ArrayView1, ArrayView2, ArrayViewMut1};
-use serde::{Deserialize, Serialize};
-
 pub use cnn::Cnn;
 pub use dense::Dense;
+use ndarray::{Array1, ArrayView1, ArrayView2, ArrayViewMut1};
+use serde::{Deserialize, Serialize};
 pub use sgd::Sgd;
 
 /// Which model to train, as written in a job manifest.

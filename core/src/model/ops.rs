@@ -6,9 +6,9 @@
 
 use std::sync::{Mutex, TryLockError};
 
-use ndarray::linalg::general_mat_mul;
 use ndarray::{
     Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, ShapeError, Slice,
+    linalg::general_mat_mul,
 };
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Normal, Uniform};

@@ -10,18 +10,21 @@
 //!   of its own shard at the same point (as Garfield's attackers do, PAPER.md §11.12), because
 //!   workers never see each other's gradients on the wire.
 
-use std::collections::{HashMap, VecDeque};
-use std::fmt::Debug;
-use std::sync::Arc;
+use std::{
+    collections::{HashMap, VecDeque},
+    fmt::Debug,
+    sync::Arc,
+};
 
 use ndarray::{Array1, ArrayView1};
 
+use super::{
+    Node, Outputs,
+    message::{NodeId, Payload, Rejection},
+    server::Server,
+    worker::Worker,
+};
 use crate::attack::{ServerAttack, ServerView, WorkerAttack, WorkerView};
-
-use super::message::{NodeId, Payload, Rejection};
-use super::server::Server;
-use super::worker::Worker;
-use super::{Node, Outputs};
 
 /// How many past models a Byzantine server keeps for stale replay.
 const HISTORY: usize = 64;

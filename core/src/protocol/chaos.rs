@@ -14,20 +14,23 @@
 //! ([`ChaosHandle::network_fault`]). Every rewritten, silenced, delayed or dropped step is
 //! recorded ([`ChaosReport`]) so a test can prove where a window began and ended.
 
-use std::collections::BTreeSet;
-use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::{
+    collections::BTreeSet,
+    fmt,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
 
 use serde::{Deserialize, Serialize};
 
+use super::{
+    Node, NodeId, Outputs,
+    byzantine::{Lie, ServerLie, WorkerLie},
+    message::Payload,
+    server::Server,
+    worker::Worker,
+};
 use crate::job::Behaviour;
-
-use super::byzantine::{Lie, ServerLie, WorkerLie};
-use super::message::Payload;
-use super::server::Server;
-use super::worker::Worker;
-use super::{Node, NodeId, Outputs};
 
 /// What an armed node does.
 #[derive(Debug, Clone, PartialEq)]

@@ -37,17 +37,15 @@ pub mod message;
 pub mod server;
 pub mod worker;
 
-use std::fmt::Debug;
-
-use std::time::Instant;
-
-use ndarray::{Array1, ArrayView1, ArrayViewMut1};
-
-use crate::gar::{GarConfig, Rule};
-use crate::job::Plan;
-use crate::job::spec::Mode;
+use std::{fmt::Debug, time::Instant};
 
 pub use message::{Kind, NodeId, Payload, Rejection};
+use ndarray::{Array1, ArrayView1, ArrayViewMut1};
+
+use crate::{
+    gar::{GarConfig, Rule},
+    job::{Plan, spec::Mode},
+};
 
 /// Everything a node needs to know about the job, resolved from a validated [`Plan`].
 #[derive(Debug, Clone)]

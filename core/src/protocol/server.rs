@@ -10,15 +10,14 @@ use std::sync::Arc;
 
 use ndarray::{Array1, ArrayView1};
 
-use crate::job::spec::Mode;
-use crate::model::Sgd;
-
-use super::inbox::Inbox;
-use super::message::{Kind, NodeId, Payload, Rejection};
 use super::{
-    Evaluator, Event, Node, Outputs, ProtocolConfig, aggregate_quorum, check_vector, median_of,
+    Evaluator, Event, Node, Outputs, ProtocolConfig, aggregate_quorum, check_vector,
+    inbox::Inbox,
+    median_of,
+    message::{Kind, NodeId, Payload, Rejection},
     take_model_quorum,
 };
+use crate::{job::spec::Mode, model::Sgd};
 
 /// Where a server is within its current step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

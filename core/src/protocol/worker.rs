@@ -9,20 +9,20 @@
 //! worker starts with is `(index + seed) mod n_ps`, and it moves round-robin on suspicion
 //! (PAPER.md §10.2: a seeded, documented choice).
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::{collections::BTreeSet, sync::Arc};
 
 use ndarray::{Array1, ArrayView1};
 
-use crate::filter::{LipschitzFilter, outliers_bound};
-use crate::job::Role;
-use crate::job::spec::Mode;
-
-use super::inbox::Inbox;
-use super::message::{Kind, NodeId, Payload, Rejection};
-use super::server::distance;
 use super::{
-    Event, GradientSource, Node, Outputs, ProtocolConfig, check_vector, take_model_quorum,
+    Event, GradientSource, Node, Outputs, ProtocolConfig, check_vector,
+    inbox::Inbox,
+    message::{Kind, NodeId, Payload, Rejection},
+    server::distance,
+    take_model_quorum,
+};
+use crate::{
+    filter::{LipschitzFilter, outliers_bound},
+    job::{Role, spec::Mode},
 };
 
 /// Coefficients accepted unconditionally before the Lipschitz filter has a history.

@@ -8,11 +8,12 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use byzsgd_api::job::JobState;
-use byzsgd_api::job::{ByzSgdJob, ByzSgdJobStatus};
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
-use kube::core::GroupVersionKind;
-use kube::discovery::pinned_kind;
+use byzsgd_api::job::{ByzSgdJob, ByzSgdJobStatus, JobState};
+use kube::{
+    api::{Api, DeleteParams, DynamicObject, Patch, PatchParams},
+    core::GroupVersionKind,
+    discovery::pinned_kind,
+};
 
 use super::{Output, Prepared};
 use crate::results::{TidyRow, metric};

@@ -6,13 +6,14 @@
 //! The node binary is found by `--node-bin` / `BYZSGD_NODE_BIN`, else next to `byzsgd-exp`
 //! (both are built into the same target directory), else on `PATH`.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use anyhow::{Context, bail};
-use serde::Deserialize;
-
 use byzsgd_node::local::record::Summary;
+use serde::Deserialize;
 
 use super::{Output, Prepared, chaos_yaml, create_dir};
 use crate::results::{TidyRow, metric};

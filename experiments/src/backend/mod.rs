@@ -11,12 +11,17 @@ pub mod sim;
 use std::path::Path;
 
 use anyhow::Context;
-use byzsgd_api::chaos::{self, ChaosResource};
-use byzsgd_api::{Manifest, validate};
+use byzsgd_api::{
+    Manifest,
+    chaos::{self, ChaosResource},
+    validate,
+};
 use byzsgd_core::job::Plan;
 
-use crate::grid::Run;
-use crate::results::{SummaryRow, TidyRow};
+use crate::{
+    grid::Run,
+    results::{SummaryRow, TidyRow},
+};
 
 /// A run ready to execute.
 #[derive(Debug, Clone)]

@@ -9,15 +9,15 @@
 
 use anyhow::bail;
 use byzsgd_api::chaos::{self, ChaosAction};
-use byzsgd_core::assemble::{Assembly, JobData};
-use byzsgd_core::job::Role;
-use byzsgd_core::protocol::chaos::ChaosHandle;
-use byzsgd_core::protocol::chaos::{Armed, ChaosOrder};
-use byzsgd_core::sim::{Network, Report, Sim};
+use byzsgd_core::{
+    assemble::{Assembly, JobData},
+    job::Role,
+    protocol::chaos::{Armed, ChaosHandle, ChaosOrder},
+    sim::{Network, Report, Sim},
+};
 
 use super::{Output, Prepared};
-use crate::results::median;
-use crate::results::{SummaryRow, TidyRow, metric};
+use crate::results::{SummaryRow, TidyRow, median, metric};
 
 /// Virtual seconds after which a simulation stops even if nodes are still waiting (a stuck
 /// run then reports `finished = false` and whatever steps it reached).

@@ -11,17 +11,17 @@
 //! Default cases (no `--n/--f/--d`): every rule at n = 19, f = 6, d = 10⁶ and MDA at n = 31,
 //! f = 10, d = 10⁵. Cases below a rule's bound print a line with `"skipped"` and the bound.
 
-use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::{
+    hint::black_box,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context, bail};
+use byzsgd_core::gar::{self, GarConfig, GarError, Rule};
 use ndarray::{Array1, ArrayView1};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
+use rand::{SeedableRng, rngs::StdRng};
 use rand_distr::{Distribution, StandardNormal};
 use serde_json::{Value, json};
-
-use byzsgd_core::gar::{self, GarConfig, GarError, Rule};
 
 /// Flags of `byzsgd-node bench gars`.
 #[derive(Debug, clap::Args)]

@@ -16,14 +16,17 @@
 //! The reference is PyTorch on the same machine with one thread (`torch.set_num_threads(1)`):
 //! about 70 k samples/s at batch 32 and 157 k at batch 128 for the MLP 784-100-10.
 
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::{
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use anyhow::Context;
-
-use byzsgd_core::data::{self, Batches, DEFAULT_DATA_DIR, Dataset};
-use byzsgd_core::model::{ModelSpec, Sgd};
+use byzsgd_core::{
+    data::{self, Batches, DEFAULT_DATA_DIR, Dataset},
+    model::{ModelSpec, Sgd},
+};
 
 /// The models `bench model` can time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

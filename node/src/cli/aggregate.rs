@@ -8,17 +8,18 @@
 //! standard input. Output: one JSON object on stdout, or a 1-D float32 `.npy` file with `--out`.
 //! Non-finite aggregate values print as `null` (JSON has no NaN).
 
-use std::fs;
-use std::io::{self, BufWriter, Read};
-use std::path::{Path, PathBuf};
+use std::{
+    fs,
+    io::{self, BufWriter, Read},
+    path::{Path, PathBuf},
+};
 
 use anyhow::Context;
+use byzsgd_core::gar::{self, GarConfig, PreAggregator, Rule};
 use ndarray::{Array1, Array2, ArrayView1};
 use ndarray_npy::{ReadNpyError, ReadNpyExt, WriteNpyExt};
 use serde::Serialize;
 use serde_json::Value;
-
-use byzsgd_core::gar::{self, GarConfig, PreAggregator, Rule};
 
 /// Parses `--rule`: every rule name is a possible value (listed by `--help` and in errors); the
 /// names are the core's, so the flag, the manifest and the metrics labels spell rules alike.

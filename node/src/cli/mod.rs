@@ -9,11 +9,10 @@ pub mod serve;
 
 use std::process::ExitCode;
 
+use byzsgd_core::job::Role;
 use clap::{Parser, Subcommand};
 
-use crate::bench;
-use crate::local;
-use byzsgd_core::job::Role;
+use crate::{bench, local};
 
 /// ByzSGD node: parameter server, worker, local runner and tools.
 ///

@@ -1,29 +1,31 @@
 //! `byzsgd-node server` and `byzsgd-node worker`: one node of a job, as pods run it (the
 //! operator renders these flags) and as the local runner starts it.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
+use std::{
+    collections::BTreeMap, net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc,
+    time::Duration,
+};
 
 use anyhow::{Context, bail};
+use byzsgd_api::{
+    Manifest,
+    admin::EXIT_DATA_UNAVAILABLE,
+    telemetry::{self, LogFormat},
+    validate,
+};
+use byzsgd_core::{
+    assemble::{AssembleError, Assembly, DataNeeds, JobData},
+    job::{Behaviour, Role},
+    protocol::{NodeId, chaos::ChaosHandle},
+};
 use serde::Deserialize;
-use tokio::io::AsyncBufReadExt;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::{io::AsyncBufReadExt, net::TcpListener, sync::oneshot};
 
-use crate::rpc::identity::HeaderIdentity;
-use crate::runtime;
-use crate::state::{ChaosControl, RuntimeOptions};
-use crate::telemetry::{self, LogFormat};
-use byzsgd_api::admin::EXIT_DATA_UNAVAILABLE;
-use byzsgd_api::{Manifest, validate};
-use byzsgd_core::assemble::{AssembleError, Assembly, DataNeeds, JobData};
-use byzsgd_core::job::{Behaviour, Role};
-use byzsgd_core::protocol::NodeId;
-use byzsgd_core::protocol::chaos::ChaosHandle;
+use crate::{
+    rpc::identity::HeaderIdentity,
+    runtime,
+    state::{ChaosControl, RuntimeOptions},
+};
 
 /// Flags shared by `server` and `worker`. Every flag is also a `BYZSGD_…` environment variable.
 #[derive(Debug, Clone, clap::Args)]

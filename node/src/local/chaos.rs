@@ -11,20 +11,22 @@
 //! the slowest correct server's, as in the progress bar; a duration runs from the moment the
 //! job reaches `fromStep`.
 
-use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::BufWriter;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::{
+    collections::BTreeMap,
+    fs::File,
+    io::BufWriter,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context, bail};
+use byzsgd_api::chaos::{self, ChaosAction, ChaosResource, ChaosSpec, Window};
+use byzsgd_core::{
+    job::Plan,
+    protocol::{NodeId, chaos::ChaosReport},
+};
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
-
-use byzsgd_api::chaos::{self, ChaosAction, ChaosResource, ChaosSpec, Window};
-use byzsgd_core::job::Plan;
-use byzsgd_core::protocol::NodeId;
-use byzsgd_core::protocol::chaos::ChaosReport;
 
 use super::children::{self, ChildNode, Launcher};
 

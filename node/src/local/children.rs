@@ -5,19 +5,21 @@
 //! child reads EOF and exits, so no child outlives its runner. A crashed child can be started
 //! again on the same ports ([`Launcher::respawn`]), so its peers find it where it was.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::Duration;
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
 
 use anyhow::{Context, bail};
+use byzsgd_core::{job::Role, protocol::NodeId};
 use serde::Deserialize;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
-use tokio::sync::{mpsc, oneshot};
-
-use byzsgd_core::job::Role;
-use byzsgd_core::protocol::NodeId;
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    process::{Child, ChildStdin, Command},
+    sync::{mpsc, oneshot},
+};
 
 /// A line a child printed, or its exit.
 #[derive(Debug)]

@@ -16,25 +16,30 @@ pub mod children;
 pub mod plot;
 pub mod record;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use anyhow::Context;
+use byzsgd_api::{Manifest, validate};
+use byzsgd_core::{
+    assemble::{Assembly, DataNeeds, JobData},
+    job::{Plan, Role},
+    protocol::NodeId,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
+use self::{
+    chaos::{Campaign, Stage},
+    children::{ChildNode, ChildOutput, Launcher},
+    record::{Recorder, Summary},
+};
 use crate::rpc::wire;
-use byzsgd_api::{Manifest, validate};
-use byzsgd_core::assemble::{Assembly, DataNeeds, JobData};
-use byzsgd_core::job::{Plan, Role};
-use byzsgd_core::protocol::NodeId;
-
-use self::chaos::{Campaign, Stage};
-use self::children::{ChildNode, ChildOutput, Launcher};
-use self::record::{Recorder, Summary};
 
 /// How long children keep serving after their last step in runs with chaos, so the runner
 /// can read every node's chaos evidence before it stops them (it closes their stdin then).

@@ -4,15 +4,18 @@
 //! (Prometheus `file_sd`: every node's admin port plus the runner's, so a real Prometheus can
 //! scrape a local run).
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::{
+    fs::File,
+    io::{BufWriter, Write},
+    path::{Path, PathBuf},
+};
 
 use anyhow::Context;
+use byzsgd_core::{
+    job::{Behaviour, Plan},
+    protocol::NodeId,
+};
 use serde::{Deserialize, Serialize};
-
-use byzsgd_core::job::{Behaviour, Plan};
-use byzsgd_core::protocol::NodeId;
 
 use super::children::ChildNode;
 

@@ -8,9 +8,8 @@
 
 use std::net::SocketAddr;
 
-use tonic::metadata::MetadataMap;
-
 use byzsgd_core::protocol::NodeId;
+use tonic::metadata::MetadataMap;
 
 /// Metadata key carrying the sender's name (`server-3`, `worker-0`) under [`HeaderIdentity`].
 pub const NODE_HEADER: &str = "x-byzsgd-node";

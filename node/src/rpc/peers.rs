@@ -2,18 +2,17 @@
 //! one long-lived `Deliver` stream open, and reconnects when it breaks. Queues are bounded; a
 //! peer that stops reading loses messages (counted) instead of growing this node's memory.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
+use byzsgd_core::protocol::NodeId;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 
-use byzsgd_core::protocol::NodeId;
-
-use super::identity::NODE_HEADER;
-use super::proto::Envelope;
-use super::proto::node_client::NodeClient;
+use super::{
+    identity::NODE_HEADER,
+    proto::{Envelope, node_client::NodeClient},
+};
 
 /// Messages queued per peer before new ones are dropped: a few steps' worth.
 const QUEUE: usize = 256;

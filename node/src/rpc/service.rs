@@ -4,16 +4,16 @@
 
 use std::sync::Arc;
 
+use byzsgd_core::protocol::{NodeId, Payload, Rejection};
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::{
+    identity::{Identity, StreamInfo},
+    proto::{DeliverSummary, Envelope, node_server::Node as NodeRpc},
+    wire,
+};
 use crate::metrics::{Direction, Metrics};
-use byzsgd_core::protocol::{NodeId, Payload, Rejection};
-
-use super::identity::{Identity, StreamInfo};
-use super::proto::node_server::Node as NodeRpc;
-use super::proto::{DeliverSummary, Envelope};
-use super::wire;
 
 /// One decoded message on its way to the driver.
 #[derive(Debug)]

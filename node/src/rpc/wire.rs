@@ -5,9 +5,8 @@
 
 use std::sync::Arc;
 
-use ndarray::Array1;
-
 use byzsgd_core::protocol::{Payload, Rejection};
+use ndarray::Array1;
 
 use super::proto::{Envelope, Kind as WireKind, Tensor};
 

@@ -13,19 +13,22 @@
 //! Like the job's status step, nothing reads a clock: `now` is an input and lands in the status
 //! only on a transition, so a reconcile that changes nothing writes an identical status.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
-use byzsgd_api::admin::ChaosRequest;
-use byzsgd_api::chaos::{ChaosAction, ChaosSpec, Window, select, validate};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use byzsgd_api::{
+    admin::ChaosRequest,
+    chaos::{
+        ByzantineChaosStatus, ChaosAction, ChaosCondition, ChaosPhase, ChaosSpec, Verdict, Window,
+        select, validate,
+    },
+    job::{ByzSgdJobStatus, ConditionType, JobState},
+};
+use k8s_openapi::{
+    apimachinery::pkg::apis::meta::v1::{Condition, Time},
+    jiff::{SignedDuration, Timestamp},
+};
 
-use crate::controller::build::labels;
-use crate::controller::status::Note;
-use crate::controller::validate::ValidatedJob;
-use byzsgd_api::chaos::{ByzantineChaosStatus, ChaosCondition, ChaosPhase, Verdict};
-use byzsgd_api::job::{ByzSgdJobStatus, ConditionType, JobState};
+use crate::controller::{build::labels, status::Note, validate::ValidatedJob};
 
 /// The job an experiment names, as found.
 #[derive(Debug, Clone, Copy)]

@@ -10,30 +10,40 @@
 pub mod decide;
 pub mod inject;
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use k8s_openapi::api::core::v1::{Pod, Secret};
-use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
-use kube::{Api, Client, Resource, ResourceExt};
+use byzsgd_api::{
+    chaos::{ByzantineChaos, ByzantineChaosStatus, ChaosPhase},
+    job::ByzSgdJob,
+};
+use decide::{Decision, Effect, Observed, PodView, Target};
+use k8s_openapi::{
+    api::core::v1::{Pod, Secret},
+    jiff::Timestamp,
+};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{DeleteParams, ListParams},
+    runtime::{
+        controller::{Action, Controller},
+        events::{Event, EventType, Recorder, Reporter},
+        finalizer::{self, Event as FinalizerEvent, finalizer},
+        reflector::ObjectRef,
+        watcher,
+    },
+};
 use tokio_stream::StreamExt;
 
-use crate::controller::ReconcilerConfig;
-use crate::controller::apply::apply_status;
-use crate::controller::build::labels::{self, FIELD_MANAGER};
-use crate::controller::status::Note;
-use crate::controller::validate::{self, ValidatedJob};
-use crate::metrics::Metrics;
-use byzsgd_api::chaos::{ByzantineChaos, ByzantineChaosStatus, ChaosPhase};
-use byzsgd_api::job::ByzSgdJob;
-use decide::{Decision, Effect, Observed, PodView, Target};
+use crate::{
+    controller::{
+        ReconcilerConfig,
+        apply::apply_status,
+        build::labels::{self, FIELD_MANAGER},
+        status::Note,
+        validate::{self, ValidatedJob},
+    },
+    metrics::Metrics,
+};
 
 /// Why a chaos reconcile failed (it is retried).
 #[derive(Debug, thiserror::Error)]

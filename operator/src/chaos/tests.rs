@@ -1,22 +1,25 @@
 //! Unit tests of the chaos controller's pure decision, driven by the node's chaos fixtures and
 //! a small job that allows chaos (`api/tests/fixtures/chaos-job.yaml`).
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
-use byzsgd_api::chaos::{ChaosAction, ChaosDuration, ChaosSpec, select};
+use byzsgd_api::{
+    chaos::{
+        ByzantineChaos, ByzantineChaosStatus, ChaosAction, ChaosCondition, ChaosDuration,
+        ChaosPhase, ChaosSpec, Verdict, select,
+    },
+    job::{ByzSgdJob, ByzSgdJobStatus, ConditionType, JobState, TrainingStatus},
+};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use super::decide::{
     Decision, Effect, Observed, PodView, Target, cancel, decide, refused, verdict,
 };
-use crate::controller::build::labels;
-use crate::controller::status::set_condition;
-use crate::controller::validate::{ValidatedJob, validate_job};
-use byzsgd_api::chaos::{
-    ByzantineChaos, ByzantineChaosStatus, ChaosCondition, ChaosPhase, Verdict,
+use crate::controller::{
+    build::labels,
+    status::set_condition,
+    validate::{ValidatedJob, validate_job},
 };
-use byzsgd_api::job::{ByzSgdJob, ByzSgdJobStatus, ConditionType, JobState, TrainingStatus};
 
 const JOB: &str = include_str!("../../../api/tests/fixtures/chaos-job.yaml");
 const ALIE: &str = include_str!("../../../api/tests/fixtures/chaos/alie-workers.yaml");

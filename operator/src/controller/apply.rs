@@ -5,13 +5,19 @@
 use std::fmt::Write as _;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client};
+use kube::{
+    Api, Client,
+    api::{DeleteParams, Patch, PatchParams, PostParams},
+};
 use rand::Rng as _;
 
-use super::build::labels::{self, FIELD_MANAGER};
-use super::build::{self, DesiredResources};
-use super::validate::ValidatedJob;
+use super::{
+    build::{
+        self, DesiredResources,
+        labels::{self, FIELD_MANAGER},
+    },
+    validate::ValidatedJob,
+};
 
 /// Why applying failed.
 #[derive(Debug, thiserror::Error)]

@@ -10,8 +10,10 @@ pub mod pod;
 use std::collections::BTreeMap;
 
 use byzsgd_core::job::Role;
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service, ServicePort, ServiceSpec};
+use k8s_openapi::{
+    ByteString,
+    api::core::v1::{ConfigMap, Pod, Secret, Service, ServicePort, ServiceSpec},
+};
 use kube::api::ObjectMeta;
 
 use super::validate::ValidatedJob;

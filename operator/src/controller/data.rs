@@ -4,8 +4,10 @@
 //! `DataAvailable` condition naming the source and the fix; the ones no retry can fix fail the
 //! job instead of leaving pods in a crash loop.
 
-use byzsgd_api::admin::EXIT_DATA_UNAVAILABLE;
-use byzsgd_api::job::{DATA_MOUNT, DataSource};
+use byzsgd_api::{
+    admin::EXIT_DATA_UNAVAILABLE,
+    job::{DATA_MOUNT, DataSource},
+};
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 
 use super::build::pod::{DATA_INIT_CONTAINER, NODE_CONTAINER};

@@ -14,8 +14,10 @@ use std::time::Duration;
 use byzsgd_core::job::Role;
 use k8s_openapi::api::core::v1::Pod;
 
-use super::observe::{NodeReport, status_url};
-use super::validate::ValidatedJob;
+use super::{
+    observe::{NodeReport, status_url},
+    validate::ValidatedJob,
+};
 
 /// The latest snapshot step (a positive multiple of `every`) that every server in `correct`
 /// reports having passed; `None` until each of them answered and passed the first one.

@@ -11,25 +11,29 @@ pub mod status;
 pub mod validate;
 pub mod drift;
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
+use build::labels::{self, FIELD_MANAGER};
+use byzsgd_api::job::{ByzSgdJob, TrackedPod};
 use byzsgd_core::job::Role;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
-use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
-use kube::{Api, Client, Resource, ResourceExt};
+use k8s_openapi::{
+    api::core::v1::{ConfigMap, Pod, Service},
+    jiff::Timestamp,
+};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{DeleteParams, ListParams},
+    runtime::{
+        controller::{Action, Controller},
+        events::{Event, EventType, Recorder, Reporter},
+        reflector::Store,
+        watcher,
+    },
+};
+use status::{Decision, Observed};
 use tokio_stream::StreamExt;
 
 use crate::metrics::Metrics;
-use build::labels::{self, FIELD_MANAGER};
-use byzsgd_api::job::{ByzSgdJob, TrackedPod};
-use status::{Decision, Observed};
 
 /// Why a reconcile failed.
 #[derive(Debug, thiserror::Error)]

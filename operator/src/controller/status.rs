@@ -7,21 +7,27 @@
 //! condition changes, so a reconcile that changes nothing writes an identical status (no
 //! reconcile loop from ever-moving timestamps).
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
 
-use byzsgd_core::job::Role;
-use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
-
-use super::build::labels;
-use super::data::{self, DataHealth};
-use super::observe::NodeReport;
-use super::validate::ValidatedJob;
 use byzsgd_api::job::{
     ByzSgdJobStatus, CleanPodPolicy, ConditionType, JobState, ReplicaStatus, TrackedPod,
     TrainingStatus,
+};
+use byzsgd_core::job::Role;
+use k8s_openapi::{
+    api::core::v1::Pod,
+    apimachinery::pkg::apis::meta::v1::{Condition, Time},
+    jiff::{SignedDuration, Timestamp},
+};
+
+use super::{
+    build::labels,
+    data::{self, DataHealth},
+    observe::NodeReport,
+    validate::ValidatedJob,
 };
 
 /// Why a job failed: the `reason` of its Failed condition.

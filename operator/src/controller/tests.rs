@@ -1,21 +1,24 @@
 //! Unit tests of the pure steps (`validate`, `build`, the status decision), driven by minimal
 //! YAML fixtures (`api/tests/fixtures/`) and the quickstart, as users write them.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
-use byzsgd_core::job::Role;
-use k8s_openapi::api::core::v1::{
-    ContainerState, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, Pod,
-    PodStatus,
-};
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
-
-use super::build::{build, labels};
-use super::observe::{GatherReport, NodeReport};
-use super::status::{Observed, combine, decide, set_condition};
-use super::validate::{Error, ValidatedJob, validate_job};
 use byzsgd_api::job::{ByzSgdJob, ByzSgdJobStatus, CleanPodPolicy, ConditionType, JobState};
+use byzsgd_core::job::Role;
+use k8s_openapi::{
+    api::core::v1::{
+        ContainerState, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, Pod,
+        PodStatus,
+    },
+    jiff::{SignedDuration, Timestamp},
+};
+
+use super::{
+    build::{build, labels},
+    observe::{GatherReport, NodeReport},
+    status::{Observed, combine, decide, set_condition},
+    validate::{Error, ValidatedJob, validate_job},
+};
 
 const QUICKSTART: &str = include_str!("../../../examples/quickstart.yaml");
 

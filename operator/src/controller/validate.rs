@@ -3,13 +3,14 @@
 //! [`ValidatedJob`]. After this step nothing reads `job.spec` again, except for the owner
 //! reference (the zookeeper-operator "validate" step, STYLE.md A2).
 
+use byzsgd_api::{
+    InvalidSpec, Manifest, ManifestError,
+    job::{ByzSgdJob, DataSource, PodTemplate, RunPolicy},
+    validate,
+};
 use byzsgd_core::job::{Behaviour, Plan, Role};
-
-use byzsgd_api::{InvalidSpec, Manifest, ManifestError, validate};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
-
-use byzsgd_api::job::{ByzSgdJob, DataSource, PodTemplate, RunPolicy};
 
 /// Why a job cannot be run.
 #[derive(Debug, thiserror::Error)]

@@ -9,18 +9,24 @@
 // Each integration test binary compiles this module on its own and uses a different subset.
 #![allow(dead_code, unreachable_pub)]
 
-use std::ffi::OsString;
-use std::fmt::Debug;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    ffi::OsString,
+    fmt::Debug,
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
-use k8s_openapi::api::core::v1::{Namespace, Node, ServiceAccount};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::runtime::wait::{Condition, await_condition, conditions};
-use kube::{Api, Client, Config, Resource, ResourceExt};
+use k8s_openapi::{
+    api::core::v1::{Namespace, Node, ServiceAccount},
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::{
+    Api, Client, Config, Resource, ResourceExt,
+    api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams},
+    config::{KubeConfigOptions, Kubeconfig},
+    runtime::wait::{Condition, await_condition, conditions},
+};
 use serde::de::DeserializeOwned;
 
 /// How to start the testbed; every "testbed missing" message ends with this.

@@ -8,17 +8,18 @@ use std::collections::BTreeMap;
 
 use byzsgd_api::job::{DATA_MOUNT, DataSource, ImageDataSource};
 use byzsgd_core::job::Role;
-use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, HTTPGetAction, HostPathVolumeSource, PersistentVolumeClaimVolumeSource, Pod,
-    PodSecurityContext, PodSpec, Probe, ResourceRequirements, SeccompProfile, SecretKeySelector,
-    SecurityContext, Volume, VolumeMount,
+use k8s_openapi::{
+    api::core::v1::{
+        Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+        EnvVar, EnvVarSource, HTTPGetAction, HostPathVolumeSource,
+        PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, Probe,
+        ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, Volume,
+        VolumeMount,
+    },
+    apimachinery::pkg::{api::resource::Quantity, util::intstr::IntOrString},
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::ObjectMeta;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use serde::{Serialize, de::DeserializeOwned};
 
 use super::labels;
 use crate::controller::validate::ValidatedJob;

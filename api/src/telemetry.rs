@@ -1,9 +1,11 @@
-//! Logging: `tracing` to stderr, filtered by `RUST_LOG` (default `info`), as plain text or JSON
-//! lines. Stdout is left to machine-readable output (JSON results, progress lines).
+//! Logging of both binaries (feature `telemetry`, which `byzsgd-node` and `byzsgd-operator`
+//! turn on): `tracing` to stderr, filtered by `RUST_LOG` (default `info`), as plain text for
+//! people or JSON lines for log collectors (`--log-format`; the operator starts node pods with
+//! `json`). Stdout is left to command output (JSON results, progress lines, `crd`).
 
 use tracing_subscriber::EnvFilter;
 
-/// How log lines look.
+/// How log lines look (`--log-format`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     /// Human-readable lines.
