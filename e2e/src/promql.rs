@@ -431,6 +431,39 @@ pub fn alerts() -> BTreeSet<String> {
     rule_queries().into_iter().filter_map(|q| q.alert).collect()
 }
 
+/// On a healthy run every alert condition is false, except `ByzSGDByzantineActivity`, which
+/// holds for exactly the `injected` (node, attack) pairs; `results` must hold every alert.
+pub fn assert_only_byzantine_activity_fires(
+    results: &[Evaluated],
+    injected: &BTreeSet<(String, String)>,
+) {
+    let evaluated: BTreeSet<String> = results
+        .iter()
+        .filter_map(|(q, ..)| q.alert.clone())
+        .collect();
+    assert_eq!(evaluated, alerts(), "every alert was evaluated");
+    for (query, _, series) in results.iter().filter(|(q, ..)| q.alert.is_some()) {
+        let firing: BTreeSet<(String, String)> = series
+            .iter()
+            .filter(|s| s["value"][1] == "1")
+            .map(|s| {
+                let text = |key: &str| s["metric"][key].as_str().unwrap_or_default().to_owned();
+                (text("node"), text("attack"))
+            })
+            .collect();
+        if query.alert.as_deref() == Some("ByzSGDByzantineActivity") {
+            assert_eq!(&firing, injected, "{}: {}", query.origin, describe(series));
+        } else {
+            assert!(
+                firing.is_empty(),
+                "{} holds on a healthy run:\n{}",
+                query.origin,
+                describe(series)
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -236,21 +236,6 @@ pub fn addresses(pods: &[Pod]) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The median of `values` (mean of the two middle ones for an even count), as the operator
-/// combines its quorum's reports.
-pub fn median(values: &mut [f64]) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    Some(if values.len().is_multiple_of(2) {
-        f64::midpoint(values[mid - 1], values[mid])
-    } else {
-        values[mid]
-    })
-}
-
 /// Reads a `kubectl get` table: one map per row, from the upper-case header to the cell,
 /// cut at the header's column offsets (kubectl aligns cells under their header), so empty
 /// cells stay empty instead of shifting the row.
@@ -308,12 +293,5 @@ other        Created                              1/5             2/7           
         assert_eq!(rows[1]["STEP"], "");
         assert_eq!(rows[1]["WORKERS (F/N)"], "2/7");
         assert_eq!(rows[1]["AGE"], "1s");
-    }
-
-    #[test]
-    fn median_is_the_operators() {
-        assert_eq!(median(&mut [0.5, 1.0, 0.5, 0.6]), Some(0.55));
-        assert_eq!(median(&mut [3.0, 1.0, 2.0]), Some(2.0));
-        assert_eq!(median(&mut []), None);
     }
 }

@@ -9,10 +9,11 @@ use std::{
 };
 
 use anyhow::{Context, anyhow};
+use byzsgd_api::job::status::median;
 use plotters::prelude::*;
 
 use crate::{
-    results::{SummaryRow, TidyRow, median, median_by_step, metric},
+    results::{SummaryRow, TidyRow, median_by_step, metric},
     scenario::{HeatmapSpec, Scenario},
 };
 
@@ -261,8 +262,7 @@ impl Cells {
                     rows.iter()
                         .filter(|r| r.labels.get(&spec.x) == Some(x))
                         .filter(|r| r.labels.get(&spec.y) == Some(y))
-                        .filter_map(|r| r.metric(&spec.metric))
-                        .collect(),
+                        .filter_map(|r| r.metric(&spec.metric)),
                 );
                 if let Some(value) = cell {
                     values.insert((i, j), value);

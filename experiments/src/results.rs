@@ -6,6 +6,7 @@
 use std::{collections::BTreeMap, path::Path};
 
 use anyhow::Context;
+use byzsgd_api::job::status::median;
 use serde::{Deserialize, Serialize};
 
 /// Tidy results file name.
@@ -199,21 +200,6 @@ pub fn read_summary(path: &Path) -> anyhow::Result<Vec<SummaryRow>> {
         rows.push(row);
     }
     Ok(rows)
-}
-
-/// Median of some values (None when empty), as the node's status does for accuracies.
-pub fn median(mut values: Vec<f64>) -> Option<f64> {
-    values.retain(|v| v.is_finite());
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    let middle = values.len() / 2;
-    Some(if values.len() % 2 == 1 {
-        values[middle]
-    } else {
-        f64::midpoint(values[middle - 1], values[middle])
-    })
 }
 
 #[cfg(test)]

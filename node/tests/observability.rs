@@ -28,9 +28,9 @@ use std::{
 
 use prometheus::{INSTALL_HINT, PROMTOOL, Prometheus};
 use promql::{
-    Evaluated, Query, Variables, all_queries, assert_variables_resolve, chart_path, dashboards,
-    describe, evaluate_until_every_query_returns, files_with_extension, rule_files, rule_queries,
-    sendable, wait_for_scrapes,
+    Evaluated, Query, Variables, all_queries, assert_only_byzantine_activity_fires,
+    assert_variables_resolve, chart_path, dashboards, describe, evaluate_until_every_query_returns,
+    files_with_extension, rule_files, rule_queries, sendable, wait_for_scrapes,
 };
 use serde_json::Value;
 
@@ -309,26 +309,7 @@ fn assert_only_the_injection_alerts(results: &[Evaluated], targets: &Value) {
         2,
         "one Byzantine server and one worker: {targets}"
     );
-    for (query, _, series) in results.iter().filter(|(q, ..)| q.alert.is_some()) {
-        let firing: BTreeSet<(String, String)> = series
-            .iter()
-            .filter(|s| s["value"][1] == "1")
-            .map(|s| {
-                let text = |key: &str| s["metric"][key].as_str().unwrap_or_default().to_owned();
-                (text("node"), text("attack"))
-            })
-            .collect();
-        if query.alert.as_deref() == Some("ByzSGDByzantineActivity") {
-            assert_eq!(firing, injected, "{}: {}", query.origin, describe(series));
-        } else {
-            assert!(
-                firing.is_empty(),
-                "{} holds on a healthy run:\n{}",
-                query.origin,
-                describe(series)
-            );
-        }
-    }
+    assert_only_byzantine_activity_fires(results, &injected);
 }
 
 /// Interrupts the run as a user would (Ctrl-C) and checks it ends cleanly, having noticed.

@@ -208,3 +208,34 @@ impl ByzSgdJobStatus {
         self.condition(type_).is_some_and(|c| c.status == "True")
     }
 }
+
+/// The median of the finite `values` (mean of the two middle ones for an even count); `None`
+/// when none is finite. What STEP, ACCURACY and DRIFT show over a quorum of servers' reports,
+/// and what the experiments and end-to-end tests compare against.
+pub fn median(values: impl IntoIterator<Item = f64>) -> Option<f64> {
+    let mut values: Vec<f64> = values.into_iter().filter(|v| v.is_finite()).collect();
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    Some(if values.len().is_multiple_of(2) {
+        f64::midpoint(values[mid - 1], values[mid])
+    } else {
+        values[mid]
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_takes_the_middle_and_ignores_what_is_not_finite() {
+        assert_eq!(median([0.5, 1.0, 0.5, 0.6]), Some(0.55));
+        assert_eq!(median([3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median([f64::NAN, 2.0, f64::INFINITY]), Some(2.0));
+        assert_eq!(median([]), None);
+        assert_eq!(median([f64::NAN]), None);
+    }
+}

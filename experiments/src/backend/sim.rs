@@ -8,7 +8,10 @@
 //! windows act on processes and wall time and are refused here with the fix.
 
 use anyhow::bail;
-use byzsgd_api::chaos::{self, ChaosAction};
+use byzsgd_api::{
+    chaos::{self, ChaosAction},
+    job::status::median,
+};
 use byzsgd_core::{
     assemble::{Assembly, JobData},
     job::Role,
@@ -17,7 +20,7 @@ use byzsgd_core::{
 };
 
 use super::{Output, Prepared};
-use crate::results::{SummaryRow, TidyRow, median, metric};
+use crate::results::{SummaryRow, TidyRow, metric};
 
 /// Virtual seconds after which a simulation stops even if nodes are still waiting (a stuck
 /// run then reports `finished = false` and whatever steps it reached).
@@ -175,16 +178,10 @@ fn summary(prepared: &Prepared, report: &Report, correct: &[usize]) -> SummaryRo
     let final_accuracy = report.final_accuracy(correct).map(f64::from);
     // Contraction at a gather: the correct servers' largest distance right after it, over the
     // largest distance at that step before it (PAPER.md §3.2: DMC contracts by a constant).
-    let contraction = median(
-        report
-            .gathered_drift
-            .iter()
-            .filter_map(|(step, after)| {
-                let before = *report.drift.get(step)?;
-                (before > 1e-9).then(|| f64::from(*after) / f64::from(before))
-            })
-            .collect(),
-    );
+    let contraction = median(report.gathered_drift.iter().filter_map(|(step, after)| {
+        let before = *report.drift.get(step)?;
+        (before > 1e-9).then(|| f64::from(*after) / f64::from(before))
+    }));
     let per_step = |total: u64| (steps > 0).then(|| total as f64 / steps as f64);
     let mut summary = SummaryRow::default();
     summary.set("final_accuracy", final_accuracy);

@@ -14,7 +14,7 @@ use std::{
 
 use byzsgd_api::job::{
     ByzSgdJobStatus, CleanPodPolicy, ConditionType, JobState, ReplicaStatus, TrackedPod,
-    TrainingStatus,
+    TrainingStatus, status::median,
 };
 use byzsgd_core::job::Role;
 use k8s_openapi::{
@@ -166,20 +166,6 @@ pub fn set_condition(
     }
 }
 
-/// The median of `values` (mean of the two middle values for an even count); `None` if empty.
-pub fn median(values: &mut [f64]) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    Some(if values.len().is_multiple_of(2) {
-        f64::midpoint(values[mid - 1], values[mid])
-    } else {
-        values[mid]
-    })
-}
-
 /// Combines server reports into the training status: the first `quorum` reports by server
 /// index (the protocol's quorum size, n_ps − f_ps), and per field their median. With at most
 /// f_ps lying servers among ≥ 2·f_ps + 2 reports (n_ps ≥ 3·f_ps + 2), the median stays between
@@ -189,19 +175,13 @@ pub fn combine(reports: &[(usize, NodeReport)], quorum: usize) -> Option<Trainin
         return None;
     }
     let quorum_reports: Vec<&NodeReport> = reports.iter().take(quorum).map(|(_, r)| r).collect();
-    let collect = |field: fn(&NodeReport) -> Option<f64>| -> Vec<f64> {
-        quorum_reports
-            .iter()
-            .filter_map(|r| field(r))
-            .filter(|v| v.is_finite())
-            .collect()
-    };
-    let mut steps: Vec<f64> = quorum_reports.iter().map(|r| r.step as f64).collect();
+    let field =
+        |read: fn(&NodeReport) -> Option<f64>| quorum_reports.iter().filter_map(move |r| read(r));
     Some(TrainingStatus {
-        step: median(&mut steps).map_or(0, |s| s.floor() as u64),
-        loss: median(&mut collect(|r| r.loss)),
-        accuracy: median(&mut collect(|r| r.accuracy)),
-        max_drift: median(&mut collect(|r| {
+        step: median(quorum_reports.iter().map(|r| r.step as f64)).map_or(0, |s| s.floor() as u64),
+        loss: median(field(|r| r.loss)),
+        accuracy: median(field(|r| r.accuracy)),
+        max_drift: median(field(|r| {
             r.last_gather.as_ref().and_then(|g| g.drift_to_median)
         })),
         quorum: quorum as u32,
