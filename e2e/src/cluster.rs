@@ -419,7 +419,7 @@ impl Drop for DiagnoseOnPanic {
 }
 
 /// Prints what a failing test's namespace holds: the jobs' and experiments' status, pods,
-/// events and the operator's last log lines.
+/// events, and the last log lines of the operator and of every node.
 pub fn diagnose(namespace: &str) {
     eprintln!("---- diagnostics of namespace {namespace} ----");
     for words in [
@@ -459,8 +459,48 @@ pub fn diagnose(namespace: &str) {
             "-n",
             namespace,
         ],
+        // Every server's and worker's last lines, prefixed with its pod.
+        &[
+            "kubectl",
+            "logs",
+            "-l",
+            "byzsgd.io/job",
+            "--tail=15",
+            "--prefix",
+            "--max-log-requests=30",
+            "-n",
+            namespace,
+        ],
     ] {
         let _ = run_output(words);
+    }
+    // Where each node is: its own `/status` (step, finished, what chaos it runs), one line each.
+    let pods = command(&[
+        "kubectl",
+        "get",
+        "pods",
+        "-l",
+        "byzsgd.io/job",
+        "-n",
+        namespace,
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name} {.status.podIP}{\"\\n\"}{end}",
+    ])
+    .stdin(Stdio::null())
+    .output();
+    let listed = pods.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    for line in listed.unwrap_or_default().lines() {
+        let Some((pod, ip)) = line.split_once(' ') else {
+            continue;
+        };
+        let shown = match ip.parse::<std::net::IpAddr>() {
+            Ok(_) => match http(admin_addr(ip), "GET", "/status", None, None) {
+                Ok((_, body)) => body,
+                Err(error) => format!("no answer: {error}"),
+            },
+            Err(_) => "no IP".to_owned(),
+        };
+        eprintln!("  /status of {pod}: {shown}");
     }
 }
 

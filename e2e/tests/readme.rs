@@ -249,7 +249,7 @@ fn quickstart(cluster: &Cluster, prometheus: &Prometheus, scrape: Duration, base
     assert!(status.is_true(ConditionType::Converged));
 
     let training = status.training.expect("training status");
-    let accuracy = assert_the_quorums_final_reports(&training, &statuses.history());
+    let accuracy = assert_the_quorums_final_reports(&training, &statuses);
     assert!(
         accuracy >= baseline - ACCURACY_TOLERANCE,
         "the cluster reached {accuracy:.4}, the local run of the same file {baseline:.4}"
@@ -268,24 +268,33 @@ fn quickstart(cluster: &Cluster, prometheus: &Prometheus, scrape: Duration, base
 }
 
 /// STEP and ACCURACY are the median over the first n_ps − f_ps servers' own reports, and those
-/// reports were the servers' final ones (each said `finished`). Returns the accuracy.
+/// reports were the servers' final ones (each said `finished`). The operator may see a final
+/// report before the watch's next poll does; nodes keep serving it for 30 s after their last
+/// step (`--linger-seconds`), so the watch gets it too. Returns the accuracy.
 fn assert_the_quorums_final_reports(
     training: &byzsgd_api::job::TrainingStatus,
-    history: &workload::History,
+    statuses: &StatusWatch,
 ) -> f64 {
     let quorum = usize::try_from(training.quorum).expect("a small quorum");
     let first: Vec<String> = (0..quorum)
         .map(|i| format!("{QUICKSTART}-server-{i}"))
         .collect();
-    let finals: Vec<&byzsgd_api::admin::Status> = first
-        .iter()
-        .map(|pod| {
-            history
-                .get(pod)
-                .and_then(|reports| reports.iter().find(|r| r.finished))
-                .unwrap_or_else(|| panic!("{pod} never reported finished: {history:#?}"))
-        })
-        .collect();
+    let finals: Vec<byzsgd_api::admin::Status> = wait_until(
+        "the quorum's final reports",
+        Duration::from_secs(25),
+        Duration::from_millis(250),
+        |last| {
+            let history = statuses.history();
+            let finals: Option<Vec<_>> = first
+                .iter()
+                .map(|pod| history.get(pod)?.iter().find(|r| r.finished).cloned())
+                .collect();
+            if finals.is_none() {
+                *last = format!("{history:#?}");
+            }
+            finals
+        },
+    );
     let steps = finals.iter().map(|r| r.step as f64);
     let accuracies = finals.iter().filter_map(|r| r.accuracy.map(f64::from));
     assert_eq!(

@@ -13,7 +13,7 @@ use byzsgd_core::{
     assemble::{Assembly, JobData},
     job::{Plan, Role},
     protocol::{NodeId, Payload, Rejection},
-    sim::{Network, Report, Sim},
+    sim::{Network, Partition, Report, Sim},
 };
 use ndarray::Array1;
 
@@ -230,6 +230,34 @@ fn no_gradient_quorum_waits_for_more_than_n_minus_f() {
     );
     let alive: Vec<usize> = correct.into_iter().filter(|&server| server != 0).collect();
     assert!(report.final_accuracy(&alive).unwrap() >= TARGET);
+}
+
+/// A correct worker that fell far behind (here: cut off from every server for a while, as CPU
+/// starvation or a pod restart does in a cluster) rejoins at the servers' current step instead of
+/// refusing their models as "too far ahead" forever. Once two workers were cut off and a third
+/// crashes, the gradient quorum q_w = 5 needs the two that rejoined.
+#[test]
+fn workers_that_fell_behind_rejoin_and_keep_the_quorum_alive() {
+    let (healthy, _) = byzsgd_with("");
+    // A third of a healthy run is far more than max_lead steps.
+    let cut = healthy.elapsed / 3.0;
+    let network = Network {
+        seed: 3,
+        partitions: vec![Partition {
+            side: vec![NodeId::worker(5), NodeId::worker(6)],
+            from: 0.0,
+            until: cut,
+        }],
+        crashes: vec![(NodeId::worker(4), cut * 1.5)],
+        ..Network::default()
+    };
+    let (report, correct) = run(job((5, 1), (7, 2), ("mda", "median"), "5", ""), network);
+    assert!(
+        report.finished,
+        "workers 5 and 6 must rejoin after the partition, or worker 4's crash leaves 4 < q_w \
+         workers: {report:?}"
+    );
+    assert!(report.final_accuracy(&correct).unwrap() >= TARGET);
 }
 
 /// The sender of a message is whoever the channel says it is; a node repeating itself (or

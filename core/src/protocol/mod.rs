@@ -27,6 +27,10 @@
 //!   holds q_ps peer models: it adopts their median and that step.
 //! - A worker that holds a quorum for several steps works on the newest one: gradients for
 //!   older steps would be stale anyway.
+//! - A worker that fell further behind than it buffers (`max_lead` steps: starved of CPU, cut
+//!   off, or restarted from step 0) jumps to the (f_ps + 1)-th newest step that servers sent it
+//!   models for, which a correct server has reached; without it such a worker would stay out
+//!   for the rest of the run, and a few of them would leave the servers short of q_w.
 //! - Byzantine behaviour is a wrapper ([`byzantine`]) that rewrites an honest node's outgoing
 //!   messages; honest code never asks "am I Byzantine".
 

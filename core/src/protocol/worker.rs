@@ -41,6 +41,9 @@ pub struct Worker {
     last_point: Option<Array1<f32>>,
     finished: bool,
     sync: SyncState,
+    /// Per server, the newest step it sent a model for that lay beyond this worker's buffer
+    /// (asynchronous mode): how a worker that fell behind learns where the servers are.
+    ahead: Vec<Option<u64>>,
 }
 
 /// Synchronous-mode state: which server is trusted, and the filters' memory.
@@ -71,6 +74,7 @@ impl Worker {
     /// A worker computing gradients with `source`.
     pub fn new(config: Arc<ProtocolConfig>, index: usize, source: Box<dyn GradientSource>) -> Self {
         let byzantine_servers = config.servers - config.server_quorum;
+        let ahead = vec![None; config.servers];
         let sync = SyncState {
             chosen: ((index as u64).wrapping_add(config.seed) % config.servers.max(1) as u64)
                 as usize,
@@ -91,6 +95,7 @@ impl Worker {
             source,
             last_point: None,
             finished: false,
+            ahead,
             sync,
         }
     }
@@ -202,6 +207,33 @@ impl Worker {
                 false,
                 "model aggregation failed although bounds were validated: {error}"
             ),
+        }
+    }
+
+    /// Asynchronous mode: `server` sent a model for `step`, beyond what this worker buffers
+    /// (`self.step + max_lead`). Once f_ps + 1 servers did, at least one correct server has
+    /// reached the (f_ps + 1)-th newest of their steps, so the worker jumps there: the models it
+    /// waits for will never come again (servers scatter each step once), and without the jump a
+    /// worker that fell behind — starved of CPU, cut off for a while, or restarted from step 0 —
+    /// would refuse every model as "too far ahead" for the rest of the run. f_ps Byzantine
+    /// servers alone cannot move it. This extends "work on the newest step" (module docs of
+    /// `protocol`) past the buffer, which stays bounded.
+    fn catch_up(&mut self, server: usize, step: u64) {
+        let Some(slot) = self.ahead.get_mut(server) else {
+            return;
+        };
+        *slot = Some(slot.map_or(step, |seen| seen.max(step)));
+        let mut seen: Vec<u64> = self.ahead.iter().flatten().copied().collect();
+        let byzantine_servers = self.config.servers - self.config.server_quorum;
+        if seen.len() <= byzantine_servers {
+            return;
+        }
+        seen.sort_unstable_by(|a, b| b.cmp(a));
+        let target = seen[byzantine_servers];
+        if target > self.step + self.config.max_lead {
+            self.step = target;
+            self.models.discard_below(target);
+            self.ahead.iter_mut().for_each(|slot| *slot = None);
         }
     }
 
@@ -377,6 +409,12 @@ impl Node for Worker {
         }
         check_vector(params.view(), self.config.dimension)?;
         let current = if self.finished { u64::MAX } else { self.step };
+        if step > self.step + self.config.max_lead
+            && !self.finished
+            && self.config.mode == Mode::Asynchronous
+        {
+            self.catch_up(from.index, step);
+        }
         self.models.insert(
             step,
             from.index,
