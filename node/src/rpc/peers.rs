@@ -18,6 +18,9 @@ use super::{
 const QUEUE: usize = 256;
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// How often an idle or busy link pings its peer, and how long it waits for the answer.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Senders to every peer.
 #[derive(Debug, Clone, Default)]
@@ -80,8 +83,14 @@ async fn run_link(
         tracing::error!(%peer, %uri, "invalid peer address");
         return;
     };
+    // HTTP/2 pings find a peer that vanished without closing its connection (a pod deleted
+    // with its network, a node lost): without them the stream would wait for TCP to give up,
+    // minutes, and the peer's replacement at a new address would get nothing meanwhile.
     let endpoint = endpoint
         .connect_timeout(Duration::from_secs(5))
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(true)
         .tcp_nodelay(true)
         .initial_stream_window_size(super::STREAM_WINDOW_BYTES)
         .initial_connection_window_size(super::CONNECTION_WINDOW_BYTES);
