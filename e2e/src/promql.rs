@@ -431,17 +431,12 @@ pub fn alerts() -> BTreeSet<String> {
     rule_queries().into_iter().filter_map(|q| q.alert).collect()
 }
 
-/// On a healthy run every alert condition is false, except `ByzSGDByzantineActivity`, which
-/// holds for exactly the `injected` (node, attack) pairs; `results` must hold every alert.
+/// On a healthy run every evaluated alert condition is false, except
+/// `ByzSGDByzantineActivity`, which holds for exactly the `injected` (node, attack) pairs.
 pub fn assert_only_byzantine_activity_fires(
     results: &[Evaluated],
     injected: &BTreeSet<(String, String)>,
 ) {
-    let evaluated: BTreeSet<String> = results
-        .iter()
-        .filter_map(|(q, ..)| q.alert.clone())
-        .collect();
-    assert_eq!(evaluated, alerts(), "every alert was evaluated");
     for (query, _, series) in results.iter().filter(|(q, ..)| q.alert.is_some()) {
         let firing: BTreeSet<(String, String)> = series
             .iter()

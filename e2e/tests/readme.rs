@@ -350,6 +350,11 @@ fn assert_alerts(results: &[promql::Evaluated], pods: &[Pod]) {
         })
         .collect();
     assert_eq!(injected.len(), 3, "1 server and 2 workers: {injected:?}");
+    let evaluated: BTreeSet<String> = results
+        .iter()
+        .filter_map(|(q, ..)| q.alert.clone())
+        .collect();
+    assert_eq!(evaluated, promql::alerts(), "every alert was evaluated");
     promql::assert_only_byzantine_activity_fires(results, &injected);
 }
 
