@@ -249,7 +249,7 @@ fn quickstart(cluster: &Cluster, prometheus: &Prometheus, scrape: Duration, base
     assert!(status.is_true(ConditionType::Converged));
 
     let training = status.training.expect("training status");
-    let accuracy = assert_the_quorums_final_reports(&training, &statuses);
+    let accuracy = assert_a_quorums_final_reports(&training, &statuses);
     assert!(
         accuracy >= baseline - ACCURACY_TOLERANCE,
         "the cluster reached {accuracy:.4}, the local run of the same file {baseline:.4}"
@@ -267,46 +267,67 @@ fn quickstart(cluster: &Cluster, prometheus: &Prometheus, scrape: Duration, base
     );
 }
 
-/// STEP and ACCURACY are the median over the first n_ps − f_ps servers' own reports, and those
+/// STEP and ACCURACY are the median over n_ps − f_ps servers' own reports — the first that
+/// answered the operator's last poll, in index order, so any n_ps − f_ps of them — and those
 /// reports were the servers' final ones (each said `finished`). The operator may see a final
 /// report before the watch's next poll does; nodes keep serving it for 30 s after their last
-/// step (`--linger-seconds`), so the watch gets it too. Returns the accuracy.
-fn assert_the_quorums_final_reports(
+/// step (`--linger-seconds`), so the watch gets every server's, or at least a quorum's, in
+/// that time. Returns the accuracy.
+fn assert_a_quorums_final_reports(
     training: &byzsgd_api::job::TrainingStatus,
     statuses: &StatusWatch,
 ) -> f64 {
     let quorum = usize::try_from(training.quorum).expect("a small quorum");
-    let first: Vec<String> = (0..quorum)
-        .map(|i| format!("{QUICKSTART}-server-{i}"))
-        .collect();
-    let finals: Vec<byzsgd_api::admin::Status> = wait_until(
-        "the quorum's final reports",
-        Duration::from_secs(25),
-        Duration::from_millis(250),
-        |last| {
-            let history = statuses.history();
-            let finals: Option<Vec<_>> = first
-                .iter()
-                .map(|pod| history.get(pod)?.iter().find(|r| r.finished).cloned())
-                .collect();
-            if finals.is_none() {
-                *last = format!("{history:#?}");
-            }
-            finals
-        },
-    );
-    let steps = finals.iter().map(|r| r.step as f64);
-    let accuracies = finals.iter().filter_map(|r| r.accuracy.map(f64::from));
-    assert_eq!(
-        training.step,
-        median(steps).expect("steps") as u64,
-        "STEP is not the quorum's final step: {finals:#?}"
-    );
+    let prefix = format!("{QUICKSTART}-server-");
+    let finals = |history: &workload::History| -> (usize, Vec<byzsgd_api::admin::Status>) {
+        let servers = history
+            .keys()
+            .filter(|pod| pod.starts_with(&prefix))
+            .count();
+        let finals = history
+            .iter()
+            .filter(|(pod, _)| pod.starts_with(&prefix))
+            .filter_map(|(_, reports)| reports.iter().find(|r| r.finished).cloned())
+            .collect();
+        (servers, finals)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(25);
+    let finals = loop {
+        let history = statuses.history();
+        let (servers, finals) = finals(&history);
+        if finals.len() == servers || std::time::Instant::now() >= deadline {
+            assert!(
+                finals.len() >= quorum,
+                "fewer than {quorum} servers reported finished: {history:#?}"
+            );
+            break finals;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
     let accuracy = training.accuracy.expect("an accuracy");
-    let expected = median(accuracies).expect("accuracies");
+    let matches = |subset: &[&byzsgd_api::admin::Status]| {
+        let step = median(subset.iter().map(|r| r.step as f64));
+        let mid = median(subset.iter().filter_map(|r| r.accuracy.map(f64::from)));
+        step.map(|s| s as u64) == Some(training.step)
+            && mid.is_some_and(|m| (m - accuracy).abs() < 1e-6)
+    };
+    // Every choice of `quorum` servers among those that reported (at most C(5, 4) = 5 here).
+    let any_quorum = (0_u32..1 << finals.len())
+        .filter(|mask| mask.count_ones() as usize == quorum)
+        .any(|mask| {
+            let subset: Vec<&byzsgd_api::admin::Status> = finals
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << i) != 0)
+                .map(|(_, r)| r)
+                .collect();
+            matches(&subset)
+        });
     assert!(
-        (accuracy - expected).abs() < 1e-6,
-        "ACCURACY {accuracy} is not the median {expected} of the quorum's final reports: {finals:#?}"
+        any_quorum,
+        "STEP {} and ACCURACY {accuracy} are not the medians of any {quorum} servers' final \
+         reports: {finals:#?}",
+        training.step
     );
     accuracy
 }
