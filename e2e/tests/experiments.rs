@@ -40,30 +40,37 @@ spec:
   window: {fromStep: 0, untilStep: 1000}
 ";
 
-/// Builds `byzsgd-exp` with the test profile (the artifacts `cargo test` already built) and
-/// returns its path: cargo's JSON messages name the executable.
+/// The `byzsgd-exp` that `cargo test --workspace` builds for the experiments crate's own tests
+/// (scripts/test has built it, so this is a no-op there): cargo's JSON messages name the
+/// executable. Not `cargo build -p byzsgd-experiments --bin byzsgd-exp`: cargo unifies
+/// dependency features over the packages and targets selected (dev-dependencies only when tests
+/// are built), so that command would rebuild half the dependency graph with other features.
 fn byzsgd_exp() -> PathBuf {
     let output = Command::new(env!("CARGO"))
         .args([
-            "build",
-            "--locked",
-            "--profile",
             "test",
+            "--workspace",
+            "--no-run",
+            "--locked",
             "--message-format=json",
         ])
-        .args(["-p", "byzsgd-experiments", "--bin", "byzsgd-exp"])
         .current_dir(repo())
         .output()
-        .expect("running cargo build");
+        .expect("running cargo test --no-run");
     assert!(
         output.status.success(),
-        "cargo build -p byzsgd-experiments failed:\n{}",
+        "cargo test --workspace --no-run failed:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "byzsgd-exp")
+        // The binary itself, not its unit-test harness (`profile.test`).
+        .filter(|m| {
+            m["reason"] == "compiler-artifact"
+                && m["target"]["name"] == "byzsgd-exp"
+                && m["profile"]["test"] == false
+        })
         .find_map(|m| m["executable"].as_str().map(PathBuf::from))
         .expect("cargo names the byzsgd-exp executable")
 }
