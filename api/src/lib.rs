@@ -17,6 +17,9 @@
 //! # Layout, bottom to top (a module imports only modules above it in this list)
 //!
 //! - `telemetry` — (feature `telemetry`) the log setup both binaries share.
+//! - [`identity`] — a node's name (its certificate's DNS name, its pod's name) and where its
+//!   credentials live.
+//! - `pki` — (feature `pki`) a job's certificate authority and the node certificates it issues.
 //! - [`manifest`] — the resource envelope (`apiVersion`, `kind`, `metadata.name`, `spec`) read
 //!   from YAML, with errors naming the path of the bad field; the group and version.
 //! - [`mod@validate`] — a [`JobSpec`](byzsgd_core::job::JobSpec) against the paper's and the
@@ -30,6 +33,10 @@
 
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
+
+pub mod identity;
+#[cfg(feature = "pki")]
+pub mod pki;
 
 pub mod manifest;
 

@@ -32,12 +32,13 @@ use tokio::{
     net::TcpListener,
     sync::{mpsc, watch},
 };
-use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 
 use crate::{
     admin,
     metrics::Direction,
     rpc::{
+        Transport,
         peers::Peers,
         proto::{Tensor, node_server::NodeServer},
         service::{Inbound, NodeService},
@@ -52,6 +53,59 @@ const SNAPSHOTS: usize = 8;
 
 /// How long shutdown waits for open connections before closing them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
+/// Starts the gRPC server on `grpc` (behind the TLS acceptor under mutual TLS); good messages
+/// go to `inbox`. It stops when `stopped` turns true.
+fn start_grpc(
+    options: &RuntimeOptions,
+    shared: &Shared,
+    grpc: TcpListener,
+    inbox: mpsc::Sender<Inbound>,
+    mut stopped: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let max_message = wire::max_message_bytes(options.dimension);
+    let identity = options
+        .transport
+        .identity(&options.job, options.peers.keys().copied());
+    let service = NodeService::new(
+        &options.job,
+        options.dimension,
+        identity,
+        inbox,
+        shared.metrics.clone(),
+    );
+    let until_stopped = async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let router = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .initial_stream_window_size(crate::rpc::STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(crate::rpc::CONNECTION_WINDOW_BYTES)
+        .add_service(
+            NodeServer::new(service)
+                .max_decoding_message_size(max_message)
+                .max_encoding_message_size(max_message),
+        );
+    match &options.transport {
+        Transport::MutualTls(tls) => {
+            let accepted = ReceiverStream::new(tls.accept(grpc, shared.metrics.clone()));
+            tokio::spawn(serve_grpc(
+                router.serve_with_incoming_shutdown(accepted, until_stopped),
+            ))
+        }
+        Transport::Insecure => tokio::spawn(serve_grpc(
+            router.serve_with_incoming_shutdown(TcpListenerStream::new(grpc), until_stopped),
+        )),
+    }
+}
+
+/// Runs the gRPC server until its shutdown signal; a failure is logged (the node carries on:
+/// its peers see it as silent, which the protocol tolerates).
+async fn serve_grpc(server: impl Future<Output = Result<(), tonic::transport::Error>>) {
+    if let Err(error) = server.await {
+        tracing::error!(%error, "gRPC server failed");
+    }
+}
 
 /// Runs `node` until it finished (plus `linger`) or `shutdown` resolves; returns its last
 /// status.
@@ -95,32 +149,14 @@ pub async fn run_gated(
     ));
 
     let (inbox, mut inbound) = mpsc::channel::<Inbound>(1024);
-    let service = NodeService::new(
-        &options.job,
-        options.dimension,
-        options.identity.clone(),
-        inbox,
-        shared.metrics.clone(),
+    let grpc_task = start_grpc(&options, &shared, grpc, inbox, stopped.clone());
+    let peers = Peers::spawn(
+        (&options.job, options.me),
+        &options.peers,
+        &options.transport,
+        max_message,
+        &stopped,
     );
-    let mut grpc_stopped = stopped.clone();
-    let grpc_server = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
-        .initial_stream_window_size(crate::rpc::STREAM_WINDOW_BYTES)
-        .initial_connection_window_size(crate::rpc::CONNECTION_WINDOW_BYTES)
-        .add_service(
-            NodeServer::new(service)
-                .max_decoding_message_size(max_message)
-                .max_encoding_message_size(max_message),
-        )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), async move {
-            let _ = grpc_stopped.wait_for(|stop| *stop).await;
-        });
-    let grpc_task = tokio::spawn(async move {
-        if let Err(error) = grpc_server.await {
-            tracing::error!(%error, "gRPC server failed");
-        }
-    });
-    let peers = Peers::spawn(options.me, &options.peers, max_message, &stopped);
     shared
         .ready
         .store(true, std::sync::atomic::Ordering::SeqCst);

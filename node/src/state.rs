@@ -18,7 +18,7 @@ use byzsgd_core::{
 };
 use prometheus::Registry;
 
-use crate::{metrics::Metrics, rpc::identity::Identity};
+use crate::{metrics::Metrics, rpc::Transport};
 
 /// How a node process is wired.
 #[derive(Debug, Clone)]
@@ -31,8 +31,8 @@ pub struct RuntimeOptions {
     pub dimension: usize,
     /// `host:port` of every node of the job (this one may be included; it is skipped).
     pub peers: BTreeMap<NodeId, String>,
-    /// Who sent a stream.
-    pub identity: Arc<dyn Identity>,
+    /// How peer links are secured, and so who sent a stream.
+    pub transport: Transport,
     /// The attack this node runs, if any (exported as `byzsgd_byzantine_active`).
     pub attack: Option<String>,
     /// Keep a model snapshot every this many steps (servers).

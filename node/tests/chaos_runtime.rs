@@ -5,9 +5,11 @@
 // Helpers shared by the tests unwrap too: a failure there is a test failure.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use byzsgd_api::{Manifest, validate};
+use byzsgd_api::{Manifest, pki::JobCa, validate};
 use byzsgd_core::{
     assemble::{Assembly, JobData},
     attack::{AttackParams, WorkerAttack, WorkerAttackKind},
@@ -18,10 +20,11 @@ use byzsgd_core::{
     },
 };
 use byzsgd_node::{
-    rpc::identity::HeaderIdentity,
+    rpc::{Transport, tls::Tls},
     runtime,
     state::{ChaosControl, RuntimeOptions},
 };
+use common::rejected;
 use ndarray::Array1;
 use tokio::net::TcpListener;
 
@@ -186,6 +189,7 @@ async fn start(allowed: bool, token: Option<&str>) -> Running {
         listeners.push((id, grpc, admin_listener));
     }
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let ca = JobCa::generate("chaos-job").unwrap();
     let mut tasks = Vec::new();
     for (id, grpc, admin_listener) in listeners {
         let (node, handle) = assembly.node_with_chaos(id.role, id.index).unwrap();
@@ -194,7 +198,7 @@ async fn start(allowed: bool, token: Option<&str>) -> Running {
             me: id,
             dimension: assembly.config().dimension,
             peers: peers.clone(),
-            identity: Arc::new(HeaderIdentity),
+            transport: Transport::MutualTls(Tls::new(ca.issue(id).unwrap()).unwrap()),
             attack: None,
             snapshot_every: 1000,
             linger: Duration::from_millis(100),
@@ -364,22 +368,6 @@ async fn armed_attack_shows_in_metrics_and_ends_with_its_window() {
 
 /// How many steps ahead of a running node a test opens a window.
 const AHEAD: u64 = 100;
-
-/// `byzsgd_rejected_total{reason}` of a node (0 when the series does not exist yet).
-async fn rejected(url: &str, reason: &str) -> f64 {
-    let text = reqwest::get(format!("{url}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let label = format!("reason=\"{reason}\"");
-    text.lines()
-        .find(|line| line.starts_with("byzsgd_rejected_total{") && line.contains(&label))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(0.0)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delay_and_partition_are_checked_applied_and_reported() {

@@ -2,15 +2,19 @@
 //! of each (an equivocating server, an "a little is enough" worker). Every node binds
 //! `127.0.0.1:0`, so tests never collide on ports.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, time::Duration};
 
-use byzsgd_api::{Manifest, validate};
+use byzsgd_api::{Manifest, pki::JobCa, validate};
 use byzsgd_core::{
     assemble::{Assembly, JobData},
     job::{Behaviour, Role},
     protocol::NodeId,
 };
-use byzsgd_node::{rpc::identity::HeaderIdentity, runtime, state::RuntimeOptions};
+use byzsgd_node::{
+    rpc::{Transport, tls::Tls},
+    runtime,
+    state::RuntimeOptions,
+};
 use tokio::net::TcpListener;
 
 const JOB: &str = "
@@ -47,6 +51,8 @@ async fn small_job_converges_over_grpc_with_byzantine_server_and_worker() {
         peers.insert(id, grpc.local_addr().unwrap().to_string());
         listeners.push((id, grpc, admin));
     }
+    // Mutual TLS, as every real deployment: the job's CA issues each node its identity.
+    let ca = JobCa::generate(&manifest.name).unwrap();
     let mut tasks = Vec::new();
     for (id, grpc, admin) in listeners {
         let options = RuntimeOptions {
@@ -54,7 +60,7 @@ async fn small_job_converges_over_grpc_with_byzantine_server_and_worker() {
             me: id,
             dimension: assembly.config().dimension,
             peers: peers.clone(),
-            identity: Arc::new(HeaderIdentity),
+            transport: Transport::MutualTls(Tls::new(ca.issue(id).unwrap()).unwrap()),
             attack: match plan.behaviour(id.role, id.index) {
                 Behaviour::Honest => None,
                 _ => Some("injected".into()),

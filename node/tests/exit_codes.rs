@@ -38,6 +38,8 @@ fn run_server(job: &Path, data_dir: &Path, termination_log: &Path) -> std::proce
         .args(["server", "--index", "0", "--listen", "127.0.0.1:0"])
         .args(["--admin-listen", "127.0.0.1:0"])
         .args(["--peers", "server-0=127.0.0.1:1,worker-0=127.0.0.1:2"])
+        // The data set is what this test is about; the links never open.
+        .arg("--insecure")
         .arg("--job-file")
         .arg(job)
         .arg("--data-dir")

@@ -24,7 +24,7 @@ use byzsgd_api::{
 use byzsgd_operator::{LeaseConfig, ReconcilerConfig, RunConfig};
 use k8s_openapi::api::{
     coordination::v1::Lease,
-    core::v1::{ConfigMap, Pod, Service},
+    core::v1::{ConfigMap, Pod, Secret, Service},
 };
 use kube::{
     Api, Client, CustomResourceExt, ResourceExt,
@@ -172,6 +172,52 @@ fn is_running(pod: &Pod) -> bool {
         && pod.metadata.deletion_timestamp.is_none()
 }
 
+/// The job's identities: its CA and one certificate per node, each Secret owned by the job
+/// (uid `uid`); every pod mounts its own. Returns the Secrets.
+async fn assert_identities(ns: &TestNamespace, uid: &str, pods: &[Pod]) -> Vec<Secret> {
+    let secrets: Vec<Secret> = ns
+        .api::<Secret>()
+        .list(&ListParams::default().labels("byzsgd.io/job=quickstart"))
+        .await
+        .expect("listing secrets")
+        .items;
+    let mut names: Vec<String> = secrets.iter().map(ResourceExt::name_any).collect();
+    names.sort();
+    let mut expected: Vec<String> = (0..5)
+        .map(|i| format!("quickstart-server-{i}-tls"))
+        .chain((0..7).map(|i| format!("quickstart-worker-{i}-tls")))
+        .chain(["quickstart-ca".to_owned()])
+        .collect();
+    expected.sort();
+    assert_eq!(names, expected);
+    for secret in &secrets {
+        assert_eq!(
+            secret.owner_references()[0].uid,
+            uid,
+            "{}",
+            secret.name_any()
+        );
+        let keys: Vec<&String> = secret.data.as_ref().expect("data").keys().collect();
+        if secret.name_any() == "quickstart-ca" {
+            assert_eq!(keys, ["ca.crt", "ca.key"]);
+        } else {
+            assert_eq!(keys, ["ca.crt", "tls.crt", "tls.key"]);
+            assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/tls"));
+        }
+    }
+    for pod in pods {
+        let mounted = pod
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.volumes.as_ref())
+            .and_then(|volumes| volumes.iter().find(|v| v.name == "tls"))
+            .and_then(|volume| volume.secret.as_ref())
+            .and_then(|secret| secret.secret_name.clone());
+        assert_eq!(mounted, Some(format!("{}-tls", pod.name_any())));
+    }
+    secrets
+}
+
 #[tokio::test]
 async fn quickstart_creates_owned_children_runs_and_is_garbage_collected() {
     let testbed = Testbed::connect().await;
@@ -227,6 +273,8 @@ async fn quickstart_creates_owned_children_runs_and_is_garbage_collected() {
         uid
     );
 
+    let secrets = assert_identities(&ns, &uid, &pods).await;
+
     let running = wait_status(&ns, "quickstart", "STATE Running", |j| {
         state(j) == Some(JobState::Running)
     })
@@ -260,6 +308,15 @@ async fn quickstart_creates_owned_children_runs_and_is_garbage_collected() {
         conditions::is_deleted(&config_map.metadata.uid.clone().unwrap_or_default()),
     )
     .await;
+    for secret in &secrets {
+        wait_for(
+            ns.api::<Secret>(),
+            &secret.name_any(),
+            "the job's Secrets to be deleted",
+            conditions::is_deleted(&secret.metadata.uid.clone().unwrap_or_default()),
+        )
+        .await;
+    }
     operator.stop().await.expect("clean stop");
     ns.delete().await;
 }
@@ -449,6 +506,23 @@ async fn restarting_the_operator_mid_reconcile_creates_no_duplicates() {
         .iter()
         .map(|p| (p.name_any(), p.uid().unwrap_or_default()))
         .collect();
+    // One CA, whichever operator made which certificate: every node Secret carries the CA
+    // Secret's certificate (a restarted operator reads the CA back, never makes a second).
+    let secrets = ns
+        .api::<Secret>()
+        .list(&ListParams::default().labels("byzsgd.io/job=quickstart"))
+        .await
+        .expect("listing secrets")
+        .items;
+    assert_eq!(secrets.len(), 13, "a CA and twelve node certificates");
+    let ca_of = |secret: &Secret| secret.data.as_ref().and_then(|d| d.get("ca.crt")).cloned();
+    let ca = secrets
+        .iter()
+        .find(|s| s.name_any() == "quickstart-ca")
+        .and_then(ca_of)
+        .expect("the CA Secret");
+    assert!(secrets.iter().all(|s| ca_of(s).as_ref() == Some(&ca)));
+
     let running = wait_status(&ns, "quickstart", "STATE Running", |j| {
         state(j) == Some(JobState::Running)
     })

@@ -268,8 +268,9 @@ pub struct HostPathDataSource {
 /// Where every data source is mounted in the node container (`BYZSGD_DATA_DIR`).
 pub const DATA_MOUNT: &str = "/dataset";
 
-/// Volume names the operator gives its own volumes (the manifest and the data set).
-pub const RESERVED_VOLUMES: [&str; 2] = ["job", "data"];
+/// Volume names the operator gives its own volumes (the manifest, the data set, the node's
+/// certificate).
+pub const RESERVED_VOLUMES: [&str; 3] = ["job", "data", "tls"];
 
 impl PodTemplate {
     /// The data source the pods use: the template's, or the default of the job's data set.
@@ -336,7 +337,8 @@ impl PodTemplate {
                     fix: "add the volume to spec.template.volumes or fix the name".to_owned(),
                 });
             }
-            if [JOB_DIR, DATA_MOUNT].contains(&mount.mount_path.as_str()) {
+            if [JOB_DIR, DATA_MOUNT, crate::identity::TLS_DIR].contains(&mount.mount_path.as_str())
+            {
                 problems.push(SpecProblem {
                     field: format!("spec.template.volumeMounts[{i}].mountPath"),
                     message: format!(

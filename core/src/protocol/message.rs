@@ -180,6 +180,14 @@ pub enum Rejection {
     /// Tagged with another job's name (transport only).
     #[error("wrong job")]
     WrongJob,
+    /// A connection without a valid certificate of the job's CA: none, another CA's, expired,
+    /// or naming no node of the job (transport only; the TLS handshake or the stream is
+    /// refused).
+    #[error("unauthenticated connection")]
+    Unauthenticated,
+    /// A peer whose certificate names one node claimed to be another (transport only).
+    #[error("claimed another node's identity")]
+    Impersonation,
 }
 
 impl Rejection {
@@ -195,6 +203,8 @@ impl Rejection {
             Self::UnknownSender => "unknown_sender",
             Self::Malformed => "malformed",
             Self::WrongJob => "wrong_job",
+            Self::Unauthenticated => "unauthenticated",
+            Self::Impersonation => "impersonation",
         }
     }
 }

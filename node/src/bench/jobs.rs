@@ -2,6 +2,8 @@
 //! other on this machine, and prints one JSON line per job: steps per second, time to the
 //! convergence target, final accuracy and drift. Defaults to the three examples the README
 //! compares: vanilla SGD, ByzSGD asynchronous (the quickstart) and ByzSGD synchronous.
+//! `--transport both` runs each job twice, with mutual TLS (what every deployment uses) and with
+//! plaintext links, and adds what TLS costs in steps per second.
 
 use std::path::PathBuf;
 
@@ -24,32 +26,68 @@ pub struct JobsArgs {
         value_name = "DIR"
     )]
     pub runs_dir: PathBuf,
+    /// The links to run each job with: `tls` (mutual TLS, the default everywhere), `insecure`
+    /// (plaintext), or `both` (one run each, plus a line with the ratio).
+    #[arg(long, value_enum, default_value_t = TransportChoice::Tls)]
+    pub transport: TransportChoice,
+}
+
+/// Which links `bench jobs` runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TransportChoice {
+    /// Mutual TLS.
+    Tls,
+    /// Plaintext.
+    Insecure,
+    /// One run with each.
+    Both,
 }
 
 /// Runs the jobs and prints their figures.
 pub fn run(args: &JobsArgs) -> anyhow::Result<()> {
+    let transports: &[bool] = match args.transport {
+        TransportChoice::Tls => &[false],
+        TransportChoice::Insecure => &[true],
+        TransportChoice::Both => &[false, true],
+    };
     for file in &args.files {
-        let summary = local::run(&LocalArgs {
-            file: file.clone(),
-            runs_dir: args.runs_dir.clone(),
-            data_dir: None,
-            admin_listen: ([127, 0, 0, 1], 0).into(),
-            no_progress: true,
-        })?;
-        let line = serde_json::json!({
-            "bench": "jobs",
-            "job": file.display().to_string(),
-            "steps": summary.steps,
-            "steps_per_s": summary.steps_per_second,
-            "wall_s": summary.wall_seconds,
-            "startup_s": summary.startup_seconds,
-            "target_accuracy": summary.target_accuracy,
-            "time_to_target_s": summary.time_to_target_seconds,
-            "final_accuracy": summary.final_accuracy,
-            "max_drift": summary.max_drift,
-            "run_dir": summary.run_dir,
-        });
-        println!("{line}");
+        let mut steps_per_s = Vec::new();
+        for &insecure in transports {
+            let summary = local::run(&LocalArgs {
+                file: file.clone(),
+                runs_dir: args.runs_dir.clone(),
+                data_dir: None,
+                admin_listen: ([127, 0, 0, 1], 0).into(),
+                no_progress: true,
+                insecure,
+            })?;
+            steps_per_s.push(summary.steps_per_second);
+            let line = serde_json::json!({
+                "bench": "jobs",
+                "job": file.display().to_string(),
+                "transport": if insecure { "insecure" } else { "mtls" },
+                "steps": summary.steps,
+                "steps_per_s": summary.steps_per_second,
+                "wall_s": summary.wall_seconds,
+                "startup_s": summary.startup_seconds,
+                "target_accuracy": summary.target_accuracy,
+                "time_to_target_s": summary.time_to_target_seconds,
+                "final_accuracy": summary.final_accuracy,
+                "max_drift": summary.max_drift,
+                "run_dir": summary.run_dir,
+            });
+            println!("{line}");
+        }
+        if let [tls, plaintext] = steps_per_s[..] {
+            let line = serde_json::json!({
+                "bench": "jobs_tls_cost",
+                "job": file.display().to_string(),
+                "mtls_steps_per_s": tls,
+                "insecure_steps_per_s": plaintext,
+                "mtls_over_insecure": tls / plaintext,
+            });
+            println!("{line}");
+        }
     }
     Ok(())
 }

@@ -2,14 +2,15 @@
 //! operator renders these flags) and as the local runner starts it.
 
 use std::{
-    collections::BTreeMap, net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc,
-    time::Duration,
+    collections::BTreeMap, net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration,
 };
 
 use anyhow::{Context, bail};
 use byzsgd_api::{
     Manifest,
     admin::EXIT_DATA_UNAVAILABLE,
+    identity::{TLS_DIR, node_name},
+    pki::NodeCredentials,
     telemetry::{self, LogFormat},
     validate,
 };
@@ -22,7 +23,7 @@ use serde::Deserialize;
 use tokio::{io::AsyncBufReadExt, net::TcpListener, sync::oneshot};
 
 use crate::{
-    rpc::identity::HeaderIdentity,
+    rpc::{Transport, tls::Tls},
     runtime,
     state::{ChaosControl, RuntimeOptions},
 };
@@ -92,6 +93,21 @@ pub struct NodeArgs {
         conflicts_with = "chaos_token_file"
     )]
     pub chaos_token: Option<String>,
+    /// Directory with this node's credentials: `ca.crt` (the job's CA), `tls.crt` and `tls.key`
+    /// (its certificate, whose DNS name is `<job>-<role>-<index>`, and key). Every peer link is
+    /// mutual TLS with them. The operator mounts the node's Secret at /etc/byzsgd-tls.
+    #[arg(
+        long,
+        env = "BYZSGD_TLS_DIR",
+        value_name = "DIR",
+        conflicts_with = "insecure"
+    )]
+    pub tls_dir: Option<PathBuf>,
+    /// Plaintext peer links where a peer is whoever it claims to be. For trusted networks and
+    /// debugging only: ByzSGD's resilience assumes a Byzantine node cannot take another's
+    /// identity, which only --tls-dir (or the local runner's credentials) guarantees.
+    #[arg(long, env = "BYZSGD_INSECURE", value_parser = clap::builder::FalseyValueParser::new())]
+    pub insecure: bool,
     /// Log format on stderr (filter with RUST_LOG).
     #[arg(long, env = "BYZSGD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
     pub log_format: LogFormat,
@@ -135,6 +151,9 @@ pub fn main(role: Role, args: &NodeArgs) -> ExitCode {
 #[derive(Debug, Deserialize)]
 struct PeerTable {
     peers: BTreeMap<String, String>,
+    /// This node's credentials (the local runner's in-memory CA); absent with `--insecure`.
+    #[serde(default)]
+    credentials: Option<NodeCredentials>,
 }
 
 /// Runs one node of `role` until it finished or the process is told to stop.
@@ -156,6 +175,9 @@ pub fn run(role: Role, args: &NodeArgs) -> anyhow::Result<()> {
             args.index
         );
     }
+    // Credentials are checked before the data set loads (seconds) or anything binds; with
+    // --peers-from-stdin they arrive with the peer table.
+    let transport = transport_from_flags(args)?;
     let me = NodeId {
         role,
         index: args.index,
@@ -185,14 +207,22 @@ pub fn run(role: Role, args: &NodeArgs) -> anyhow::Result<()> {
         let admin = TcpListener::bind(args.admin_listen)
             .await
             .with_context(|| format!("cannot bind --admin-listen {}", args.admin_listen))?;
-        let Wiring { peers, start, stdin_closed } = wire(args, me, &grpc, &admin, &manifest.name, assembly.plan()).await?;
+        let Wiring { peers, start, stdin_closed, credentials } = wire(args, me, &grpc, &admin, &manifest.name, assembly.plan()).await?;
         check_peers(&peers, assembly.plan().servers, assembly.plan().workers)?;
+        let transport = match (transport, credentials) {
+            (Some(transport), _) => transport,
+            (None, Some(credentials)) => Transport::MutualTls(Tls::new(credentials).context("the credentials on stdin")?),
+            (None, None) => bail!("the peer table on stdin carries no credentials: the runner must send them, or start the node with --insecure"),
+        };
+        if let Transport::MutualTls(tls) = &transport {
+            tls.ensure_names(&node_name(&manifest.name, me))?;
+        }
         let options = RuntimeOptions {
             job: manifest.name.clone(),
             me,
             dimension,
             peers,
-            identity: Arc::new(HeaderIdentity),
+            transport,
             attack,
             snapshot_every,
             linger: Duration::from_secs_f64(args.linger_seconds.max(0.0)),
@@ -228,8 +258,30 @@ pub fn run(role: Role, args: &NodeArgs) -> anyhow::Result<()> {
     })
 }
 
-/// Where a node's peers are and when it may start.
+/// The transport the flags choose: `--insecure`, or mutual TLS with `--tls-dir`; None when
+/// the credentials come on stdin (`--peers-from-stdin`).
+fn transport_from_flags(args: &NodeArgs) -> anyhow::Result<Option<Transport>> {
+    Ok(match (&args.tls_dir, args.insecure) {
+        (_, true) => {
+            tracing::warn!(
+                "--insecure: peer links are plaintext and a peer is whoever it claims to be"
+            );
+            Some(Transport::Insecure)
+        }
+        (Some(dir), false) => Some(Transport::MutualTls(Tls::from_dir(dir)?)),
+        (None, false) if args.peers_from_stdin => None,
+        (None, false) => bail!(
+            "a node needs its identity: --tls-dir DIR with ca.crt, tls.crt and tls.key (the \
+             operator mounts them at {TLS_DIR}), or --insecure for plaintext links on a trusted \
+             network"
+        ),
+    })
+}
+
+/// Where a node's peers are, when it may start, and (`--peers-from-stdin`) its credentials.
 struct Wiring {
+    /// The credentials the runner sent with the peer table.
+    credentials: Option<NodeCredentials>,
     /// Every node's gRPC address.
     peers: BTreeMap<NodeId, String>,
     /// Fires when the node may take its first step.
@@ -259,6 +311,7 @@ async fn wire(
             peers,
             start,
             stdin_closed: None,
+            credentials: None,
         });
     }
     let announce = serde_json::json!({
@@ -289,6 +342,7 @@ async fn wire(
         peers: parse_peer_map(&table.peers)?,
         start,
         stdin_closed: Some(closed),
+        credentials: table.credentials,
     })
 }
 

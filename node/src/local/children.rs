@@ -1,6 +1,7 @@
 //! The local runner's child processes: one `byzsgd-node server|worker` per node on loopback
 //! ports it picks itself, wired with the stdin handshake (the child announces its ports, the
-//! runner answers with everyone's, and later with a go line once chaos is armed). Each
+//! runner answers with everyone's and the child's credentials from the runner's in-memory job
+//! CA, and later with a go line once chaos is armed). Keys never touch the disk. Each
 //! child's stdin stays open for its whole life: when the runner dies, even by SIGKILL, every
 //! child reads EOF and exits, so no child outlives its runner. A crashed child can be started
 //! again on the same ports ([`Launcher::respawn`]), so its peers find it where it was.
@@ -12,7 +13,10 @@ use std::{
     time::Duration,
 };
 
+use std::sync::Arc;
+
 use anyhow::{Context, bail};
+use byzsgd_api::pki::JobCa;
 use byzsgd_core::{job::Role, protocol::NodeId};
 use serde::Deserialize;
 use tokio::{
@@ -74,6 +78,9 @@ pub struct Launcher {
     pub linger_seconds: f64,
     /// Handed to children as `BYZSGD_CHAOS_TOKEN` (jobs that allow chaos only).
     pub chaos_token: Option<String>,
+    /// The job's CA, which issues every child its certificate (also a restarted one); None
+    /// runs the children with `--insecure` (the transport benchmark only).
+    pub ca: Option<Arc<JobCa>>,
 }
 
 impl Launcher {
@@ -89,8 +96,9 @@ impl Launcher {
         for (child, announced) in starting {
             children.push(announce(child, announced).await?);
         }
-        let line = peer_table(&children);
+        let table = peer_table(&children);
         for child in &mut children {
+            let line = self.wiring_line(&table, child.id)?;
             send_line(child, &line).await?;
         }
         Ok(children)
@@ -98,12 +106,27 @@ impl Launcher {
 
     /// Starts `old`'s node again on its ports, wires it with the job's `table` (see
     /// [`peer_table`]) and lets it go at once.
-    pub async fn respawn(&self, old: &ChildNode, table: &str) -> anyhow::Result<ChildNode> {
+    pub async fn respawn(&self, old: &ChildNode, table: &PeerTable) -> anyhow::Result<ChildNode> {
         let (child, announced) = self.spawn_one(old.id, Some((&old.grpc, &old.admin)))?;
         let mut child = announce(child, announced).await?;
-        send_line(&mut child, table).await?;
+        let line = self.wiring_line(table, child.id)?;
+        send_line(&mut child, &line).await?;
         send_line(&mut child, GO).await?;
         Ok(child)
+    }
+
+    /// The line a child reads after announcing its ports: everyone's address and its own
+    /// credentials (`--peers-from-stdin`).
+    fn wiring_line(&self, table: &PeerTable, id: NodeId) -> anyhow::Result<String> {
+        let credentials = match &self.ca {
+            Some(ca) => Some(
+                ca.issue(id)
+                    .with_context(|| format!("issuing the certificate of {id}"))?,
+            ),
+            None => None,
+        };
+        let line = serde_json::json!({ "peers": table.0, "credentials": credentials });
+        Ok(format!("{line}\n"))
     }
 
     fn spawn_one(
@@ -131,6 +154,9 @@ impl Launcher {
         if let Some(dir) = &self.data_dir {
             command.arg("--data-dir").arg(dir);
         }
+        if self.ca.is_none() {
+            command.arg("--insecure");
+        }
         if let Some(token) = &self.chaos_token {
             // The environment, not a flag: flags show in `ps`.
             command.env("BYZSGD_CHAOS_TOKEN", token);
@@ -146,13 +172,18 @@ impl Launcher {
 /// The line that lets a wired child take its first step.
 const GO: &str = "{\"go\":true}\n";
 
-/// The peer table line every child reads after announcing its ports.
-pub fn peer_table(children: &[ChildNode]) -> String {
-    let table: BTreeMap<String, String> = children
-        .iter()
-        .map(|child| (child.id.to_string(), child.grpc.clone()))
-        .collect();
-    format!("{}\n", serde_json::json!({ "peers": table }))
+/// Every child's gRPC address by node name.
+#[derive(Debug, Clone)]
+pub struct PeerTable(BTreeMap<String, String>);
+
+/// The addresses of `children`, which every child reads after announcing its ports.
+pub fn peer_table(children: &[ChildNode]) -> PeerTable {
+    PeerTable(
+        children
+            .iter()
+            .map(|child| (child.id.to_string(), child.grpc.clone()))
+            .collect(),
+    )
 }
 
 /// Lets every wired child take its first step (children already gone are skipped).

@@ -24,7 +24,7 @@ use std::{
 };
 
 use anyhow::Context;
-use byzsgd_api::{Manifest, validate};
+use byzsgd_api::{Manifest, pki::JobCa, validate};
 use byzsgd_core::{
     assemble::{Assembly, DataNeeds, JobData},
     job::{Plan, Role},
@@ -79,6 +79,10 @@ pub struct LocalArgs {
     /// No progress bar (plain progress lines instead), e.g. in CI logs.
     #[arg(long, env = "BYZSGD_NO_PROGRESS", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_progress: bool,
+    /// Plaintext links (`byzsgd-node server --insecure`) instead of the run's in-memory CA. Not
+    /// a flag: only `byzsgd-node bench jobs --transport` sets it, to measure what TLS costs.
+    #[arg(skip)]
+    pub insecure: bool,
 }
 
 /// `byzsgd-node local`: the job's flags plus chaos configs.
@@ -190,6 +194,14 @@ async fn run_job(
             CHAOS_LINGER_SECONDS
         },
         chaos_token: token.clone(),
+        // Every run has its own CA, in memory only: its nodes trust each other and nothing else.
+        ca: if args.insecure {
+            None
+        } else {
+            Some(Arc::new(
+                JobCa::generate(name).context("creating the job's certificate authority")?,
+            ))
+        },
     };
     let mut children = launcher.spawn_all(&nodes).await?;
     let http = reqwest::Client::builder()

@@ -1,15 +1,19 @@
 //! Outgoing links: one task per peer that connects with retry and exponential backoff, keeps
 //! one long-lived `Deliver` stream open, and reconnects when it breaks. Queues are bounded; a
 //! peer that stops reading loses messages (counted) instead of growing this node's memory.
+//! Under mutual TLS a link presents this node's certificate and accepts only the peer whose
+//! certificate names the node it dialled.
 
 use std::{collections::BTreeMap, time::Duration};
 
+use byzsgd_api::identity::node_name;
 use byzsgd_core::protocol::NodeId;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 
 use super::{
+    Transport,
     identity::NODE_HEADER,
     proto::{Envelope, node_client::NodeClient},
 };
@@ -29,10 +33,12 @@ pub struct Peers {
 }
 
 impl Peers {
-    /// Starts one sender task per peer. `addresses` maps peers to `host:port`.
+    /// Starts one sender task per peer of `me` in `job`. `addresses` maps peers to
+    /// `host:port`.
     pub fn spawn(
-        me: NodeId,
+        (job, me): (&str, NodeId),
         addresses: &BTreeMap<NodeId, String>,
+        transport: &Transport,
         max_message_bytes: usize,
         shutdown: &watch::Receiver<bool>,
     ) -> Self {
@@ -42,11 +48,17 @@ impl Peers {
                 continue;
             }
             let (sender, receiver) = mpsc::channel(QUEUE);
-            let uri = format!("http://{address}");
+            let endpoint = match endpoint(job, peer, address, transport) {
+                Ok(endpoint) => endpoint,
+                Err(error) => {
+                    tracing::error!(%peer, %address, %error, "cannot link to this peer");
+                    continue;
+                }
+            };
             tokio::spawn(run_link(
                 me,
                 peer,
-                uri,
+                endpoint,
                 receiver,
                 max_message_bytes,
                 shutdown.clone(),
@@ -69,24 +81,21 @@ impl Peers {
     }
 }
 
-async fn run_link(
-    me: NodeId,
+/// The endpoint of `peer` of `job` at `address` (`host:port`).
+fn endpoint(
+    job: &str,
     peer: NodeId,
-    uri: String,
-    mut queue: mpsc::Receiver<Envelope>,
-    max_message_bytes: usize,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut backoff = FIRST_BACKOFF;
-    let mut pending: Option<Envelope> = None;
-    let Ok(endpoint) = Endpoint::from_shared(uri.clone()) else {
-        tracing::error!(%peer, %uri, "invalid peer address");
-        return;
+    address: &str,
+    transport: &Transport,
+) -> Result<Endpoint, tonic::transport::Error> {
+    let scheme = match transport {
+        Transport::MutualTls(_) => "https",
+        Transport::Insecure => "http",
     };
     // HTTP/2 pings find a peer that vanished without closing its connection (a pod deleted
     // with its network, a node lost): without them the stream would wait for TCP to give up,
     // minutes, and the peer's replacement at a new address would get nothing meanwhile.
-    let endpoint = endpoint
+    let endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))?
         .connect_timeout(Duration::from_secs(5))
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
@@ -94,6 +103,22 @@ async fn run_link(
         .tcp_nodelay(true)
         .initial_stream_window_size(super::STREAM_WINDOW_BYTES)
         .initial_connection_window_size(super::CONNECTION_WINDOW_BYTES);
+    match transport {
+        Transport::MutualTls(tls) => endpoint.tls_config(tls.client_config(&node_name(job, peer))),
+        Transport::Insecure => Ok(endpoint),
+    }
+}
+
+async fn run_link(
+    me: NodeId,
+    peer: NodeId,
+    endpoint: Endpoint,
+    mut queue: mpsc::Receiver<Envelope>,
+    max_message_bytes: usize,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = FIRST_BACKOFF;
+    let mut pending: Option<Envelope> = None;
     loop {
         if *shutdown.borrow() {
             return;

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{
-    identity::{Identity, StreamInfo},
+    identity::{Identity, Refusal, StreamInfo},
     proto::{DeliverSummary, Envelope, node_server::Node as NodeRpc},
     wire,
 };
@@ -63,12 +63,21 @@ impl NodeRpc for NodeService {
         let info = StreamInfo {
             metadata: request.metadata(),
             remote: request.remote_addr(),
+            peer_certs: request.peer_certs(),
         };
-        let Some(from) = self.identity.identify(&info) else {
-            self.metrics.rejected(Rejection::UnknownSender);
-            return Err(Status::unauthenticated(
-                "the stream does not identify a node of this job",
-            ));
+        let from = match self.identity.identify(&info) {
+            Ok(from) => from,
+            Err(refusal) => {
+                self.metrics.rejected(refusal.rejection());
+                let peer = info
+                    .remote
+                    .map_or_else(|| "unknown address".to_owned(), |a| a.to_string());
+                tracing::warn!(%peer, %refusal, "refused a stream");
+                return Err(match refusal {
+                    Refusal::Anonymous => Status::unauthenticated(refusal.to_string()),
+                    Refusal::Impersonation { .. } => Status::permission_denied(refusal.to_string()),
+                });
+            }
         };
         let mut stream = request.into_inner();
         let mut summary = DeliverSummary::default();

@@ -1,8 +1,15 @@
 //! Step 3 of the pipeline, the only step besides the status patch that writes: server-side
-//! applies the desired objects with the one field manager [`FIELD_MANAGER`], creates the chaos
-//! token of jobs that allow chaos, and deletes the pods the decision names.
+//! applies the desired objects with the one field manager [`FIELD_MANAGER`], creates the job's
+//! CA and node certificates and the chaos token of jobs that allow chaos, and deletes the pods
+//! the decision names.
 
 use std::fmt::Write as _;
+
+use byzsgd_api::{
+    identity::{self, CA_FILE, CA_KEY_FILE},
+    pki::JobCa,
+};
+use byzsgd_core::protocol::NodeId;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use kube::{
@@ -32,6 +39,23 @@ pub enum Error {
         /// The API error.
         #[source]
         source: kube::Error,
+    },
+    /// The job's CA could not be made or read, or a certificate not issued.
+    #[error("the identities of job {job}")]
+    Identity {
+        /// The job.
+        job: String,
+        /// What failed.
+        #[source]
+        source: byzsgd_api::pki::PkiError,
+    },
+    /// The job's CA Secret exists but lacks a key or holds something else.
+    #[error(
+        "Secret {name} does not hold a CA (keys {CA_FILE} and {CA_KEY_FILE}); delete it and the node Secrets of the job to make new ones"
+    )]
+    BrokenCa {
+        /// The Secret.
+        name: String,
     },
     /// A delete was refused.
     #[error("failed to delete pod {name}")]
@@ -120,11 +144,83 @@ impl Applier {
         let Some(secret) = build::chaos_secret(job, &token) else {
             return Ok(false);
         };
-        match self.secrets.create(&PostParams::default(), &secret).await {
+        // If another reconcile created it in between, its token stands.
+        self.create_secret(&secret).await
+    }
+
+    /// Makes sure the job's CA Secret and the certificate Secrets of `nodes` (the pods about
+    /// to be created) exist, creating the missing ones. Never rewrites one: a running pod keeps
+    /// the certificate it started with, and every certificate chains to the one CA, also after
+    /// an operator restart. Reads only the Secrets it names (no list): nothing when no pod is
+    /// created. Returns how many Secrets it created.
+    pub async fn ensure_identities(
+        &self,
+        job: &ValidatedJob,
+        nodes: impl IntoIterator<Item = NodeId>,
+    ) -> Result<usize, Error> {
+        let nodes: Vec<NodeId> = nodes.into_iter().collect();
+        if nodes.is_empty() {
+            return Ok(0);
+        }
+        let ca_name = identity::ca_secret_name(&job.name);
+        let pki = |source| Error::Identity {
+            job: job.name.clone(),
+            source,
+        };
+        let mut created = 0;
+        let existing = self
+            .secrets
+            .get_opt(&ca_name)
+            .await
+            .map_err(|source| Error::Apply {
+                kind: "Secret",
+                name: ca_name.clone(),
+                source,
+            })?;
+        let ca = if let Some(secret) = existing {
+            read_ca(job, &secret)?
+        } else {
+            let ca = JobCa::generate(&job.name).map_err(pki)?;
+            if self.create_secret(&build::ca_secret(job, &ca)).await? {
+                created += 1;
+                ca
+            } else {
+                // Another reconcile made the CA in between: issue from that one.
+                let secret = self
+                    .secrets
+                    .get(&ca_name)
+                    .await
+                    .map_err(|source| Error::Apply {
+                        kind: "Secret",
+                        name: ca_name.clone(),
+                        source,
+                    })?;
+                read_ca(job, &secret)?
+            }
+        };
+        for node in nodes {
+            let credentials = ca.issue(node).map_err(pki)?;
+            // An existing Secret (a pod recreated) keeps its certificate.
+            if self
+                .create_secret(&build::node_secret(job, node, &credentials))
+                .await?
+            {
+                created += 1;
+            }
+        }
+        Ok(created)
+    }
+
+    /// Creates `secret`; false when it already exists (another reconcile was first).
+    async fn create_secret(&self, secret: &Secret) -> Result<bool, Error> {
+        match self.secrets.create(&PostParams::default(), secret).await {
             Ok(_) => Ok(true),
-            // Another reconcile created it in between; its token stands.
             Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
-            Err(source) => Err(fail(source)),
+            Err(source) => Err(Error::Apply {
+                kind: "Secret",
+                name: secret.metadata.name.clone().unwrap_or_default(),
+                source,
+            }),
         }
     }
 
@@ -202,4 +298,24 @@ where
     )
     .await?;
     Ok(())
+}
+
+/// The job's CA from its Secret.
+fn read_ca(job: &ValidatedJob, secret: &Secret) -> Result<JobCa, Error> {
+    let text = |key: &str| {
+        secret
+            .data
+            .as_ref()
+            .and_then(|data| data.get(key))
+            .and_then(|bytes| String::from_utf8(bytes.0.clone()).ok())
+    };
+    let (Some(cert), Some(key)) = (text(CA_FILE), text(CA_KEY_FILE)) else {
+        return Err(Error::BrokenCa {
+            name: identity::ca_secret_name(&job.name),
+        });
+    };
+    JobCa::from_pem(&job.name, &cert, &key).map_err(|source| Error::Identity {
+        job: job.name.clone(),
+        source,
+    })
 }

@@ -1,15 +1,20 @@
 //! Step 2 of the pipeline, pure: turns a [`ValidatedJob`] into the objects the job needs — one
 //! headless Service, one ConfigMap holding the manifest, one bare Pod per server and worker
-//! (DESIGN.md §4), and for jobs that allow chaos the Secret holding their chaos token (its
-//! random value is drawn by `apply`, which alone may not be pure). Every object carries the controller owner reference, so deleting the job
-//! garbage-collects them all.
+//! (DESIGN.md §4), the Secrets of the job's identities (its CA, and each node's certificate
+//! and key) and for jobs that allow chaos the Secret holding their chaos token. Random values
+//! (the token, the keys) are drawn by `apply`, which alone may not be pure. Every object
+//! carries the controller owner reference, so deleting the job garbage-collects them all.
 
 pub mod labels;
 pub mod pod;
 
 use std::collections::BTreeMap;
 
-use byzsgd_core::job::Role;
+use byzsgd_api::{
+    identity::{self, CA_FILE, CA_KEY_FILE, CERT_FILE, KEY_FILE},
+    pki::{JobCa, NodeCredentials},
+};
+use byzsgd_core::{job::Role, protocol::NodeId};
 use k8s_openapi::{
     ByteString,
     api::core::v1::{ConfigMap, Pod, Secret, Service, ServicePort, ServiceSpec},
@@ -106,4 +111,41 @@ pub fn chaos_secret(job: &ValidatedJob, token: &str) -> Option<Secret> {
         type_: Some("Opaque".to_owned()),
         ..Secret::default()
     })
+}
+
+/// The Secret `<job>-ca` holding the job CA's certificate and key: the operator issues every
+/// node's certificate from it, also a node added or a certificate lost after an operator
+/// restart. No pod mounts it.
+pub fn ca_secret(job: &ValidatedJob, ca: &JobCa) -> Secret {
+    Secret {
+        metadata: metadata(job, identity::ca_secret_name(&job.name)),
+        data: Some(BTreeMap::from([
+            (
+                CA_FILE.to_owned(),
+                ByteString(ca.cert_pem().as_bytes().to_vec()),
+            ),
+            (
+                CA_KEY_FILE.to_owned(),
+                ByteString(ca.key_pem().into_bytes()),
+            ),
+        ])),
+        type_: Some("Opaque".to_owned()),
+        ..Secret::default()
+    }
+}
+
+/// The Secret `<job>-<role>-<index>-tls` (type `kubernetes.io/tls`, plus `ca.crt`) the pod of
+/// `node` mounts at [`identity::TLS_DIR`].
+pub fn node_secret(job: &ValidatedJob, node: NodeId, credentials: &NodeCredentials) -> Secret {
+    let bytes = |text: &str| ByteString(text.as_bytes().to_vec());
+    Secret {
+        metadata: metadata(job, identity::node_secret_name(&job.name, node)),
+        data: Some(BTreeMap::from([
+            (CA_FILE.to_owned(), bytes(&credentials.ca)),
+            (CERT_FILE.to_owned(), bytes(&credentials.cert)),
+            (KEY_FILE.to_owned(), bytes(&credentials.key)),
+        ])),
+        type_: Some("kubernetes.io/tls".to_owned()),
+        ..Secret::default()
+    }
 }

@@ -11,7 +11,11 @@ pub mod status;
 pub mod validate;
 pub mod drift;
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use build::labels::{self, FIELD_MANAGER};
 use byzsgd_api::job::{ByzSgdJob, TrackedPod};
@@ -244,18 +248,11 @@ async fn reconcile_inner(job: &ByzSgdJob, ctx: &Context) -> Result<Action, Error
     if !terminal || !delete_job {
         applier.apply_shared(&desired).await.map_err(wrap)?;
     }
-    // Before the pods: they read the token from it when they start.
-    if !terminal
-        && applier
-            .ensure_chaos_secret(&validated)
+    // Before the pods: they mount their certificates and read the token when they start.
+    if !terminal {
+        ensure_secrets(ctx, job, &applier, &validated, &create)
             .await
-            .map_err(wrap)?
-    {
-        let note = format!(
-            "created Secret {} (the chaos token)",
-            labels::chaos_token_secret_name(&name)
-        );
-        publish(ctx, job, false, "CreatedChaosToken", note, "Create").await;
+            .map_err(wrap)?;
     }
     let created = applier
         .create_pods(&desired, create.iter())
@@ -295,6 +292,37 @@ async fn reconcile_inner(job: &ByzSgdJob, ctx: &Context) -> Result<Action, Error
         return Ok(Action::await_change());
     }
     Ok(requeue.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// Creates the Secrets the pods about to be created need: the job's CA and their certificates,
+/// and the chaos token of a job that allows chaos; one event per kind created.
+async fn ensure_secrets(
+    ctx: &Context,
+    job: &ByzSgdJob,
+    applier: &apply::Applier,
+    validated: &validate::ValidatedJob,
+    create: &BTreeSet<String>,
+) -> Result<(), apply::Error> {
+    let name = &validated.name;
+    let nodes = create
+        .iter()
+        .filter_map(|pod| byzsgd_api::identity::parse_node_name(name, pod));
+    let created = applier.ensure_identities(validated, nodes).await?;
+    if created > 0 {
+        let note = format!(
+            "created {created} Secret(s) of the job's CA and node certificates ({})",
+            byzsgd_api::identity::ca_secret_name(name)
+        );
+        publish(ctx, job, false, "CreatedIdentities", note, "Create").await;
+    }
+    if applier.ensure_chaos_secret(validated).await? {
+        let note = format!(
+            "created Secret {} (the chaos token)",
+            labels::chaos_token_secret_name(name)
+        );
+        publish(ctx, job, false, "CreatedChaosToken", note, "Create").await;
+    }
+    Ok(())
 }
 
 /// Publishes one event per created and deleted pod, and one per transition.

@@ -188,6 +188,23 @@ pub fn combine(reports: &[(usize, NodeReport)], quorum: usize) -> Option<Trainin
     })
 }
 
+/// The training status from one poll's reports: once a quorum of them say their server
+/// finished, [`combine`] of those final reports only. A server that has counted its last step
+/// but not yet evaluated it reports a stale accuracy; taken into the quorum, it would end the
+/// job with an ACCURACY no server finished with (seen on real pods).
+pub fn current_training(reports: &[(usize, NodeReport)], quorum: usize) -> Option<TrainingStatus> {
+    let finished: Vec<(usize, NodeReport)> = reports
+        .iter()
+        .filter(|(_, report)| report.finished)
+        .cloned()
+        .collect();
+    if finished.len() >= quorum {
+        combine(&finished, quorum)
+    } else {
+        combine(reports, quorum)
+    }
+}
+
 fn replica_status(job: &ValidatedJob, pods: &BTreeMap<String, Pod>, role: Role) -> ReplicaStatus {
     let mut status = ReplicaStatus {
         selector: labels::role_selector(&job.name, role),
@@ -491,7 +508,7 @@ pub fn decide(job: &ValidatedJob, observed: &Observed<'_>) -> Decision {
 
     // Training progress from the servers.
     let quorum = job.plan.server_quorum;
-    if let Some(training) = combine(observed.reports, quorum) {
+    if let Some(training) = current_training(observed.reports, quorum) {
         status.training = Some(training);
     }
     let target = job.plan.spec.convergence.as_ref();

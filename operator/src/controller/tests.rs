@@ -16,7 +16,7 @@ use k8s_openapi::{
 use super::{
     build::{build, labels},
     observe::{GatherReport, NodeReport},
-    status::{Observed, combine, decide, set_condition},
+    status::{Observed, combine, current_training, decide, set_condition},
     validate::{Error, ValidatedJob, validate_job},
 };
 
@@ -262,6 +262,33 @@ fn one_lying_server_cannot_move_the_combined_accuracy() {
         combine(&honest[..3], 4).is_none(),
         "fewer than a quorum must not produce a status"
     );
+}
+
+/// The job ends on what its servers finished with: a server still evaluating its last step
+/// (finished: false, an older accuracy) is left out once a quorum has finished.
+#[test]
+fn once_a_quorum_finished_the_status_is_their_final_reports() {
+    let finished = |accuracy| NodeReport {
+        finished: true,
+        ..report(1500, accuracy)
+    };
+    let reports = vec![
+        (0, finished(0.80)),
+        (1, report(1500, 0.70)),
+        (2, finished(0.82)),
+        (3, finished(0.84)),
+        (4, finished(0.86)),
+    ];
+    let accuracy = |reports: &[(usize, NodeReport)]| {
+        current_training(reports, 4)
+            .and_then(|t| t.accuracy)
+            .map(|a| (a * 1e6).round() / 1e6)
+    };
+    assert_eq!(accuracy(&reports), Some(0.83), "servers 0, 2, 3, 4");
+    // Control: before a quorum finished, the first quorum of answers counts, server 1 included.
+    let mut running = reports.clone();
+    running[4].1.finished = false;
+    assert_eq!(accuracy(&running), Some(0.81), "servers 0, 1, 2, 3");
 }
 
 #[test]

@@ -39,7 +39,8 @@ pub fn chaos_token_secret_name(job: &str) -> String {
 /// Name of the pod of `role` number `index` of `job`: `<job>-<role>-<index>`, which is also its
 /// hostname, so `<job>-<role>-<index>.<job>` resolves through the headless Service.
 pub fn pod_name(job: &str, role: Role, index: usize) -> String {
-    format!("{job}-{role}-{index}")
+    // The node's identity name: its certificate names the same string.
+    byzsgd_api::identity::node_name(job, byzsgd_core::protocol::NodeId { role, index })
 }
 
 /// Name of the headless Service (and so the pods' subdomain): the job's own name.

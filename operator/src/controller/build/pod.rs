@@ -1,20 +1,24 @@
-//! One bare Pod per server and worker: the node CLI's args, identity (hostname/subdomain),
-//! labels, scrape annotations, probes, the mounted manifest, the data set (an init container
+//! One bare Pod per server and worker: the node CLI's args, identity (hostname/subdomain, and
+//! its certificate Secret mounted at `/etc/byzsgd-tls`), labels, scrape annotations, probes,
+//! the mounted manifest, the data set (an init container
 //! copying a data image into an `emptyDir`, a PersistentVolumeClaim or a hostPath), and the
 //! user's `spec.template` merged over secure defaults (non-root, read-only root file system, no
 //! capabilities, resource requests).
 
 use std::collections::BTreeMap;
 
-use byzsgd_api::job::{DATA_MOUNT, DataSource, ImageDataSource};
-use byzsgd_core::job::Role;
+use byzsgd_api::{
+    identity::{self, TLS_DIR},
+    job::{DATA_MOUNT, DataSource, ImageDataSource},
+};
+use byzsgd_core::{job::Role, protocol::NodeId};
 use k8s_openapi::{
     api::core::v1::{
         Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
         EnvVar, EnvVarSource, HTTPGetAction, HostPathVolumeSource,
         PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, Probe,
-        ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, Volume,
-        VolumeMount,
+        ResourceRequirements, SeccompProfile, SecretKeySelector, SecretVolumeSource,
+        SecurityContext, Volume, VolumeMount,
     },
     apimachinery::pkg::{api::resource::Quantity, util::intstr::IntOrString},
 };
@@ -60,6 +64,8 @@ pub fn args(role: Role, index: usize) -> Vec<String> {
         "json".to_owned(),
         "--linger-seconds".to_owned(),
         NODE_LINGER_SECONDS.to_string(),
+        "--tls-dir".to_owned(),
+        TLS_DIR.to_owned(),
     ]
 }
 
@@ -68,20 +74,43 @@ pub fn pod(job: &ValidatedJob, role: Role, index: usize) -> Pod {
     let name = labels::pod_name(&job.name, role, index);
     let attack = job.attack(role, index);
     let template = &job.template;
-    let mut volumes = vec![Volume {
-        name: "job".to_owned(),
-        config_map: Some(ConfigMapVolumeSource {
-            name: labels::config_map_name(&job.name),
-            ..ConfigMapVolumeSource::default()
-        }),
-        ..Volume::default()
-    }];
-    let mut mounts = vec![VolumeMount {
-        name: "job".to_owned(),
-        mount_path: labels::JOB_DIR.to_owned(),
-        read_only: Some(true),
-        ..VolumeMount::default()
-    }];
+    let mut volumes = vec![
+        Volume {
+            name: "job".to_owned(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: labels::config_map_name(&job.name),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        Volume {
+            name: "tls".to_owned(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(identity::node_secret_name(
+                    &job.name,
+                    NodeId { role, index },
+                )),
+                // Readable by the pod's group (fsGroup) only: the key is in there.
+                default_mode: Some(0o440),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+    ];
+    let mut mounts = vec![
+        VolumeMount {
+            name: "job".to_owned(),
+            mount_path: labels::JOB_DIR.to_owned(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        },
+        VolumeMount {
+            name: "tls".to_owned(),
+            mount_path: TLS_DIR.to_owned(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        },
+    ];
     let mut init_containers = Vec::new();
     if let Some(source) = &job.data {
         let (volume, mount, init) = data_volume(job, source);
