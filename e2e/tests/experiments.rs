@@ -46,7 +46,27 @@ spec:
 /// dependency features over the packages and targets selected (dev-dependencies only when tests
 /// are built), so that command would rebuild half the dependency graph with other features.
 fn byzsgd_exp() -> PathBuf {
-    let output = Command::new(env!("CARGO"))
+    let mut cargo = Command::new(env!("CARGO"));
+    // Without the variables cargo set for this test (CARGO_PKG_NAME, CARGO_MANIFEST_DIR, …):
+    // build scripts such as ring's rerun when they change, so the inner cargo would rebuild
+    // ring, rustls, kube and every crate above them (minutes), and the next build back again.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_BIN_EXE_"]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "OUT_DIR",
+            ]
+            .contains(&name.as_ref())
+        {
+            cargo.env_remove(name.as_ref());
+        }
+    }
+    let output = cargo
         .args([
             "test",
             "--workspace",
