@@ -293,3 +293,35 @@ fn debian_fashion_mnist_loads_with_its_published_shape() {
     let max = split.train.images.iter().copied().fold(0.0_f32, f32::max);
     assert_eq!(max, 1.0);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+
+    /// Hostile input never panics (issue #15, item 3): any bytes, or a valid-looking header with
+    /// any dimensions over any body, plain or gzipped, as images and as labels — a matrix or
+    /// an error, and a loaded matrix always has the shape its header declares.
+    #[test]
+    fn any_file_loads_or_is_an_error(
+        dims in proptest::collection::vec(
+            proptest::prop_oneof![0_u32..5, proptest::prelude::any::<u32>()], 0..4),
+        body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+        raw in proptest::prelude::any::<bool>(),
+        gzip in proptest::prelude::any::<bool>(),
+    ) {
+        let dir = temp_dir("proptest");
+        let bytes = if raw { body.clone() } else { idx_bytes(&dims, &body) };
+        let bytes = if gzip {
+            let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
+            encoder.write_all(&bytes).unwrap();
+            encoder.finish().unwrap()
+        } else {
+            bytes
+        };
+        let path = dir.join("file");
+        std::fs::write(&path, &bytes).unwrap();
+        if let Ok((images, rows, cols)) = load_idx_images(&path) {
+            proptest::prop_assert_eq!(images.ncols(), rows * cols);
+        }
+        let _ = load_idx_labels(&path);
+    }
+}

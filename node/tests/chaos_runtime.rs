@@ -445,3 +445,69 @@ async fn delay_and_partition_are_checked_applied_and_reported() {
     assert_eq!(report["armed"], "partition", "{report}");
     running.stop().await;
 }
+
+/// Hostile input never panics (issue #15, item 3): hundreds of generated `POST /chaos` bodies —
+/// random bytes, and well-formed requests with awkward names and numbers — each get an answer
+/// (2xx, 4xx), never a 5xx, and the node keeps serving `/healthz` throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_chaos_body_gets_an_answer_and_the_node_keeps_running() {
+    use proptest::{
+        prelude::*,
+        strategy::ValueTree,
+        test_runner::{Config, TestRunner},
+    };
+    let running = start(true, Some("s3cret")).await;
+    let url = running.admin[&NodeId::worker(0)].clone();
+    let number = prop_oneof![
+        (0_u64..2000).prop_map(|n| n.to_string()),
+        any::<i64>().prop_map(|n| n.to_string()),
+        Just("1e400".to_owned()),
+        Just("-0.5".to_owned()),
+        Just("null".to_owned()),
+        Just("\"x\"".to_owned()),
+    ];
+    let action = prop_oneof![
+        "[a-z]{0,8}".prop_map(|name| format!(r#"{{"kind": "attack", "name": "{name}"}}"#)),
+        (number.clone(), number.clone()).prop_map(|(scale, z)| format!(
+            r#"{{"kind": "attack", "name": "alie", "params": {{"scale": {scale}, "z": {z}}}}}"#
+        )),
+        Just(r#"{"kind": "silence"}"#.to_owned()),
+        (number.clone(), number.clone())
+            .prop_map(|(l, j)| format!(r#"{{"kind": "delay", "latency": {l}, "jitter": {j}}}"#)),
+        "[a-z0-9-]{0,10}"
+            .prop_map(|peer| format!(r#"{{"kind": "partition", "peers": ["{peer}"]}}"#)),
+        Just(r#"{"kind": "crash"}"#.to_owned()),
+    ];
+    let body = prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..200)
+            .prop_map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
+        (action, number.clone(), number).prop_map(|(action, from, until)| format!(
+            r#"{{"action": {action}, "window": {{"fromStep": {from}, "untilStep": {until}}}}}"#
+        )),
+    ];
+    let mut runner = TestRunner::new(Config {
+        rng_seed: proptest::test_runner::RngSeed::Fixed(15),
+        ..Config::default()
+    });
+    let mut answered = std::collections::BTreeMap::<u16, usize>::new();
+    for _ in 0..300 {
+        let body = body.new_tree(&mut runner).unwrap().current();
+        let (code, response) = post(&url, Some("s3cret"), &body).await;
+        assert!(code < 500, "{code} for {body}: {response}");
+        *answered.entry(code).or_default() += 1;
+        // Disarm whatever a valid body armed, so the next one starts clean.
+        if code < 300 {
+            let _ = reqwest::Client::new()
+                .delete(format!("{url}/chaos"))
+                .bearer_auth("s3cret")
+                .send()
+                .await;
+        }
+    }
+    let health = reqwest::get(format!("{url}/healthz")).await.unwrap();
+    assert!(health.status().is_success());
+    // Not only refusals: the generator also reaches the accepting path.
+    assert!(answered.keys().any(|&code| code < 300), "{answered:?}");
+    assert!(answered.keys().any(|&code| code >= 400), "{answered:?}");
+    running.stop().await;
+}
