@@ -252,17 +252,12 @@ async fn post(url: &str, token: Option<&str>, body: &str) -> (u16, String) {
 
 /// `byzsgd_byzantine_active{attack="<attack>"}` of a node, if exported.
 async fn active_gauge(url: &str, attack: &str) -> Option<f64> {
-    let text = reqwest::get(format!("{url}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let label = format!("attack=\"{attack}\"");
-    text.lines()
-        .find(|line| line.starts_with("byzsgd_byzantine_active{") && line.contains(&label))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
+    common::metric(
+        url,
+        "byzsgd_byzantine_active",
+        &format!("attack=\"{attack}\""),
+    )
+    .await
 }
 
 async fn status(url: &str) -> serde_json::Value {

@@ -1,18 +1,28 @@
 //! Helpers the node's integration tests share.
 
-/// `byzsgd_rejected_total{reason}` of the node whose admin port is at `url` (0 when the series
-/// does not exist yet).
-pub(crate) async fn rejected(url: &str, reason: &str) -> f64 {
+/// The value of the first sample of `metric` in the `/metrics` of the node whose admin port is
+/// at `url` whose labels contain `label` (e.g. `reason="stale"`), if exported.
+pub(crate) async fn metric(url: &str, metric: &str, label: &str) -> Option<f64> {
     let text = reqwest::get(format!("{url}/metrics"))
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
-    let label = format!("reason=\"{reason}\"");
+    let prefix = format!("{metric}{{");
     text.lines()
-        .find(|line| line.starts_with("byzsgd_rejected_total{") && line.contains(&label))
+        .find(|line| line.starts_with(&prefix) && line.contains(label))
         .and_then(|line| line.rsplit(' ').next())
         .and_then(|value| value.parse().ok())
-        .unwrap_or(0.0)
+}
+
+/// `byzsgd_rejected_total{reason}` of a node (0 when the series does not exist yet).
+pub(crate) async fn rejected(url: &str, reason: &str) -> f64 {
+    metric(
+        url,
+        "byzsgd_rejected_total",
+        &format!("reason=\"{reason}\""),
+    )
+    .await
+    .unwrap_or(0.0)
 }

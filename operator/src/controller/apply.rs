@@ -123,13 +123,13 @@ impl Applier {
     /// read it once, at start. Returns whether it created the Secret.
     pub async fn ensure_chaos_secret(&self, job: &ValidatedJob) -> Result<bool, Error> {
         let name = labels::chaos_token_secret_name(&job.name);
-        let fail = |source| Error::Apply {
-            kind: "Secret",
-            name: name.clone(),
-            source,
-        };
         if !job.plan.spec.chaos.allowed
-            || self.secrets.get_opt(&name).await.map_err(fail)?.is_some()
+            || self
+                .secrets
+                .get_opt(&name)
+                .await
+                .map_err(secret_error(&name))?
+                .is_some()
         {
             return Ok(false);
         }
@@ -172,11 +172,7 @@ impl Applier {
             .secrets
             .get_opt(&ca_name)
             .await
-            .map_err(|source| Error::Apply {
-                kind: "Secret",
-                name: ca_name.clone(),
-                source,
-            })?;
+            .map_err(secret_error(&ca_name))?;
         let ca = if let Some(secret) = existing {
             read_ca(job, &secret)?
         } else {
@@ -190,11 +186,7 @@ impl Applier {
                     .secrets
                     .get(&ca_name)
                     .await
-                    .map_err(|source| Error::Apply {
-                        kind: "Secret",
-                        name: ca_name.clone(),
-                        source,
-                    })?;
+                    .map_err(secret_error(&ca_name))?;
                 read_ca(job, &secret)?
             }
         };
@@ -216,11 +208,9 @@ impl Applier {
         match self.secrets.create(&PostParams::default(), secret).await {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
-            Err(source) => Err(Error::Apply {
-                kind: "Secret",
-                name: secret.metadata.name.clone().unwrap_or_default(),
-                source,
-            }),
+            Err(source) => Err(secret_error(
+                secret.metadata.name.as_deref().unwrap_or_default(),
+            )(source)),
         }
     }
 
@@ -298,6 +288,15 @@ where
     )
     .await?;
     Ok(())
+}
+
+/// Turns a refused call on Secret `name` into an [`Error`].
+fn secret_error(name: &str) -> impl FnOnce(kube::Error) -> Error + '_ {
+    move |source| Error::Apply {
+        kind: "Secret",
+        name: name.to_owned(),
+        source,
+    }
 }
 
 /// The job's CA from its Secret.
