@@ -24,7 +24,7 @@ use byzsgd_node::{
     runtime,
     state::{ChaosControl, RuntimeOptions},
 };
-use common::rejected;
+use common::{rejected, status, step};
 use ndarray::Array1;
 use tokio::net::TcpListener;
 
@@ -258,21 +258,6 @@ async fn active_gauge(url: &str, attack: &str) -> Option<f64> {
         &format!("attack=\"{attack}\""),
     )
     .await
-}
-
-async fn status(url: &str) -> serde_json::Value {
-    let text = reqwest::get(format!("{url}/status"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
-async fn step(url: &str) -> u64 {
-    let status = status(url).await;
-    status["step"].as_u64().unwrap()
 }
 
 /// Polls `check` every 20 ms for up to 20 s.

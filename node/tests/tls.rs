@@ -140,14 +140,7 @@ impl Server {
 
     /// The server's step, from its `/status`.
     async fn step(&self) -> u64 {
-        let body = reqwest::get(format!("{}/status", self.admin))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let status: serde_json::Value = serde_json::from_str(&body).unwrap();
-        status["step"].as_u64().unwrap()
+        common::step(&self.admin).await
     }
 
     /// `byzsgd_rejected_total{reason}` once it reached `expected` (or after 5 s): the server

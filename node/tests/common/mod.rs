@@ -26,3 +26,19 @@ pub(crate) async fn rejected(url: &str, reason: &str) -> f64 {
     .await
     .unwrap_or(0.0)
 }
+
+/// The `/status` of the node whose admin port is at `url`.
+pub(crate) async fn status(url: &str) -> serde_json::Value {
+    let text = reqwest::get(format!("{url}/status"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The step a node reports in its `/status`.
+pub(crate) async fn step(url: &str) -> u64 {
+    status(url).await["step"].as_u64().unwrap()
+}
