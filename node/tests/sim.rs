@@ -119,6 +119,55 @@ fn honest_byzsgd_converges_and_gathers_contract_drift() {
     }
 }
 
+#[test]
+fn training_ends_on_a_gather_so_correct_servers_report_contracted_models() {
+    // T = 7 does not divide STEPS = 150: the closing gather happens 3 steps after the last
+    // periodic one, and under equivocation the servers' models differ before it.
+    let plan = job(
+        (5, 1),
+        (7, 2),
+        ("mda", "median"),
+        "7",
+        &format!(
+            "{}, {}",
+            server_injection("{attack: equivocate}"),
+            worker_injection("{attack: alie}")
+        ),
+    );
+    let (report, correct) = run(
+        plan,
+        Network {
+            seed: 5,
+            ..Network::default()
+        },
+    );
+    assert_converged("closing gather", &report, &correct);
+    for server in &correct {
+        assert!(
+            report
+                .gathers
+                .iter()
+                .any(|(step, index, _)| *step == STEPS && index == server),
+            "correct server {server} gathered at the last step {STEPS}: {:?}",
+            report.gathers.iter().rfind(|(_, index, _)| index == server)
+        );
+        let last = report
+            .evaluations
+            .iter()
+            .rfind(|evaluation| evaluation.server == *server)
+            .expect("every correct server evaluates");
+        assert_eq!(
+            last.step, STEPS,
+            "the final evaluation is of the gathered model"
+        );
+    }
+    let (before, after) = (report.drift[&STEPS], report.gathered_drift[&STEPS]);
+    assert!(
+        after < before,
+        "the closing gather contracts the correct servers' models: {before} -> {after}"
+    );
+}
+
 /// Every worker attack, with parameters strong enough to matter (the loud ones at a scale that
 /// breaks averaging, see below).
 const WORKER_ATTACKS: [&str; 12] = [

@@ -21,6 +21,11 @@
 //!   for q_ps − 1 peers. With n_ps ≥ 3·f_ps + 2 the quorum still holds a majority of correct models.
 //! - Gathers happen when the step counter reaches a positive multiple of T (t mod T = 0, t > 0),
 //!   before that step's scatter.
+//! - Training **ends with a gather**: at t = steps every correct server gathers once more and
+//!   reports (and evaluates) the median, whatever steps mod T is. The paper's guarantee is about
+//!   correct servers' models staying close; without the closing DMC each server would report
+//!   a model up to T − 1 local steps past the last contraction, and which server's model the job
+//!   reports would be luck (measured: final accuracies of correct servers 0.80–0.84 in one run).
 //! - Momentum and weight decay, when configured, are applied by each server to the aggregated
 //!   gradient (PyTorch semantics); with momentum 0 the update is the paper's θ − η·ĝ.
 //! - A server that fell behind (slow, or partitioned away) rejoins at the next gather for which it
@@ -117,9 +122,12 @@ impl ProtocolConfig {
         }
     }
 
-    /// Whether servers gather before the scatter of `step`.
+    /// Whether servers gather at `step`: before its scatter every T steps, and once more at
+    /// the end (`step == steps`) so that training ends on a DMC-contracted model.
     pub fn is_gather_step(&self, step: u64) -> bool {
-        step > 0 && step.is_multiple_of(self.gather_every) && step < self.steps
+        step > 0
+            && step <= self.steps
+            && (step.is_multiple_of(self.gather_every) || step == self.steps)
     }
 }
 

@@ -102,11 +102,6 @@ impl Server {
 
     /// Starts the current step: finish, gather, or scatter.
     fn begin_step(&mut self, out: &mut Outputs) {
-        if self.step >= self.config.steps {
-            self.phase = Phase::Finished;
-            out.events.push(Event::Finished);
-            return;
-        }
         if self.config.is_gather_step(self.step) {
             self.phase = Phase::Gather;
             let params = Arc::new(self.params.clone());
@@ -128,9 +123,19 @@ impl Server {
                 self.step,
                 self.gather_horizon(),
             );
+        } else if self.step >= self.config.steps {
+            self.finish(out);
         } else {
             self.scatter(out);
         }
+    }
+
+    /// The end of training: the final model (after the closing gather) is evaluated once more,
+    /// so every correct server reports a model from the same contracted neighbourhood.
+    fn finish(&mut self, out: &mut Outputs) {
+        self.phase = Phase::Finished;
+        self.evaluate(out);
+        out.events.push(Event::Finished);
     }
 
     fn scatter(&mut self, out: &mut Outputs) {
@@ -245,7 +250,8 @@ impl Server {
             step: self.step,
             loss: median_of(&mut losses),
         });
-        if self.step.is_multiple_of(self.config.evaluate_every) || self.step == self.config.steps {
+        // The last step's evaluation waits for the closing gather (`finish`).
+        if self.step.is_multiple_of(self.config.evaluate_every) && self.step < self.config.steps {
             self.evaluate(out);
         }
         self.begin_step(out);
@@ -306,7 +312,11 @@ impl Server {
             self.pulls.discard_below(step);
         }
         self.gathers.discard_below(step + 1);
-        self.scatter(out);
+        if self.step >= self.config.steps {
+            self.finish(out);
+        } else {
+            self.scatter(out);
+        }
     }
 
     fn evaluate(&mut self, out: &mut Outputs) {
@@ -383,7 +393,7 @@ impl Server {
                 if from.index >= self.config.servers || from.index == self.index {
                     return Err(Rejection::UnknownSender);
                 }
-                if step == 0 || !step.is_multiple_of(self.config.gather_every) {
+                if !self.config.is_gather_step(step) {
                     return Err(Rejection::UnexpectedKind);
                 }
                 check_vector(params.view(), self.config.dimension)?;
