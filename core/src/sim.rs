@@ -113,6 +113,8 @@ pub struct Report {
     pub finished: bool,
     /// Final step of each server.
     pub final_steps: Vec<u64>,
+    /// Crash recoveries: (server, step before, step adopted).
+    pub recoveries: Vec<(usize, u64, u64)>,
 }
 
 impl Report {
@@ -144,6 +146,10 @@ enum Scheduled {
     Tick {
         node: NodeId,
     },
+    /// A crashed node comes back as this fresh instance (its state lost).
+    Restart {
+        node: Box<dyn Node>,
+    },
 }
 
 /// A simulation: nodes, a network and a virtual clock.
@@ -160,6 +166,8 @@ pub struct Sim {
     /// Per (step, after-gather), snapshots of correct servers' models until all of them
     /// reached it.
     snapshots: BTreeMap<(u64, bool), Vec<Array1<f32>>>,
+    /// When crashed nodes come back ([`Sim::restart`]).
+    restarts: Vec<(NodeId, f64)>,
     report: Report,
 }
 
@@ -199,8 +207,18 @@ impl Sim {
             queue: BinaryHeap::new(),
             pending: BTreeMap::new(),
             snapshots: BTreeMap::new(),
+            restarts: Vec::new(),
             report: Report::default(),
         }
+    }
+
+    /// Brings a node crashed by [`Network::crashes`] back at `at` as `fresh`, a new instance
+    /// that lost all state (a restarted process or pod); it is started like at the beginning.
+    #[must_use]
+    pub fn restart(mut self, at: f64, fresh: Box<dyn Node>) -> Self {
+        self.restarts.push((fresh.id(), at));
+        self.schedule(at, Scheduled::Restart { node: fresh });
+        self
     }
 
     /// Runs until every correct node finished, nothing is left to deliver, or `max_time`.
@@ -222,6 +240,14 @@ impl Sim {
             };
             match event {
                 Scheduled::Deliver { from, to, payload } => self.deliver(from, to, payload),
+                Scheduled::Restart { node } => {
+                    let id = node.id();
+                    self.nodes.insert(id, node);
+                    if let Some(node) = self.nodes.get_mut(&id) {
+                        let out = node.start(time);
+                        self.absorb(id, out);
+                    }
+                }
                 Scheduled::Tick { node } => {
                     if !self.crashed(node)
                         && let Some(target) = self.nodes.get_mut(&node)
@@ -251,11 +277,16 @@ impl Sim {
         })
     }
 
+    /// Down now: crashed, and not restarted since.
     fn crashed(&self, node: NodeId) -> bool {
-        self.network
-            .crashes
-            .iter()
-            .any(|(crashed, at)| *crashed == node && self.now >= *at)
+        self.network.crashes.iter().any(|(crashed, at)| {
+            *crashed == node
+                && self.now >= *at
+                && !self
+                    .restarts
+                    .iter()
+                    .any(|(restarted, back)| *restarted == node && back > at && self.now >= *back)
+        })
     }
 
     fn schedule(&mut self, at: f64, event: Scheduled) {
@@ -344,6 +375,9 @@ impl Sim {
                     .push((step, from.index, drift_to_median));
                 self.snapshot(from, step, true);
             }
+            Event::Recovered {
+                from_step, step, ..
+            } => self.report.recoveries.push((from.index, from_step, step)),
             Event::FilterRejected { server, .. } => {
                 *self
                     .report

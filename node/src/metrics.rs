@@ -38,6 +38,8 @@ pub struct Metrics {
     pub quorum_wait_seconds: HistogramVec,
     /// Gathers (DMC) completed.
     pub gathers_total: IntCounter,
+    /// Crash recoveries: restarts that adopted the median of the peers' models.
+    pub recoveries_total: IntCounter,
     /// Distance of the server's model to the DMC median at the last gather.
     pub drift_to_median: Gauge,
     /// Distance to each peer model received at the last gather.
@@ -105,6 +107,10 @@ impl Metrics {
                 &["kind"],
             )?,
             gathers_total: IntCounter::new("gathers_total", "Gathers (DMC) completed")?,
+            recoveries_total: IntCounter::new(
+                "recoveries_total",
+                "Restarts that found the peers ahead and adopted the median of their models",
+            )?,
             drift_to_median: Gauge::new(
                 "drift_to_median",
                 "Distance of the model to the DMC median at the last gather",
@@ -157,7 +163,7 @@ impl Metrics {
     }
 
     /// Every metric as a collector, for registration.
-    fn collectors(&self) -> [Box<dyn prometheus::core::Collector>; 18] {
+    fn collectors(&self) -> [Box<dyn prometheus::core::Collector>; 19] {
         [
             Box::new(self.step.clone()),
             Box::new(self.quorum_size.clone()),
@@ -169,6 +175,7 @@ impl Metrics {
             Box::new(self.aggregation_seconds.clone()),
             Box::new(self.quorum_wait_seconds.clone()),
             Box::new(self.gathers_total.clone()),
+            Box::new(self.recoveries_total.clone()),
             Box::new(self.drift_to_median.clone()),
             Box::new(self.peer_distance.clone()),
             Box::new(self.excluded_total.clone()),
@@ -252,6 +259,10 @@ impl Metrics {
                 .filter_rejections_total
                 .with_label_values(&[filter])
                 .inc(),
+            Event::Recovered { step, .. } => {
+                self.recoveries_total.inc();
+                self.step.set(i64::try_from(*step).unwrap_or(i64::MAX));
+            }
             Event::Finished => {}
         }
     }

@@ -459,6 +459,20 @@ impl Driver<'_> {
                     drift_to_median: *drift_to_median,
                 });
             }),
+            Event::Recovered {
+                from_step,
+                step,
+                peers,
+            } => {
+                let peers: Vec<String> = peers.iter().map(ToString::to_string).collect();
+                tracing::warn!(
+                    from_step,
+                    step,
+                    ?peers,
+                    "restarted behind the job: adopted the median of the peers' models"
+                );
+                self.shared.update_status(|status| status.step = *step);
+            }
             Event::Finished => self.shared.update_status(|status| status.finished = true),
             _ => {}
         }
@@ -502,6 +516,11 @@ pub fn progress_line(me: NodeId, event: &Event) -> Option<String> {
             ..
         } => serde_json::json!({
             "event": "gathered", "node": me.to_string(), "step": step, "driftToMedian": finite(*drift_to_median)
+        }),
+        Event::Recovered {
+            from_step, step, ..
+        } => serde_json::json!({
+            "event": "recovered", "node": me.to_string(), "fromStep": from_step, "step": step
         }),
         Event::Finished => serde_json::json!({"event": "finished", "node": me.to_string()}),
         _ => return None,

@@ -89,12 +89,14 @@ fn payload() -> impl Strategy<Value = Payload> {
     prop_oneof![
         (step(), vector.clone()).prop_map(|(step, params)| Payload::Model { step, params }),
         (step(), vector.clone()).prop_map(|(step, params)| Payload::Gather { step, params }),
+        (step(), vector.clone()).prop_map(|(step, params)| Payload::State { step, params }),
         (step(), vector, value()).prop_map(|(step, gradient, loss)| Payload::Gradient {
             step,
             gradient,
             loss
         }),
         step().prop_map(|step| Payload::Pull { step }),
+        step().prop_map(|step| Payload::StateRequest { step }),
     ]
 }
 

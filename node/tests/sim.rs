@@ -168,6 +168,99 @@ fn training_ends_on_a_gather_so_correct_servers_report_contracted_models() {
     );
 }
 
+/// Runs `plan` with `crashed` nodes down from `down` to `up` (virtual seconds), each coming
+/// back as a fresh instance that lost all state.
+fn run_with_restarts(plan: Plan, crashed: &[NodeId], down: f64, up: f64) -> (Report, Vec<usize>) {
+    let correct = plan.correct_servers();
+    let data = JobData::load(&plan).expect("synthetic data loads");
+    let assembly = Assembly::new(plan, data).expect("job assembles");
+    let network = Network {
+        seed: 3,
+        crashes: crashed.iter().map(|&node| (node, down)).collect(),
+        ..Network::default()
+    };
+    let mut sim = Sim::new(
+        assembly.all_nodes().expect("nodes build"),
+        correct.clone(),
+        network,
+    );
+    for node in crashed {
+        let fresh = assembly.node(node.role, node.index).expect("node builds");
+        sim = sim.restart(up, fresh);
+    }
+    (sim.run(10_000.0), correct)
+}
+
+/// f_ps servers and f_w workers crash a third into the run and come back with nothing.
+fn crash_f_servers_and_workers(inject: &str) -> (Report, Vec<usize>, Report) {
+    let plan = || job((5, 1), (7, 2), ("mda", "median"), "5", inject);
+    let (undisturbed, correct) = run(
+        plan(),
+        Network {
+            seed: 3,
+            ..Network::default()
+        },
+    );
+    let third = undisturbed.elapsed / 3.0;
+    let crashed = [NodeId::server(2), NodeId::worker(0), NodeId::worker(5)];
+    let (report, _) = run_with_restarts(plan(), &crashed, third, 1.5 * third);
+    (report, correct, undisturbed)
+}
+
+#[test]
+fn restarted_servers_and_workers_rejoin_at_the_current_step() {
+    let (report, correct, undisturbed) = crash_f_servers_and_workers("");
+    assert!(
+        report.finished,
+        "the job completes: {:?}",
+        report.final_steps
+    );
+    let recovered: Vec<_> = report
+        .recoveries
+        .iter()
+        .filter(|(server, ..)| *server == 2)
+        .collect();
+    assert!(
+        matches!(recovered.as_slice(), [(2, 0, step)] if *step > STEPS / 3),
+        "server 2 restarted at step 0 and adopted its peers' step: {:?}",
+        report.recoveries
+    );
+    assert_eq!(
+        report.final_steps[2], STEPS,
+        "the restarted server trained to the end"
+    );
+    let (ours, reference) = (
+        report.final_accuracy(&correct).expect("accuracy"),
+        undisturbed.final_accuracy(&correct).expect("accuracy"),
+    );
+    assert!(
+        ours >= reference - 0.02,
+        "final accuracy {ours} within 2 points of the undisturbed run's {reference}"
+    );
+    // At the start every server asks its peers and hears step 0: nothing is adopted.
+    assert!(
+        undisturbed.recoveries.is_empty(),
+        "no recovery without a crash: {:?}",
+        undisturbed.recoveries
+    );
+}
+
+#[test]
+fn a_byzantine_peer_cannot_poison_a_restarted_server() {
+    // Server 4 is Byzantine and answers the state request (like every model it sends) with a
+    // random vector of scale 100, or a stale model; the restarted server adopts the median of
+    // three answers, two of them correct.
+    for attack in ["{attack: random, params: {scale: 100}}", "{attack: stale}"] {
+        let (report, correct, _) = crash_f_servers_and_workers(&server_injection(attack));
+        assert!(
+            report.recoveries.iter().any(|(server, ..)| *server == 2),
+            "{attack}: server 2 recovered: {:?}",
+            report.recoveries
+        );
+        assert_converged(attack, &report, &correct);
+    }
+}
+
 /// Every worker attack, with parameters strong enough to matter (the loud ones at a scale that
 /// breaks averaging, see below).
 const WORKER_ATTACKS: [&str; 12] = [
@@ -392,6 +485,52 @@ fn synchronous_with_momentum(inject: &str, momentum: f32) -> (Report, Vec<usize>
             ..Network::default()
         },
     )
+}
+
+/// A synchronous worker that pulls from every server (step 0, gathers, or after every server
+/// was refused) and gets answers straddling two steps asks again once the timeout passes. Found
+/// when the closing gather shifted a simulation's schedule: worker 4 waited at step 9 for ever.
+#[test]
+fn a_synchronous_worker_without_a_quorum_for_one_step_asks_again() {
+    let plan = plan(&format!(
+        "  model: {{kind: logistic}}
+  dataset: {{name: synthetic}}
+  training: {{steps: {STEPS}, batchSize: 16, learningRate: 0.05, seed: 7}}
+  mode: synchronous
+  servers: {{replicas: 5, byzantine: 1, gatherEvery: 5}}
+  workers: {{replicas: 7, byzantine: 2}}
+"
+    ));
+    let data = JobData::load(&plan).unwrap();
+    let assembly = Assembly::new(plan, data).unwrap();
+    let mut worker = assembly.node(Role::Worker, 0).unwrap();
+    let pulls = |out: &byzsgd_core::protocol::Outputs| {
+        out.messages
+            .iter()
+            .filter(|(_, payload)| matches!(payload, Payload::Pull { step: 0 }))
+            .count()
+    };
+    assert_eq!(
+        pulls(&worker.start(0.0)),
+        5,
+        "step 0: a pull to every server"
+    );
+    let model = Arc::new(Array1::<f32>::zeros(assembly.config().dimension));
+    for (server, step) in [(0, 0), (1, 0), (2, 1), (3, 1)] {
+        let params = model.clone();
+        worker
+            .handle(0.1, NodeId::server(server), Payload::Model { step, params })
+            .unwrap();
+    }
+    assert_eq!(worker.step(), 0, "two models per step are below q_ps = 4");
+    let deadline = worker
+        .next_deadline()
+        .expect("a pull in flight has a deadline");
+    assert_eq!(
+        pulls(&worker.tick(deadline)),
+        5,
+        "past it, every server is asked again"
+    );
 }
 
 /// Synchronous variant: one server's model per step, checked by the Lipschitz and outliers

@@ -205,21 +205,25 @@ impl Lie<Server> for ServerLie {
         // also encodes each distinct model once.
         let mut crafted: HashMap<(u64, bool, usize), Crafted> = HashMap::new();
         for (to, payload) in out.messages {
-            let (step, params, gather) = match &payload {
+            // Models to peers (gathers, and answers to a restarted peer) lie over the servers;
+            // scatters over the workers.
+            let (step, params, to_servers) = match &payload {
                 Payload::Model { step, params } => (*step, params.clone(), false),
-                Payload::Gather { step, params } => (*step, params.clone(), true),
+                Payload::Gather { step, params } | Payload::State { step, params } => {
+                    (*step, params.clone(), true)
+                }
                 _ => {
                     rewritten.messages.push((to, payload));
                     continue;
                 }
             };
-            let receivers = if gather {
+            let receivers = if to_servers {
                 self.servers
             } else {
                 server.workers()
             };
             let class = self.attack.receiver_class(to.index, receivers);
-            let lie = crafted.entry((step, gather, class)).or_insert_with(|| {
+            let lie = crafted.entry((step, to_servers, class)).or_insert_with(|| {
                 let view = ServerView {
                     own: params.view(),
                     honest: &honest,
@@ -234,13 +238,9 @@ impl Lie<Server> for ServerLie {
                 self.attack.craft(&view).map(Arc::new)
             });
             if let Some(lie) = lie {
-                let params = Arc::clone(lie);
-                let payload = if gather {
-                    Payload::Gather { step, params }
-                } else {
-                    Payload::Model { step, params }
-                };
-                rewritten.messages.push((to, payload));
+                rewritten
+                    .messages
+                    .push((to, payload.with_vector(Arc::clone(lie))));
             }
             own.get_or_insert(params);
         }

@@ -87,6 +87,19 @@ pub enum Payload {
         /// The step whose model is wanted.
         step: u64,
     },
+    /// Server → server, when a server (re)starts: "where are you?" (crash recovery).
+    StateRequest {
+        /// The asking server's step (0 after a restart; informational).
+        step: u64,
+    },
+    /// Server → server, the answer to a [`Payload::StateRequest`]: the sender's current step
+    /// and model.
+    State {
+        /// The answering server's step.
+        step: u64,
+        /// Its model at that step.
+        params: Arc<Array1<f32>>,
+    },
 }
 
 /// Bounded label for metrics: which kind of message.
@@ -100,6 +113,10 @@ pub enum Kind {
     Gradient,
     /// [`Payload::Pull`].
     Pull,
+    /// [`Payload::StateRequest`].
+    StateRequest,
+    /// [`Payload::State`].
+    State,
 }
 
 impl Kind {
@@ -110,6 +127,8 @@ impl Kind {
             Self::Gather => "gather",
             Self::Gradient => "gradient",
             Self::Pull => "pull",
+            Self::StateRequest => "state_request",
+            Self::State => "state",
         }
     }
 }
@@ -122,6 +141,8 @@ impl Payload {
             Self::Gather { .. } => Kind::Gather,
             Self::Gradient { .. } => Kind::Gradient,
             Self::Pull { .. } => Kind::Pull,
+            Self::StateRequest { .. } => Kind::StateRequest,
+            Self::State { .. } => Kind::State,
         }
     }
 
@@ -131,16 +152,46 @@ impl Payload {
             Self::Model { step, .. }
             | Self::Gather { step, .. }
             | Self::Gradient { step, .. }
-            | Self::Pull { step } => *step,
+            | Self::Pull { step }
+            | Self::StateRequest { step }
+            | Self::State { step, .. } => *step,
         }
     }
 
     /// The vector carried, if any.
     pub fn vector(&self) -> Option<&Arc<Array1<f32>>> {
         match self {
-            Self::Model { params, .. } | Self::Gather { params, .. } => Some(params),
+            Self::Model { params, .. }
+            | Self::Gather { params, .. }
+            | Self::State { params, .. } => Some(params),
             Self::Gradient { gradient, .. } => Some(gradient),
-            Self::Pull { .. } => None,
+            Self::Pull { .. } | Self::StateRequest { .. } => None,
+        }
+    }
+
+    /// The same message carrying `vector` instead (a Byzantine node's rewrite); messages
+    /// without a vector are returned unchanged.
+    #[must_use]
+    pub fn with_vector(self, vector: Arc<Array1<f32>>) -> Self {
+        match self {
+            Self::Model { step, .. } => Self::Model {
+                step,
+                params: vector,
+            },
+            Self::Gather { step, .. } => Self::Gather {
+                step,
+                params: vector,
+            },
+            Self::State { step, .. } => Self::State {
+                step,
+                params: vector,
+            },
+            Self::Gradient { step, loss, .. } => Self::Gradient {
+                step,
+                gradient: vector,
+                loss,
+            },
+            Self::Pull { .. } | Self::StateRequest { .. } => self,
         }
     }
 

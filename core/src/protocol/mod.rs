@@ -30,6 +30,12 @@
 //!   gradient (PyTorch semantics); with momentum 0 the update is the paper's θ − η·ĝ.
 //! - A server that fell behind (slow, or partitioned away) rejoins at the next gather for which it
 //!   holds q_ps peer models: it adopts their median and that step.
+//! - **Crash recovery**: every server asks its peers for their step and model when it starts
+//!   (`StateRequest` / `State`). At a job's start they all answer step 0 and nothing happens; a
+//!   server restarted mid-run waits for q_ps − 1 answers and, when they are ahead, adopts the
+//!   coordinate-wise median of their models at the (f_ps + 1)-th highest step reported
+//!   (`server::Server::recover` says why a Byzantine peer cannot poison this). A restarted
+//!   worker needs no transfer: it jumps to the step servers are at (below).
 //! - A worker that holds a quorum for several steps works on the newest one: gradients for
 //!   older steps would be stale anyway.
 //! - A worker that fell further behind than it buffers (`max_lead` steps: starved of CPU, cut
@@ -187,6 +193,16 @@ pub enum Event {
         server: NodeId,
         /// `lipschitz` or `outliers`.
         filter: &'static str,
+    },
+    /// A (re)started server found its peers ahead and adopted the median of their models
+    /// (crash recovery, [`server::Server`]).
+    Recovered {
+        /// The server's step before.
+        from_step: u64,
+        /// The step it jumped to.
+        step: u64,
+        /// The peers whose models the median was taken over.
+        peers: Vec<NodeId>,
     },
     /// The node ran all its steps.
     Finished,

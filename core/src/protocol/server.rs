@@ -6,7 +6,7 @@
 //! (DMC). In the synchronous variant workers pull models instead of receiving them, and the
 //! server waits for all n_w gradients until a timeout once it holds a quorum.
 
-use std::sync::Arc;
+use std::{collections::BTreeMap, sync::Arc};
 
 use ndarray::{Array1, ArrayView1};
 
@@ -18,6 +18,9 @@ use super::{
     take_model_quorum,
 };
 use crate::{job::spec::Mode, model::Sgd};
+
+/// Peers' answers to a state request: their step and model, by peer index.
+type StateAnswers = BTreeMap<usize, (u64, Arc<Array1<f32>>)>;
 
 /// Where a server is within its current step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +51,12 @@ pub struct Server {
     /// Synchronous mode: when to stop waiting for the remaining gradients of this step.
     sync_deadline: Option<f64>,
     evaluator: Option<Box<dyn Evaluator>>,
+    /// Peers' answers to the state request sent at start, until enough arrived (crash
+    /// recovery, [`Server::recover`]); `None` once settled.
+    recovery: Option<StateAnswers>,
+    /// Per peer: our step when we last answered its state request (one model per peer and
+    /// step, however often a Byzantine peer asks).
+    state_answered: Vec<Option<u64>>,
 }
 
 impl Server {
@@ -65,6 +74,7 @@ impl Server {
             config.weight_decay,
             initial.len(),
         );
+        let servers = config.servers;
         Self {
             config,
             index,
@@ -77,6 +87,8 @@ impl Server {
             pulls: Inbox::default(),
             sync_deadline: None,
             evaluator,
+            recovery: None,
+            state_answered: vec![None; servers],
         }
     }
 
@@ -136,6 +148,10 @@ impl Server {
         self.phase = Phase::Finished;
         self.evaluate(out);
         out.events.push(Event::Finished);
+        // A synchronous worker still pulling its last step gets the final model, which ends
+        // its run too; otherwise it would wait for a scatter that never comes.
+        let params = Arc::new(self.params.clone());
+        self.answer_pulls(&params, out);
     }
 
     fn scatter(&mut self, out: &mut Outputs) {
@@ -153,22 +169,20 @@ impl Server {
                     ));
                 }
             }
-            Mode::Synchronous => {
-                // Answer every pull for this step or an earlier one.
-                let mut waiting: Vec<usize> = Vec::new();
-                for (worker, ()) in self.pulls.take(self.step) {
-                    waiting.push(worker);
-                }
-                for worker in waiting {
-                    out.messages.push((
-                        NodeId::worker(worker),
-                        Payload::Model {
-                            step: self.step,
-                            params: params.clone(),
-                        },
-                    ));
-                }
-            }
+            Mode::Synchronous => self.answer_pulls(&params, out),
+        }
+    }
+
+    /// Synchronous mode: answers every pull waiting for this step or an earlier one.
+    fn answer_pulls(&mut self, params: &Arc<Array1<f32>>, out: &mut Outputs) {
+        for (worker, ()) in self.pulls.take(self.step) {
+            out.messages.push((
+                NodeId::worker(worker),
+                Payload::Model {
+                    step: self.step,
+                    params: params.clone(),
+                },
+            ));
         }
     }
 
@@ -319,6 +333,126 @@ impl Server {
         }
     }
 
+    /// Asks every peer where it is. A server that starts with the job hears "step 0" and goes
+    /// on; one restarted mid-run (a crash, a rescheduled pod) learns it is behind and recovers.
+    fn request_state(&mut self, out: &mut Outputs) {
+        if self.config.servers < 2 {
+            return;
+        }
+        self.recovery = Some(BTreeMap::new());
+        for peer in (0..self.config.servers).filter(|&peer| peer != self.index) {
+            out.messages.push((
+                NodeId::server(peer),
+                Payload::StateRequest { step: self.step },
+            ));
+        }
+    }
+
+    /// Crash recovery, once q_ps − 1 peers answered the state request: when they are ahead,
+    /// adopt the coordinate-wise median of their models and the (f_ps + 1)-th highest step they
+    /// reported, then go on from there.
+    ///
+    /// Why a Byzantine peer cannot poison the transfer: at most f_ps of the q_ps − 1 =
+    /// n_ps − f_ps − 1 answers are Byzantine, and n_ps ≥ 3·f_ps + 2 leaves at least f_ps + 1
+    /// correct ones, a majority, so every coordinate of the median lies between correct values
+    /// (the same argument as DMC). The step is the (f_ps + 1)-th highest, so some correct peer
+    /// reached it: a Byzantine peer can neither rush the server past the job nor hold it back
+    /// (the lowest f_ps answers are ignored as well). Waiting for q_ps − 1 answers, not q_ps,
+    /// because with f_ps silent Byzantine peers only n_ps − 1 − f_ps peers ever answer.
+    /// Momentum restarts from zero: a restarted process has lost it, and the peers' velocities
+    /// are not part of the transfer.
+    fn recover(&mut self, out: &mut Outputs) {
+        let Some(answers) = self.recovery.take() else {
+            return;
+        };
+        let byzantine = self.config.servers - self.config.server_quorum;
+        let mut steps: Vec<u64> = answers.values().map(|(step, _)| *step).collect();
+        steps.sort_unstable_by(|a, b| b.cmp(a));
+        let target = steps[byzantine.min(steps.len() - 1)];
+        if self.phase == Phase::Finished || target <= self.step {
+            return;
+        }
+        let views: Vec<ArrayView1<'_, f32>> =
+            answers.values().map(|(_, params)| params.view()).collect();
+        let median = match crate::gar::coordinate_median(&views) {
+            Ok(median) => median,
+            Err(error) => {
+                debug_assert!(false, "recovery median failed: {error}");
+                return;
+            }
+        };
+        let from_step = self.step;
+        self.params = median;
+        self.sgd = Sgd::new(
+            self.config.learning_rate,
+            self.config.momentum,
+            self.config.weight_decay,
+            self.params.len(),
+        );
+        self.step = target;
+        self.sync_deadline = None;
+        self.gradients.discard_below(target);
+        self.pulls.discard_below(target);
+        self.gathers.discard_below(target + 1);
+        out.events.push(Event::Recovered {
+            from_step,
+            step: target,
+            peers: answers.keys().map(|&peer| NodeId::server(peer)).collect(),
+        });
+        // The median just adopted stands in for a gather at `target`, whose peer models went
+        // out while this server was down.
+        if self.step >= self.config.steps {
+            self.finish(out);
+        } else {
+            self.scatter(out);
+        }
+    }
+
+    /// A peer (re)started and asks where this server is.
+    fn answer_state_request(&mut self, from: NodeId, out: &mut Outputs) -> Result<(), Rejection> {
+        if from.index >= self.config.servers || from.index == self.index {
+            return Err(Rejection::UnknownSender);
+        }
+        if self.state_answered[from.index] == Some(self.step) {
+            return Err(Rejection::Duplicate);
+        }
+        self.state_answered[from.index] = Some(self.step);
+        out.messages.push((
+            from,
+            Payload::State {
+                step: self.step,
+                params: Arc::new(self.params.clone()),
+            },
+        ));
+        Ok(())
+    }
+
+    /// A peer's answer to this server's state request.
+    fn receive_state(
+        &mut self,
+        from: NodeId,
+        step: u64,
+        params: Arc<Array1<f32>>,
+        out: &mut Outputs,
+    ) -> Result<(), Rejection> {
+        if from.index >= self.config.servers || from.index == self.index {
+            return Err(Rejection::UnknownSender);
+        }
+        check_vector(params.view(), self.config.dimension)?;
+        let Some(answers) = &mut self.recovery else {
+            // Not asked, or recovery already settled.
+            return Err(Rejection::Stale);
+        };
+        if answers.contains_key(&from.index) {
+            return Err(Rejection::Duplicate);
+        }
+        answers.insert(from.index, (step, params));
+        if answers.len() + 1 >= self.config.server_quorum {
+            self.recover(out);
+        }
+        Ok(())
+    }
+
     fn evaluate(&mut self, out: &mut Outputs) {
         if let Some(evaluator) = &mut self.evaluator {
             let (loss, accuracy) = evaluator.evaluate(self.params.view());
@@ -368,8 +502,8 @@ impl Server {
                 if from.index >= self.config.workers {
                     return Err(Rejection::UnknownSender);
                 }
-                if step <= self.step && self.phase == Phase::Scatter {
-                    // Behind or on time: the current model is the freshest answer.
+                if step <= self.step && matches!(self.phase, Phase::Scatter | Phase::Finished) {
+                    // Behind or on time: the current (or final) model is the freshest answer.
                     out.messages.push((
                         NodeId::worker(from.index),
                         Payload::Model {
@@ -407,6 +541,12 @@ impl Server {
                     .insert(step, from.index, params, current, self.gather_horizon())?;
                 Ok(())
             }
+            (crate::job::Role::Server, Payload::StateRequest { .. }) => {
+                self.answer_state_request(from, out)
+            }
+            (crate::job::Role::Server, Payload::State { step, params }) => {
+                self.receive_state(from, step, params, out)
+            }
             _ => Err(Rejection::UnexpectedKind),
         }
     }
@@ -419,6 +559,7 @@ impl Node for Server {
 
     fn start(&mut self, now: f64) -> Outputs {
         let mut out = Outputs::default();
+        self.request_state(&mut out);
         self.begin_step(&mut out);
         self.advance(now, &mut out);
         out

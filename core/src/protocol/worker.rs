@@ -432,7 +432,14 @@ impl Node for Worker {
         if let Some(deadline) = self.next_deadline()
             && now >= deadline
         {
-            self.switch_server();
+            if self.needs_all_servers(self.step) {
+                // No q_ps models for one step came back: a worker that fell behind pulls from
+                // servers that answer with their current models, which may straddle a step.
+                // Asking again gets a fresh set; without it the worker waited forever.
+                self.sync.requested = None;
+            } else {
+                self.switch_server();
+            }
             self.request(now, &mut out);
         }
         out
@@ -451,9 +458,7 @@ impl Node for Worker {
     }
 
     fn next_deadline(&self) -> Option<f64> {
-        let waiting_for_one =
-            self.config.mode == Mode::Synchronous && !self.needs_all_servers(self.step);
-        (waiting_for_one && !self.finished && self.sync.requested.is_some())
+        (self.config.mode == Mode::Synchronous && !self.finished && self.sync.requested.is_some())
             .then_some(self.sync.requested_at + self.config.sync_timeout)
     }
 }

@@ -124,6 +124,11 @@ enum Progress {
         step: u64,
         drift_to_median: Option<f32>,
     },
+    #[serde(rename_all = "camelCase")]
+    Recovered {
+        from_step: u64,
+        step: u64,
+    },
     Finished,
 }
 
@@ -343,6 +348,15 @@ fn record_progress(
             step,
             drift_to_median,
         } => recorder.row(wall, step, id, None, None, drift_to_median)?,
+        Progress::Recovered { from_step, step } => {
+            tracker.stepped(id, step);
+            tracker.recoveries.push(record::Recovery {
+                node: id.to_string(),
+                wall_seconds: wall,
+                from_step,
+                step,
+            });
+        }
         Progress::Finished => {
             tracker.finished.insert(id);
         }
@@ -433,6 +447,8 @@ struct Tracker {
     time_to_target: Option<f64>,
     /// When every correct server had finished.
     servers_done_at: Option<Instant>,
+    /// Restarted servers that adopted their peers' models.
+    recoveries: Vec<record::Recovery>,
 }
 
 impl Tracker {
@@ -457,6 +473,7 @@ impl Tracker {
                 .map(|convergence| convergence.target_accuracy),
             time_to_target: None,
             servers_done_at: None,
+            recoveries: Vec::new(),
         }
     }
 
@@ -591,6 +608,7 @@ impl Tracker {
                 .count(),
             chaos: Vec::new(),
             node_chaos: BTreeMap::new(),
+            recoveries: self.recoveries.clone(),
         }
     }
 }

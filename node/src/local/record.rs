@@ -111,6 +111,23 @@ pub struct Summary {
     /// first and last step it acted on. Empty without `--chaos`.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub node_chaos: std::collections::BTreeMap<String, byzsgd_core::protocol::chaos::ChaosReport>,
+    /// Servers that restarted behind the job and adopted the median of their peers' models.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recoveries: Vec<Recovery>,
+}
+
+/// One crash recovery of a server (`Event::Recovered`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Recovery {
+    /// `server-2`.
+    pub node: String,
+    /// When, in seconds since the training started.
+    pub wall_seconds: f64,
+    /// Its step after the restart.
+    pub from_step: u64,
+    /// The step it adopted.
+    pub step: u64,
 }
 
 /// One accuracy point, kept for the plot.

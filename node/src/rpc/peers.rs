@@ -21,7 +21,9 @@ use super::{
 /// Messages queued per peer before new ones are dropped: a few steps' worth.
 const QUEUE: usize = 256;
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Kept short: a restarted peer (crash recovery) waits for its peers to reconnect before their
+/// answers reach it, and a failed connect to a dead peer costs next to nothing.
+const MAX_BACKOFF: Duration = Duration::from_millis(500);
 /// How often an idle or busy link pings its peer, and how long it waits for the answer.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -59,6 +59,8 @@ pub fn wire_kind(payload: &Payload) -> WireKind {
         Payload::Gather { .. } => WireKind::Gather,
         Payload::Gradient { .. } => WireKind::Gradient,
         Payload::Pull { .. } => WireKind::Pull,
+        Payload::StateRequest { .. } => WireKind::StateRequest,
+        Payload::State { .. } => WireKind::State,
     }
 }
 
@@ -118,6 +120,11 @@ pub fn decode(envelope: &Envelope, job: &str, dimension: usize) -> Result<Payloa
             loss: envelope.loss,
         }),
         WireKind::Pull => Ok(Payload::Pull { step }),
+        WireKind::StateRequest => Ok(Payload::StateRequest { step }),
+        WireKind::State => Ok(Payload::State {
+            step,
+            params: vector()?,
+        }),
         WireKind::Unspecified => Err(Rejection::Malformed),
     }
 }
