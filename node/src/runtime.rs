@@ -28,10 +28,7 @@ use byzsgd_core::{
 };
 use ndarray::Array1;
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use tokio::{
-    net::TcpListener,
-    sync::{mpsc, watch},
-};
+use tokio::{net::TcpListener, sync::watch};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 
 use crate::{
@@ -39,9 +36,10 @@ use crate::{
     metrics::Direction,
     rpc::{
         Transport,
+        inbox::{Inbound, InboxSender, fair_inbox},
         peers::Peers,
         proto::{Tensor, node_server::NodeServer},
-        service::{Inbound, NodeService},
+        service::NodeService,
         wire,
     },
     state::{RuntimeOptions, Shared},
@@ -50,6 +48,10 @@ use crate::{
 /// Model snapshots a server keeps for `/model?step=` (the local runner reads them to measure
 /// the true drift between correct servers).
 const SNAPSHOTS: usize = 8;
+
+/// Messages buffered per sender between the gRPC service and the protocol: a few steps of
+/// one peer; a fuller queue holds back that peer's stream only (`rpc::inbox`).
+const PER_SENDER_QUEUE: usize = 16;
 
 /// How long shutdown waits for open connections before closing them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
@@ -60,7 +62,7 @@ fn start_grpc(
     options: &RuntimeOptions,
     shared: &Shared,
     grpc: TcpListener,
-    inbox: mpsc::Sender<Inbound>,
+    inbox: InboxSender,
     mut stopped: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let max_message = wire::max_message_bytes(options.dimension);
@@ -148,7 +150,7 @@ pub async fn run_gated(
         stopped.clone(),
     ));
 
-    let (inbox, mut inbound) = mpsc::channel::<Inbound>(1024);
+    let (inbox, mut inbound) = fair_inbox(PER_SENDER_QUEUE);
     let grpc_task = start_grpc(&options, &shared, grpc, inbox, stopped.clone());
     let peers = Peers::spawn(
         (&options.job, options.me),

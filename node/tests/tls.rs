@@ -204,6 +204,16 @@ impl Client {
     /// Opens a stream to `server`, sends `envelopes`, closes it: Ok with the number of
     /// messages the server accepted, or Err with what refused the stream.
     async fn deliver(&self, server: &str, envelopes: Vec<Envelope>) -> Result<u64, String> {
+        self.deliver_stream(server, tokio_stream::iter(envelopes))
+            .await
+    }
+
+    /// [`Client::deliver`] of whatever `envelopes` yields, until it ends.
+    async fn deliver_stream(
+        &self,
+        server: &str,
+        envelopes: impl tokio_stream::Stream<Item = Envelope> + Send + 'static,
+    ) -> Result<u64, String> {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let mut endpoint = Endpoint::from_shared(format!("{scheme}://{server}"))
             .unwrap()
@@ -215,7 +225,7 @@ impl Client {
             .connect()
             .await
             .map_err(|error| format!("connect: {error:?}"))?;
-        let mut request = tonic::Request::new(tokio_stream::iter(envelopes));
+        let mut request = tonic::Request::new(envelopes);
         if let Some(name) = &self.claims {
             request
                 .metadata_mut()
@@ -363,5 +373,97 @@ async fn a_certificate_of_one_worker_cannot_claim_another_nor_fill_two_quorum_sl
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(step, 1, "three distinct workers make the quorum of step 0");
+    server.stop().await;
+}
+
+/// Issue 15, bounded under a flood: worker-3 sends well-formed, model-sized gradients for
+/// steps the server will never reach, as fast as its link takes them, while three correct
+/// workers make the server step. The flood is queued per sender (`rpc::inbox`), so it
+/// neither starves the correct workers nor grows without bound; every flooded message is
+/// counted as `future`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_worker_does_not_keep_the_others_from_making_steps() {
+    let server = Server::start().await;
+    let ca_pem = server.ca.cert_pem().to_owned();
+    let flooder = Client::presenting(&ca_pem, Some(&server.ca.issue(NodeId::worker(3)).unwrap()));
+    let (feed, flood) = tokio::sync::mpsc::channel::<Envelope>(1);
+    let grpc = server.grpc.clone();
+    let flooding = tokio::spawn(async move {
+        flooder
+            .deliver_stream(&grpc, tokio_stream::wrappers::ReceiverStream::new(flood))
+            .await
+    });
+    let template = server.gradient(0);
+    let feeding = tokio::spawn(async move {
+        for step in 1_000_000.. {
+            let mut envelope = template.clone();
+            envelope.step = step;
+            if feed.send(envelope).await.is_err() {
+                break;
+            }
+        }
+    });
+    // The flood is under way before the correct workers speak.
+    assert!(
+        server.rejected("future", 100.0).await >= 100.0,
+        "the flood arrives"
+    );
+    for step in 0..3 {
+        for index in [0, 1, 2] {
+            let credentials = server.ca.issue(NodeId::worker(index)).unwrap();
+            let accepted = Client::presenting(&ca_pem, Some(&credentials))
+                .deliver(&server.grpc, vec![server.gradient(step)])
+                .await;
+            assert_eq!(accepted, Ok(1), "worker-{index}, step {step}");
+        }
+    }
+    let mut step = 0;
+    for _ in 0..250 {
+        step = server.step().await;
+        if step >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(step, 3, "three steps made under the flood");
+    assert!(!flooding.is_finished(), "the flood was still going");
+    let before = rejected(&server.admin, "future").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        rejected(&server.admin, "future").await > before,
+        "and still being read (held back, not cut off)"
+    );
+    feeding.abort();
+    server.stop().await;
+}
+
+/// Issue 15: a stream that keeps failing the edge checks (here: vectors of the wrong
+/// length) is read at most 64 messages a second fast and then one per 50 ms, so garbage
+/// cannot buy unlimited decoding time. 200 such messages therefore take well over a second;
+/// unthrottled they took milliseconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_of_malformed_messages_is_read_slowly() {
+    let server = Server::start().await;
+    let ca_pem = server.ca.cert_pem().to_owned();
+    let byzantine = server.ca.issue(NodeId::worker(3)).unwrap();
+    let wrong_length = wire::encode(
+        JOB,
+        &Payload::Gradient {
+            step: 0,
+            gradient: Arc::new(Array1::zeros(server.dimension + 1)),
+            loss: 0.5,
+        },
+    );
+    let started = std::time::Instant::now();
+    let accepted = Client::presenting(&ca_pem, Some(&byzantine))
+        .deliver(&server.grpc, vec![wrong_length; 200])
+        .await;
+    let elapsed = started.elapsed();
+    assert_eq!(accepted, Ok(0));
+    assert_eq!(server.rejected("wrong_length", 200.0).await, 200.0);
+    assert!(
+        elapsed >= Duration::from_secs(1),
+        "200 malformed messages were read in {elapsed:?}"
+    );
     server.stop().await;
 }

@@ -10,6 +10,7 @@ pub const STREAM_WINDOW_BYTES: u32 = 8 << 20;
 pub const CONNECTION_WINDOW_BYTES: u32 = 32 << 20;
 
 pub mod identity;
+pub mod inbox;
 pub mod tls;
 pub mod wire;
 
