@@ -10,8 +10,8 @@ use std::{path::PathBuf, time::Duration};
 use byzsgd_api::{
     Manifest, ManifestError,
     chaos::{
-        ChaosAction, ChaosDuration, ChaosResource, ChaosSpec, Selector, SelectorMode, select,
-        validate,
+        ChaosAction, ChaosDuration, ChaosResource, ChaosSpec, FloodMessage, Selector, SelectorMode,
+        select, validate,
     },
 };
 use byzsgd_core::job::{Plan, Role};
@@ -305,6 +305,32 @@ fn partition_peers_must_exist() {
     let invalid = validate(&chaos, "chaos-job", &plan).unwrap_err();
     let fields: Vec<&str> = invalid.problems.iter().map(|p| p.field.as_str()).collect();
     assert_eq!(fields, ["spec.action.peers[1]", "spec.action.peers[2]"]);
+}
+
+#[test]
+fn a_flood_names_a_node_of_the_job_and_defaults_to_max_size_messages() {
+    let plan = plan();
+    let mut chaos = spec(Selector::default(), Role::Worker);
+    chaos.action = ChaosAction::Flood {
+        target: "server-9".into(),
+        message: FloodMessage::default(),
+    };
+    let invalid = validate(&chaos, "chaos-job", &plan).unwrap_err();
+    let fields: Vec<&str> = invalid.problems.iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(fields, ["spec.action.target"]);
+    chaos.action = ChaosAction::Flood {
+        target: "server-0".into(),
+        message: FloodMessage::default(),
+    };
+    assert!(validate(&chaos, "chaos-job", &plan).is_ok());
+    let parsed: ChaosAction = serde_yaml_ng::from_str("{kind: flood, target: server-1}").unwrap();
+    assert_eq!(
+        parsed,
+        ChaosAction::Flood {
+            target: "server-1".into(),
+            message: FloodMessage::MaxSize
+        }
+    );
 }
 
 #[test]

@@ -21,7 +21,7 @@ use axum::{
 };
 use byzsgd_api::{
     admin::{ChaosAccepted, ChaosRequest},
-    chaos::{ChaosAction, runtime_attack},
+    chaos::{ChaosAction, FloodMessage, runtime_attack},
 };
 use byzsgd_core::protocol::{
     NodeId,
@@ -166,47 +166,9 @@ async fn arm_chaos(
             );
         }
     };
-    let armed = match &request.action {
-        ChaosAction::Attack { name, params } => {
-            match runtime_attack(
-                shared.role,
-                name,
-                *params,
-                control.replicas,
-                control.byzantine,
-            ) {
-                Ok(behaviour) => Armed::Attack(behaviour),
-                Err(error) => {
-                    return refuse(StatusCode::UNPROCESSABLE_ENTITY, format!("action: {error}"));
-                }
-            }
-        }
-        ChaosAction::Silence => Armed::Silence,
-        ChaosAction::Delay { latency, jitter } => {
-            if latency.0.is_zero() && jitter.0.is_zero() {
-                return refuse(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "action.latency: latency and jitter are both 0, the delay would do \
-                     nothing: set latency, e.g. 50ms",
-                );
-            }
-            Armed::Delay {
-                latency: latency.0,
-                jitter: jitter.0,
-            }
-        }
-        ChaosAction::Partition { peers } => match partition_peers(peers, control) {
-            Ok(peers) => Armed::Partition { peers },
-            Err(message) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, message),
-        },
-        ChaosAction::Crash => {
-            return refuse(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "action `crash` is not switched inside the node: the runner or operator \
-                 kills and restarts it; the node takes `attack`, `silence`, `delay` and \
-                 `partition`",
-            );
-        }
+    let armed = match armed_for(&request.action, &shared, control) {
+        Ok(armed) => armed,
+        Err(Refusal(code, message)) => return refuse(code, message),
     };
     let window = &request.window;
     if window.duration.is_some() {
@@ -250,6 +212,90 @@ async fn arm_chaos(
 }
 
 /// Resolves partition peer names against the job's size; the error names the bad entry.
+/// Why a chaos request is refused: the status and the message naming the field and the fix.
+struct Refusal(StatusCode, String);
+
+impl Refusal {
+    fn new(code: StatusCode, message: impl Into<String>) -> Self {
+        Self(code, message.into())
+    }
+}
+
+/// The order a chaos request's action arms on this node, or why it is refused.
+fn armed_for(
+    action: &ChaosAction,
+    shared: &Shared,
+    control: &ChaosControl,
+) -> Result<Armed, Refusal> {
+    Ok(match action {
+        ChaosAction::Attack { name, params } => {
+            match runtime_attack(
+                shared.role,
+                name,
+                *params,
+                control.replicas,
+                control.byzantine,
+            ) {
+                Ok(behaviour) => Armed::Attack(behaviour),
+                Err(error) => {
+                    return Err(Refusal::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        format!("action: {error}"),
+                    ));
+                }
+            }
+        }
+        ChaosAction::Silence => Armed::Silence,
+        ChaosAction::Delay { latency, jitter } => {
+            if latency.0.is_zero() && jitter.0.is_zero() {
+                return Err(Refusal::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "action.latency: latency and jitter are both 0, the delay would do \
+                     nothing: set latency, e.g. 50ms",
+                ));
+            }
+            Armed::Delay {
+                latency: latency.0,
+                jitter: jitter.0,
+            }
+        }
+        ChaosAction::Partition { peers } => match partition_peers(peers, control) {
+            Ok(peers) => Armed::Partition { peers },
+            Err(message) => return Err(Refusal::new(StatusCode::UNPROCESSABLE_ENTITY, message)),
+        },
+        ChaosAction::Flood { target, message } => {
+            match partition_peers(std::slice::from_ref(target), control) {
+                Ok(peers) => match peers.first() {
+                    Some(&target) => Armed::Flood {
+                        target,
+                        malformed: *message == FloodMessage::Malformed,
+                    },
+                    None => {
+                        return Err(Refusal::new(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            "action.target",
+                        ));
+                    }
+                },
+                Err(message) => {
+                    return Err(Refusal::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        message.replace("action.peers[0]", "action.target"),
+                    ));
+                }
+            }
+        }
+        ChaosAction::Crash => {
+            return Err(Refusal::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "action `crash` is not switched inside the node: the runner or operator \
+                 kills and restarts it; the node takes `attack`, `silence`, `delay`, \
+                 `partition` and `flood`",
+            ));
+        }
+    })
+}
+
 fn partition_peers(peers: &[String], control: &ChaosControl) -> Result<BTreeSet<NodeId>, String> {
     if peers.is_empty() {
         return Err(

@@ -176,6 +176,7 @@ pub async fn run_gated(
         last_step: Instant::now(),
         active_attack: options.attack.clone(),
         jitter: StdRng::seed_from_u64(options.chaos.as_ref().map_or(0, |control| control.seed)),
+        flood: None,
     };
     if interrupted {
         return finish(&shared, stop, grpc_task, admin_task).await;
@@ -272,6 +273,8 @@ struct Driver<'a> {
     active_attack: Option<String>,
     /// Draws the random part of chaos delays.
     jitter: StdRng,
+    /// The `flood` chaos task, while one runs: its target and handle.
+    flood: Option<(NodeId, bool, tokio::task::JoinHandle<()>)>,
 }
 
 impl Driver<'_> {
@@ -353,6 +356,47 @@ impl Driver<'_> {
             self.record(node, &event, received);
         }
         self.sync_chaos();
+        self.sync_flood(node.step());
+    }
+
+    /// Starts the `flood` chaos task when an order covers `step`, stops it when none does.
+    fn sync_flood(&mut self, step: u64) {
+        let wanted = self
+            .options
+            .chaos
+            .as_ref()
+            .and_then(|control| control.handle.flood(step));
+        let running = self
+            .flood
+            .as_ref()
+            .map(|(target, malformed, _)| (*target, *malformed));
+        if wanted == running {
+            if wanted.is_some()
+                && let Some(control) = &self.options.chaos
+            {
+                control.handle.record_applied(step);
+            }
+            return;
+        }
+        if let Some((_, _, task)) = self.flood.take() {
+            task.abort();
+        }
+        let Some((target, malformed)) = wanted else {
+            return;
+        };
+        let Some(link) = self.peers.sender(target) else {
+            return;
+        };
+        let envelope = crate::rpc::flood::junk(
+            &self.options.job,
+            self.options.me,
+            target,
+            self.options.dimension,
+            malformed,
+        );
+        tracing::warn!(%target, malformed, "chaos: flooding");
+        let task = tokio::spawn(crate::rpc::flood::flood(link, envelope));
+        self.flood = Some((target, malformed, task));
     }
 
     /// Sends `envelope` to `to` after `delay` on its own task, so the node's loop goes on.

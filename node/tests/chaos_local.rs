@@ -397,6 +397,42 @@ fn crashed_worker_is_restarted_and_the_job_finishes() {
     assert!(events[1].2 >= 30, "restarted before untilStep: {rows:?}");
 }
 
+/// Issue 15, bounded under a flood: a Byzantine worker floods server-0 with model-sized
+/// messages for steps far ahead (the `flood` chaos action) for the whole run; the job still
+/// completes, the flood is on record, and the summary reports every node's peak memory (the
+/// figures themselves are `bench flood`'s).
+#[test]
+fn a_flooded_server_keeps_training() {
+    let _one = ONE_JOB
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let dir = tempfile::tempdir().unwrap();
+    let steps = 150;
+    let file = job(
+        dir.path(),
+        steps,
+        "{replicas: 3}",
+        "{replicas: 4, byzantine: 1}",
+        true,
+    );
+    let flood = chaos_file(
+        dir.path(),
+        "flood",
+        "  role: worker\n  selector: {mode: indices, indices: [3]}\n  action: {kind: flood, target: server-0}\n",
+    );
+    let output = local(dir.path(), &file, &[&flood]).output().unwrap();
+    assert_success(&output);
+    let summary = summary(dir.path());
+    assert_eq!(summary["steps"], steps, "{summary}");
+    let evidence = &summary["nodeChaos"]["worker-3"];
+    assert_eq!(evidence["armed"], "flood", "{summary}");
+    assert!(evidence["lastStep"].as_u64().unwrap() > 0, "{summary}");
+    assert!(
+        summary["peakRssBytes"]["server-0"].as_u64().unwrap() > 0,
+        "{summary}"
+    );
+}
+
 /// The moments a crash test kills nodes: drawn at random in the middle of the run, from
 /// `BYZSGD_CRASH_SEED` if set (to replay a failure) or the clock; the seed is printed.
 fn crash_moments(steps: u64) -> (u64, u64) {

@@ -263,6 +263,20 @@ fn check_action(
                 }
             }
         }
+        ChaosAction::Flood { target, .. } => {
+            let exists =
+                NodeId::parse(target).is_some_and(|node| node.index < role_size(plan, node.role).0);
+            if !exists {
+                problems.push(
+                    "spec.action.target",
+                    format!("`{target}` is not a node of this job"),
+                    format!(
+                        "name a node as server-I (I < {}) or worker-I (I < {})",
+                        plan.servers, plan.workers
+                    ),
+                );
+            }
+        }
         ChaosAction::Crash | ChaosAction::Silence => {}
     }
 }

@@ -20,7 +20,8 @@ pub use resource::{
     ByzantineChaos, ByzantineChaosSpec, ByzantineChaosStatus, ChaosCondition, ChaosPhase, Verdict,
 };
 pub use spec::{
-    BadDuration, ChaosAction, ChaosDuration, ChaosSpec, Selector, SelectorMode, Window,
+    BadDuration, ChaosAction, ChaosDuration, ChaosSpec, FloodMessage, Selector, SelectorMode,
+    Window,
 };
 
 use crate::manifest::{ManifestError, parse_envelope, parse_spec, read_text};

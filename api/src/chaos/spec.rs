@@ -111,6 +111,29 @@ pub enum ChaosAction {
     },
     /// Send nothing (stay connected and keep receiving).
     Silence,
+    /// Send `target` junk as fast as the link takes it, besides the node's own messages: a
+    /// resource-exhaustion attack, to show a correct node stays bounded (memory, fairness).
+    Flood {
+        /// The node flooded, such as `server-0`.
+        target: String,
+        /// `max-size` (well-formed, model-sized messages for steps far ahead, default) or
+        /// `malformed` (vectors whose length does not match their data).
+        #[serde(default)]
+        message: FloodMessage,
+    },
+}
+
+/// What a `flood` sends.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum FloodMessage {
+    /// Well-formed messages of the largest size the job allows, tagged with steps far ahead.
+    #[default]
+    MaxSize,
+    /// Messages that fail the edge checks (a vector whose length does not match its data).
+    Malformed,
 }
 
 impl ChaosAction {
@@ -122,6 +145,7 @@ impl ChaosAction {
             Self::Delay { .. } => "delay",
             Self::Partition { .. } => "partition",
             Self::Silence => "silence",
+            Self::Flood { .. } => "flood",
         }
     }
 }

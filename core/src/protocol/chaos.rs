@@ -51,6 +51,13 @@ pub enum Armed {
         /// The peers cut off.
         peers: BTreeSet<NodeId>,
     },
+    /// Send `target` junk as fast as the link takes it (the runtime's flood task).
+    Flood {
+        /// The node flooded.
+        target: NodeId,
+        /// Messages that fail the edge checks, rather than well-formed model-sized ones.
+        malformed: bool,
+    },
 }
 
 impl Armed {
@@ -63,13 +70,17 @@ impl Armed {
             Self::Silence => "silence".to_owned(),
             Self::Delay { .. } => "delay".to_owned(),
             Self::Partition { .. } => "partition".to_owned(),
+            Self::Flood { .. } => "flood".to_owned(),
         }
     }
 
     /// Whether the runtime applies this order to sends (and receives) rather than the lie to
     /// payloads.
     pub fn is_network(&self) -> bool {
-        matches!(self, Self::Delay { .. } | Self::Partition { .. })
+        matches!(
+            self,
+            Self::Delay { .. } | Self::Partition { .. } | Self::Flood { .. }
+        )
     }
 }
 
@@ -186,7 +197,18 @@ impl ChaosHandle {
             Armed::Partition { peers } => Some(NetworkFault::Partition {
                 peers: peers.clone(),
             }),
-            Armed::Attack(_) | Armed::Silence => None,
+            Armed::Attack(_) | Armed::Silence | Armed::Flood { .. } => None,
+        }
+    }
+
+    /// The node to flood and whether with malformed messages, if a `flood` order covers
+    /// `step`.
+    pub fn flood(&self, step: u64) -> Option<(NodeId, bool)> {
+        let state = self.lock();
+        let order = state.order.as_ref().filter(|order| order.covers(step))?;
+        match order.armed {
+            Armed::Flood { target, malformed } => Some((target, malformed)),
+            _ => None,
         }
     }
 
@@ -247,7 +269,10 @@ impl Armable for Server {
                 context.seed,
             ))),
             Armed::Silence => Some(Box::new(Silence)),
-            Armed::Attack(_) | Armed::Delay { .. } | Armed::Partition { .. } => None,
+            Armed::Attack(_)
+            | Armed::Delay { .. }
+            | Armed::Partition { .. }
+            | Armed::Flood { .. } => None,
         }
     }
 }
@@ -262,7 +287,10 @@ impl Armable for Worker {
                 context.seed,
             ))),
             Armed::Silence => Some(Box::new(Silence)),
-            Armed::Attack(_) | Armed::Delay { .. } | Armed::Partition { .. } => None,
+            Armed::Attack(_)
+            | Armed::Delay { .. }
+            | Armed::Partition { .. }
+            | Armed::Flood { .. } => None,
         }
     }
 }

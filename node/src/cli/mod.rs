@@ -61,6 +61,9 @@ pub enum BenchCommand {
     Model(bench::model::ModelArgs),
     /// Whole jobs through the local runner: steps/s and time to the accuracy target.
     Jobs(bench::jobs::JobsArgs),
+    /// A Byzantine worker floods server-0: correct nodes' peak memory and steps/s, against an
+    /// undisturbed run of the same job.
+    Flood(bench::flood::FloodArgs),
 }
 
 impl Cli {
@@ -76,6 +79,7 @@ impl Cli {
             Command::Bench(BenchCommand::Gars(args)) => bench::gars::run(&args),
             Command::Bench(BenchCommand::Model(args)) => bench::model::run(&args),
             Command::Bench(BenchCommand::Jobs(args)) => bench::jobs::run(&args),
+            Command::Bench(BenchCommand::Flood(args)) => bench::flood::run(&args),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,

@@ -51,6 +51,24 @@ pub struct ChildNode {
     pub admin: String,
 }
 
+impl ChildNode {
+    /// The process's peak resident memory so far (`VmHWM` in `/proc/PID/status`, Linux), in
+    /// bytes; `None` where that is not available.
+    pub fn peak_rss_bytes(&self) -> Option<u64> {
+        let pid = self.process.id()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+        let kib: u64 = line
+            .trim_start_matches("VmHWM:")
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kib * 1024)
+    }
+}
+
 #[derive(Deserialize)]
 struct Listening {
     grpc: String,

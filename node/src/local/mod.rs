@@ -309,10 +309,15 @@ async fn run_job(
     } else {
         campaign.evidence(&http, &children).await
     };
+    let peak_rss_bytes = children
+        .iter()
+        .filter_map(|child| Some((child.id.to_string(), child.peak_rss_bytes()?)))
+        .collect();
     stop_children(&mut children).await;
     let mut summary = tracker.summary(&plan, &run_dir, wall_seconds, startup_seconds, interrupted);
     summary.chaos = campaign.summary();
     summary.node_chaos = evidence;
+    summary.peak_rss_bytes = peak_rss_bytes;
     recorder.finish(&summary)?;
     if let Err(error) = plot::write(&run_dir, &recorder) {
         eprintln!("warning: no plot: {error:#}");
@@ -609,6 +614,7 @@ impl Tracker {
             chaos: Vec::new(),
             node_chaos: BTreeMap::new(),
             recoveries: self.recoveries.clone(),
+            peak_rss_bytes: BTreeMap::new(),
         }
     }
 }

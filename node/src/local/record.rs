@@ -114,6 +114,9 @@ pub struct Summary {
     /// Servers that restarted behind the job and adopted the median of their peers' models.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recoveries: Vec<Recovery>,
+    /// Each node's peak resident memory (bytes) at the end of the run (Linux `VmHWM`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub peak_rss_bytes: std::collections::BTreeMap<String, u64>,
 }
 
 /// One crash recovery of a server (`Event::Recovered`).

@@ -9,6 +9,7 @@ pub const STREAM_WINDOW_BYTES: u32 = 8 << 20;
 /// Connection-level window: all streams of one link together.
 pub const CONNECTION_WINDOW_BYTES: u32 = 32 << 20;
 
+pub mod flood;
 pub mod identity;
 pub mod inbox;
 pub mod tls;
