@@ -363,28 +363,36 @@ fn delayed_and_partitioned_servers_do_not_stop_the_job() {
     }
 }
 
-#[test]
-fn crashed_worker_is_restarted_and_the_job_finishes() {
+/// Runs the small job (3 servers, 4 workers of which 1 may be Byzantine) for `steps` with one
+/// chaos config `name` of `spec`, asserts it trained to the end, and returns its summary.
+fn small_job_with_chaos(dir: &Path, steps: u64, name: &str, spec: &str) -> serde_json::Value {
     let _one = ONE_JOB
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let dir = tempfile::tempdir().unwrap();
-    let steps = 100;
     let file = job(
-        dir.path(),
+        dir,
         steps,
         "{replicas: 3}",
         "{replicas: 4, byzantine: 1}",
         true,
     );
-    let crash = chaos_file(
+    let chaos = chaos_file(dir, name, spec);
+    let output = local(dir, &file, &[&chaos]).output().unwrap();
+    assert_success(&output);
+    let summary = summary(dir);
+    assert_eq!(summary["steps"], steps, "{summary}");
+    summary
+}
+
+#[test]
+fn crashed_worker_is_restarted_and_the_job_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    small_job_with_chaos(
         dir.path(),
+        100,
         "crash-worker",
         "  role: worker\n  selector: {mode: indices, indices: [2]}\n  action: {kind: crash}\n  window: {fromStep: 10, untilStep: 30}\n",
     );
-    let output = local(dir.path(), &file, &[&crash]).output().unwrap();
-    assert_success(&output);
-    assert_eq!(summary(dir.path())["steps"], steps);
     let rows = chaos_rows(dir.path());
     let events: Vec<(&str, &str, u64)> = rows
         .iter()
@@ -403,27 +411,13 @@ fn crashed_worker_is_restarted_and_the_job_finishes() {
 /// figures themselves are `bench flood`'s).
 #[test]
 fn a_flooded_server_keeps_training() {
-    let _one = ONE_JOB
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let dir = tempfile::tempdir().unwrap();
-    let steps = 150;
-    let file = job(
+    let summary = small_job_with_chaos(
         dir.path(),
-        steps,
-        "{replicas: 3}",
-        "{replicas: 4, byzantine: 1}",
-        true,
-    );
-    let flood = chaos_file(
-        dir.path(),
+        150,
         "flood",
         "  role: worker\n  selector: {mode: indices, indices: [3]}\n  action: {kind: flood, target: server-0}\n",
     );
-    let output = local(dir.path(), &file, &[&flood]).output().unwrap();
-    assert_success(&output);
-    let summary = summary(dir.path());
-    assert_eq!(summary["steps"], steps, "{summary}");
     let evidence = &summary["nodeChaos"]["worker-3"];
     assert_eq!(evidence["armed"], "flood", "{summary}");
     assert!(evidence["lastStep"].as_u64().unwrap() > 0, "{summary}");
