@@ -30,7 +30,7 @@ use crate::metrics::{Direction, Metrics};
 /// only once per [`MALFORMED_PAUSE`]: honest peers never send one.
 pub const MALFORMED_PER_SECOND: u32 = 64;
 /// The pause per rejected message once a stream is over [`MALFORMED_PER_SECOND`].
-const MALFORMED_PAUSE: Duration = Duration::from_millis(50);
+pub const MALFORMED_PAUSE: Duration = Duration::from_millis(50);
 
 /// The service state shared by every stream.
 #[derive(Debug, Clone)]
