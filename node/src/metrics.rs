@@ -239,10 +239,15 @@ impl Metrics {
                 }
             }
             Event::Gathered {
+                step,
                 drift_to_median,
                 peer_distances,
-                ..
             } => {
+                // A lagging server may catch up through a later gather, skipping steps.
+                let step = i64::try_from(*step).unwrap_or(i64::MAX);
+                if step > self.step.get() {
+                    self.step.set(step);
+                }
                 self.gathers_total.inc();
                 self.drift_to_median.set(f64::from(*drift_to_median));
                 for (peer, distance) in peer_distances {

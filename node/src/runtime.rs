@@ -500,6 +500,8 @@ impl Driver<'_> {
                 drift_to_median,
                 ..
             } => self.shared.update_status(|status| {
+                // A lagging server may catch up through a later gather, skipping steps.
+                status.step = status.step.max(*step);
                 status.last_gather = Some(GatherStatus {
                     step: *step,
                     drift_to_median: *drift_to_median,

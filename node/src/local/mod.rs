@@ -352,7 +352,12 @@ fn record_progress(
         Progress::Gathered {
             step,
             drift_to_median,
-        } => recorder.row(wall, step, id, None, None, drift_to_median)?,
+        } => {
+            recorder.row(wall, step, id, None, None, drift_to_median)?;
+            // A lagging server may jump to a later gather without stepping through the steps
+            // in between (`Server::try_catch_up`); after the gather its model is θ_step.
+            tracker.stepped(id, step);
+        }
         Progress::Recovered { from_step, step } => {
             tracker.stepped(id, step);
             tracker.recoveries.push(record::Recovery {
@@ -497,8 +502,11 @@ impl Tracker {
         }
     }
 
+    /// A node reached `step`. Never moves backwards: a server that catches up through a
+    /// later gather (`gathered`) may still emit an older step's line after it.
     fn stepped(&mut self, id: NodeId, step: u64) {
-        self.steps.insert(id, step);
+        let reached = self.steps.entry(id).or_default();
+        *reached = (*reached).max(step);
     }
 
     fn evaluated(&mut self, id: NodeId, step: u64, accuracy: Option<f32>, wall: f64) {
@@ -652,5 +660,46 @@ impl RunnerMetrics {
             let _ = axum::serve(listener, router).await;
         });
         Ok(Self { address, max_drift })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use byzsgd_core::protocol::Event;
+
+    use super::*;
+    use crate::runtime::progress_line;
+
+    /// A lagging server may catch up through the closing gather without a `stepped` line for
+    /// the last steps; the job's progress is where every correct server got to, gather included.
+    #[test]
+    fn a_server_that_caught_up_at_a_gather_counts_as_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = include_str!("../../../examples/quickstart.yaml");
+        let plan = validate(&Manifest::parse(text, "quickstart").unwrap().spec).unwrap();
+        let mut recorder = Recorder::new(dir.path(), &plan).unwrap();
+        let mut tracker = Tracker::new(&plan);
+        let steps = plan.spec.training.steps;
+        let stepped = |step| Event::Stepped { step, loss: 0.5 };
+        let gathered = |step| Event::Gathered {
+            step,
+            drift_to_median: 0.0,
+            peer_distances: Vec::new(),
+        };
+        for index in plan.correct_servers() {
+            let id = NodeId::server(index);
+            // Server 0 stepped to steps − 1, then adopted the gather at `steps`; the others
+            // gathered there, and a late line of an earlier step never moves progress back.
+            let events = if index == 0 {
+                [stepped(steps - 1), gathered(steps)]
+            } else {
+                [gathered(steps), stepped(steps - 3)]
+            };
+            for event in &events {
+                let line = progress_line(id, event).unwrap();
+                record_progress(&mut recorder, &mut tracker, id, &line, 0.0).unwrap();
+            }
+        }
+        assert_eq!(tracker.progress_step(), steps);
     }
 }
