@@ -47,6 +47,24 @@ pub struct Status {
     /// What chaos armed and where it acted; present only on nodes of jobs that allow chaos.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chaos: Option<ChaosReport>,
+    /// The newest checkpoint this server wrote or resumed from (servers with a checkpoint
+    /// directory only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<CheckpointStatus>,
+    /// The final model this server exported, once it finished (servers with a checkpoint
+    /// directory only): a 1-D float32 `.npy` file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exported_model: Option<String>,
+}
+
+/// A checkpoint on the server's disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointStatus {
+    /// Its step.
+    pub step: u64,
+    /// Its folder, as the node sees it (inside the pod: under the checkpoint volume's mount).
+    pub path: String,
 }
 
 /// The last gather of a server.

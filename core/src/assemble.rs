@@ -16,6 +16,7 @@ use crate::{
         Evaluator, GradientSource, Node, ProtocolConfig,
         byzantine::{Byzantine, Lie, NamedLie, ServerLie, WorkerLie},
         chaos::{Armable, ChaosHandle, ChaosLie, LieContext},
+        checkpoint::{Checkpoint, CheckpointError},
         server::Server,
         worker::Worker,
     },
@@ -44,6 +45,9 @@ pub enum AssembleError {
     /// The model does not fit the data.
     #[error("cannot build the model for this data set")]
     Model(#[source] ModelError),
+    /// The checkpoint to resume from does not fit the job.
+    #[error("cannot resume from the checkpoint")]
+    Checkpoint(#[source] CheckpointError),
 }
 
 /// A job's data: the training set, its partition across workers, and the test set.
@@ -250,6 +254,18 @@ impl Assembly {
         role: Role,
         index: usize,
     ) -> Result<(Box<dyn Node>, Option<ChaosHandle>), AssembleError> {
+        self.node_resuming(role, index, None)
+    }
+
+    /// Builds node `index` of `role` like [`Self::node_with_chaos`]; a server given a
+    /// checkpoint resumes from it ([`Server::resume`]) instead of starting from the initial
+    /// model. Workers hold no state to resume and ignore it.
+    pub fn node_resuming(
+        &self,
+        role: Role,
+        index: usize,
+        resume: Option<&Checkpoint>,
+    ) -> Result<(Box<dyn Node>, Option<ChaosHandle>), AssembleError> {
         let plan = &self.plan;
         let seed = plan.spec.training.seed;
         let chaos = plan.spec.chaos.allowed.then(ChaosHandle::new);
@@ -262,12 +278,17 @@ impl Assembly {
                     model: self.model.clone(),
                     test: self.data.test.clone(),
                 };
-                let server = Server::new(
+                let mut server = Server::new(
                     self.config.clone(),
                     index,
                     initial,
                     Some(Box::new(evaluator)),
                 );
+                if let Some(checkpoint) = resume {
+                    server
+                        .resume(checkpoint)
+                        .map_err(AssembleError::Checkpoint)?;
+                }
                 let context = LieContext {
                     replicas: plan.servers,
                     byzantine: plan.byzantine_servers,

@@ -1,11 +1,13 @@
 //! The node's admin HTTP server, on its own port (gRPC stays on the gRPC port):
 //! `/metrics` (Prometheus text), `/healthz` (the process is alive), `/readyz` (the gRPC server
 //! listens and peers are wired), `/status` (JSON: role, index, step, loss, accuracy, last
-//! gather, peers, and under `chaos` what is armed and the first and last step it acted on) and
+//! gather, peers, messages dropped, a server's newest checkpoint and exported model, and under
+//! `chaos` what is armed and the first and last step it acted on) and
 //! `/model?step=S` (a server's model snapshot at step S as little-endian f32
 //! bytes, for tools that measure the true drift between correct servers), and `POST /chaos` /
-//! `DELETE /chaos` (arm or cancel a run-time `attack`, `silence`, `delay` or `partition`;
-//! bearer token; only in jobs that allow chaos).
+//! `DELETE /chaos` (arm or cancel a run-time `attack`, `silence`, `delay`, `partition` or
+//! `flood`; bearer token; only in jobs that allow chaos). [`chaos_order`] turns a request body
+//! into an order or a refusal without touching the node, so any body can be tested.
 
 use std::{
     collections::BTreeSet,
@@ -23,9 +25,12 @@ use byzsgd_api::{
     admin::{ChaosAccepted, ChaosRequest},
     chaos::{ChaosAction, FloodMessage, runtime_attack},
 };
-use byzsgd_core::protocol::{
-    NodeId,
-    chaos::{Armed, ChaosOrder},
+use byzsgd_core::{
+    job::Role,
+    protocol::{
+        NodeId,
+        chaos::{Armed, ChaosOrder},
+    },
 };
 use serde::Deserialize;
 use tokio::{net::TcpListener, sync::watch};
@@ -155,45 +160,57 @@ async fn arm_chaos(
     let Some(control) = &shared.chaos else {
         return refuse(StatusCode::FORBIDDEN, "this job does not allow chaos");
     };
-    let mut json = serde_json::Deserializer::from_slice(&body);
-    let request: ChaosRequest = match serde_path_to_error::deserialize(&mut json) {
-        Ok(request) => request,
-        Err(error) => {
-            let path = error.path().to_string();
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                format!("field `{path}`: {}", error.into_inner()),
-            );
-        }
-    };
-    let armed = match armed_for(&request.action, &shared, control) {
-        Ok(armed) => armed,
+    let step = shared.status.lock().map_or(0, |status| status.step);
+    let (order, accepted) = match chaos_order(&body, shared.role, control, step) {
+        Ok(decided) => decided,
         Err(Refusal(code, message)) => return refuse(code, message),
     };
+    control.handle.arm(order);
+    tracing::info!(armed = %accepted.armed, from = accepted.from_step, until = ?accepted.until_step, "chaos armed");
+    axum::Json(accepted).into_response()
+}
+
+/// The order a `POST /chaos` body arms on a node of `role` at `step`, with the answer to send,
+/// or why it is refused (the status and a message naming the field and the fix). Pure: any
+/// bytes give one or the other, which the fuzz target `admin_body` checks.
+pub fn chaos_order(
+    body: &[u8],
+    role: Role,
+    control: &ChaosControl,
+    step: u64,
+) -> Result<(ChaosOrder, ChaosAccepted), Refusal> {
+    let mut json = serde_json::Deserializer::from_slice(body);
+    let request: ChaosRequest = serde_path_to_error::deserialize(&mut json).map_err(|error| {
+        let path = error.path().to_string();
+        Refusal::new(
+            StatusCode::BAD_REQUEST,
+            format!("field `{path}`: {}", error.into_inner()),
+        )
+    })?;
+    let armed = armed_for(&request.action, role, control)?;
     let window = &request.window;
     if window.duration.is_some() {
-        return refuse(
+        return Err(Refusal::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "window.duration: the node takes step windows only; end a timed window with \
              DELETE /chaos",
-        );
+        ));
     }
-    let step = shared.status.lock().map_or(0, |status| status.step);
     if let Some(until) = window.until_step {
         if until <= window.from_step {
-            return refuse(
+            return Err(Refusal::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!(
                     "window.untilStep {until} is not after fromStep {}: set it higher",
                     window.from_step
                 ),
-            );
+            ));
         }
         if until <= step {
-            return refuse(
+            return Err(Refusal::new(
                 StatusCode::CONFLICT,
                 format!("window.untilStep {until} is already past: the node is at step {step}"),
-            );
+            ));
         }
     }
     let accepted = ChaosAccepted {
@@ -202,18 +219,18 @@ async fn arm_chaos(
         until_step: window.until_step,
         step,
     };
-    control.handle.arm(ChaosOrder {
+    let order = ChaosOrder {
         armed,
         from_step: window.from_step,
         until_step: window.until_step,
-    });
-    tracing::info!(armed = %accepted.armed, from = accepted.from_step, until = ?accepted.until_step, "chaos armed");
-    axum::Json(accepted).into_response()
+    };
+    Ok((order, accepted))
 }
 
-/// Resolves partition peer names against the job's size; the error names the bad entry.
-/// Why a chaos request is refused: the status and the message naming the field and the fix.
-struct Refusal(StatusCode, String);
+/// Why a chaos request is refused: the HTTP status and the message naming the field and the
+/// fix.
+#[derive(Debug)]
+pub struct Refusal(pub StatusCode, pub String);
 
 impl Refusal {
     fn new(code: StatusCode, message: impl Into<String>) -> Self {
@@ -222,20 +239,10 @@ impl Refusal {
 }
 
 /// The order a chaos request's action arms on this node, or why it is refused.
-fn armed_for(
-    action: &ChaosAction,
-    shared: &Shared,
-    control: &ChaosControl,
-) -> Result<Armed, Refusal> {
+fn armed_for(action: &ChaosAction, role: Role, control: &ChaosControl) -> Result<Armed, Refusal> {
     Ok(match action {
         ChaosAction::Attack { name, params } => {
-            match runtime_attack(
-                shared.role,
-                name,
-                *params,
-                control.replicas,
-                control.byzantine,
-            ) {
+            match runtime_attack(role, name, *params, control.replicas, control.byzantine) {
                 Ok(behaviour) => Armed::Attack(behaviour),
                 Err(error) => {
                     return Err(Refusal::new(
@@ -264,24 +271,13 @@ fn armed_for(
             Err(message) => return Err(Refusal::new(StatusCode::UNPROCESSABLE_ENTITY, message)),
         },
         ChaosAction::Flood { target, message } => {
-            match partition_peers(std::slice::from_ref(target), control) {
-                Ok(peers) => match peers.first() {
-                    Some(&target) => Armed::Flood {
-                        target,
-                        malformed: *message == FloodMessage::Malformed,
-                    },
-                    None => {
-                        return Err(Refusal::new(
-                            StatusCode::UNPROCESSABLE_ENTITY,
-                            "action.target",
-                        ));
-                    }
+            match job_node(target, "action.target", control) {
+                Ok(target) => Armed::Flood {
+                    target,
+                    malformed: *message == FloodMessage::Malformed,
                 },
                 Err(message) => {
-                    return Err(Refusal::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        message.replace("action.peers[0]", "action.target"),
-                    ));
+                    return Err(Refusal::new(StatusCode::UNPROCESSABLE_ENTITY, message));
                 }
             }
         }
@@ -307,24 +303,27 @@ fn partition_peers(peers: &[String], control: &ChaosControl) -> Result<BTreeSet<
     peers
         .iter()
         .enumerate()
-        .map(|(position, name)| {
-            NodeId::parse(name)
-                .filter(|node| {
-                    node.index
-                        < match node.role {
-                            byzsgd_core::job::Role::Server => control.servers,
-                            byzsgd_core::job::Role::Worker => control.workers,
-                        }
-                })
-                .ok_or_else(|| {
-                    format!(
-                        "action.peers[{position}]: `{name}` is not a node of this job: name a \
-                         node as server-I (I < {}) or worker-I (I < {})",
-                        control.servers, control.workers
-                    )
-                })
-        })
+        .map(|(position, name)| job_node(name, &format!("action.peers[{position}]"), control))
         .collect()
+}
+
+/// The node of this job called `name` (`server-I`, `worker-I`); the error names `field`.
+fn job_node(name: &str, field: &str, control: &ChaosControl) -> Result<NodeId, String> {
+    NodeId::parse(name)
+        .filter(|node| {
+            node.index
+                < match node.role {
+                    byzsgd_core::job::Role::Server => control.servers,
+                    byzsgd_core::job::Role::Worker => control.workers,
+                }
+        })
+        .ok_or_else(|| {
+            format!(
+                "{field}: `{name}` is not a node of this job: name a node as server-I \
+                 (I < {}) or worker-I (I < {})",
+                control.servers, control.workers
+            )
+        })
 }
 
 async fn disarm_chaos(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {

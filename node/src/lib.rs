@@ -12,8 +12,10 @@
 //!
 //! # Layout, bottom to top (a module imports only modules above it in this list)
 //!
+//! - [`rejection_log`] — the rate-limited log line naming the peer of each dropped message.
 //! - [`metrics`] — names and registers every exported metric.
 //! - [`rpc`] — the gRPC transport (proto package `byzsgd.v1`), edge checks, identity seam.
+//! - [`checkpoint`] — a server's checkpoints and exported model on disk (`.npy` + JSON).
 //! - [`state`] — what a running node shares: wiring options, chaos controls, live status.
 //! - [`admin`] — serves `/metrics`, `/healthz`, `/readyz`, `/status`, `/model` and the
 //!   authenticated `POST /chaos` that arms a run-time attack.
@@ -22,9 +24,13 @@
 //! - [`mod@bench`] — the figures printed by `byzsgd-node bench …` (JSON lines).
 //! - [`cli`] — the `byzsgd-node` command line.
 
+pub mod rejection_log;
+
 pub mod metrics;
 
 pub mod rpc;
+
+pub mod checkpoint;
 
 pub mod state;
 

@@ -5,11 +5,15 @@
 //! [`Metrics::observe`] turns protocol events into metric updates, so the runtime has one place
 //! where "what happened" becomes "what is exported".
 
+use std::{fmt::Display, sync::Arc};
+
 use byzsgd_core::protocol::{Event, Kind, NodeId, Rejection};
 use prometheus::{
     Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry,
 };
+
+use crate::rejection_log::RejectionLog;
 
 /// Step and aggregation times span from ~100 µs (a median of a small model) to seconds (a slow
 /// quorum on a loaded machine): exponential buckets from 50 µs to ~13 s.
@@ -60,6 +64,12 @@ pub struct Metrics {
     /// f_ps) and `gradient` (worker gradients, n_w − f_w), so alerts can compare live nodes
     /// with what the job really requires. (Not labelled `role`: that is this node's own.)
     pub quorum_size: IntGaugeVec,
+    /// Step of the newest checkpoint this server wrote (0: none yet).
+    pub checkpoint_step: IntGauge,
+    /// Checkpoints or final models that could not be written.
+    pub checkpoint_failures_total: IntCounter,
+    /// The log lines that name the peer of each dropped message (rate-limited).
+    rejection_log: Arc<RejectionLog>,
 }
 
 impl Metrics {
@@ -159,11 +169,20 @@ impl Metrics {
                 ),
                 &["kind"],
             )?,
+            checkpoint_step: IntGauge::new(
+                "checkpoint_step",
+                "Step of the newest checkpoint this server wrote",
+            )?,
+            checkpoint_failures_total: IntCounter::new(
+                "checkpoint_failures_total",
+                "Checkpoints or final models that could not be written",
+            )?,
+            rejection_log: Arc::default(),
         })
     }
 
     /// Every metric as a collector, for registration.
-    fn collectors(&self) -> [Box<dyn prometheus::core::Collector>; 19] {
+    fn collectors(&self) -> [Box<dyn prometheus::core::Collector>; 21] {
         [
             Box::new(self.step.clone()),
             Box::new(self.quorum_size.clone()),
@@ -184,6 +203,8 @@ impl Metrics {
             Box::new(self.bytes_total.clone()),
             Box::new(self.byzantine_active.clone()),
             Box::new(self.filter_rejections_total.clone()),
+            Box::new(self.checkpoint_step.clone()),
+            Box::new(self.checkpoint_failures_total.clone()),
         ]
     }
 
@@ -197,11 +218,32 @@ impl Metrics {
             .inc_by(bytes as u64);
     }
 
-    /// Counts a dropped message.
-    pub fn rejected(&self, reason: Rejection) {
+    /// Counts a message dropped from `peer` (a node, or the address of a refused connection)
+    /// and names the peer in a rate-limited log line.
+    pub fn rejected(&self, peer: &dyn Display, reason: Rejection) {
+        self.dropped(peer, reason.as_str());
+    }
+
+    /// Counts a message a chaos partition dropped (`reason="partition"`).
+    pub fn partitioned(&self, peer: NodeId) {
+        self.dropped(&peer, "partition");
+    }
+
+    fn dropped(&self, peer: &dyn Display, reason: &'static str) {
+        self.rejected_total.with_label_values(&[reason]).inc();
+        self.rejection_log.note(peer, reason);
+    }
+
+    /// Messages dropped so far, every reason together (`/status.rejected`): read from the
+    /// counter itself, so the edge, the protocol and chaos partitions are counted once.
+    pub fn rejected_count(&self) -> u64 {
+        use prometheus::core::Collector;
         self.rejected_total
-            .with_label_values(&[reason.as_str()])
-            .inc();
+            .collect()
+            .iter()
+            .flat_map(prometheus::proto::MetricFamily::get_metric)
+            .map(|metric| metric.get_counter().get_value() as u64)
+            .sum()
     }
 
     /// Applies one protocol event.

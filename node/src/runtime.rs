@@ -21,7 +21,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use byzsgd_api::admin::{GatherStatus, Status};
+use byzsgd_api::admin::{CheckpointStatus, GatherStatus, Status};
 use byzsgd_core::{
     job::Role,
     protocol::{Event, Node, NodeId, Outputs, chaos::NetworkFault},
@@ -42,7 +42,7 @@ use crate::{
         service::NodeService,
         wire,
     },
-    state::{RuntimeOptions, Shared},
+    state::{Checkpointing, RuntimeOptions, Shared},
 };
 
 /// Model snapshots a server keeps for `/model?step=` (the local runner reads them to measure
@@ -204,8 +204,7 @@ pub async fn run_gated(
                 match tokio::task::block_in_place(|| node.handle(elapsed(), from, payload)) {
                     Ok(out) => driver.dispatch(&*node, out, received),
                     Err(rejection) => {
-                        shared.metrics.rejected(rejection);
-                        shared.update_status(|status| status.rejected += 1);
+                        shared.metrics.rejected(&from, rejection);
                     }
                 }
             }
@@ -288,12 +287,7 @@ impl Driver<'_> {
             Some(NetworkFault::Partition { peers }) if peers.contains(&from)
         );
         if cut {
-            self.shared
-                .metrics
-                .rejected_total
-                .with_label_values(&["partition"])
-                .inc();
-            self.shared.update_status(|status| status.rejected += 1);
+            self.shared.metrics.partitioned(from);
         }
         cut
     }
@@ -475,6 +469,12 @@ impl Driver<'_> {
                 {
                     self.snapshot(node, *step);
                 }
+                if let Some(checkpoints) = &self.options.checkpoints
+                    && checkpoints.every > 0
+                    && step % checkpoints.every == 0
+                {
+                    write_checkpoint(self.shared, node, checkpoints);
+                }
             }
             Event::GradientSent { step, loss } => {
                 metrics
@@ -521,7 +521,13 @@ impl Driver<'_> {
                 );
                 self.shared.update_status(|status| status.step = *step);
             }
-            Event::Finished => self.shared.update_status(|status| status.finished = true),
+            Event::Finished => {
+                self.shared.update_status(|status| status.finished = true);
+                if let Some(checkpoints) = &self.options.checkpoints {
+                    write_checkpoint(self.shared, node, checkpoints);
+                    export_model(self.shared, node, checkpoints);
+                }
+            }
             _ => {}
         }
         if self.options.progress_lines
@@ -541,6 +547,62 @@ impl Driver<'_> {
             while snapshots.len() > SNAPSHOTS {
                 snapshots.pop_first();
             }
+        }
+    }
+}
+
+/// Writes the server's state as a checkpoint and names it in `/status`. A failure (disk full,
+/// volume gone) is logged and counted, never fatal: training goes on, only the restart point
+/// gets older.
+fn write_checkpoint(shared: &Shared, node: &dyn Node, checkpoints: &Checkpointing) {
+    let Some(checkpoint) = node.checkpoint() else {
+        return;
+    };
+    match tokio::task::block_in_place(|| checkpoints.store.write(&checkpoint)) {
+        Ok(folder) => {
+            shared
+                .metrics
+                .checkpoint_step
+                .set(i64::try_from(checkpoint.step).unwrap_or(i64::MAX));
+            shared.update_status(|status| {
+                status.checkpoint = Some(CheckpointStatus {
+                    step: checkpoint.step,
+                    path: folder.display().to_string(),
+                });
+            });
+        }
+        Err(error) => {
+            shared.metrics.checkpoint_failures_total.inc();
+            tracing::warn!(
+                step = checkpoint.step,
+                error = format!("{error:#}"),
+                "cannot write a checkpoint"
+            );
+        }
+    }
+}
+
+/// Writes the final model (`final/model.npy`) and names it in `/status`.
+fn export_model(shared: &Shared, node: &dyn Node, checkpoints: &Checkpointing) {
+    let Some(checkpoint) = node.checkpoint() else {
+        return;
+    };
+    let accuracy = shared.status().accuracy;
+    match tokio::task::block_in_place(|| {
+        checkpoints
+            .store
+            .export(&checkpoint.params, checkpoint.step, accuracy)
+    }) {
+        Ok(path) => {
+            tracing::info!(model = %path.display(), step = checkpoint.step, "exported the final model");
+            shared.update_status(|status| status.exported_model = Some(path.display().to_string()));
+        }
+        Err(error) => {
+            shared.metrics.checkpoint_failures_total.inc();
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "cannot export the final model"
+            );
         }
     }
 }

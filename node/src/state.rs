@@ -11,14 +11,14 @@ use std::{
     time::Duration,
 };
 
-use byzsgd_api::admin::Status;
+use byzsgd_api::admin::{CheckpointStatus, Status};
 use byzsgd_core::{
     job::Role,
     protocol::{NodeId, chaos::ChaosHandle},
 };
 use prometheus::Registry;
 
-use crate::{metrics::Metrics, rpc::Transport};
+use crate::{checkpoint::CheckpointStore, metrics::Metrics, rpc::Transport};
 
 /// How a node process is wired.
 #[derive(Debug, Clone)]
@@ -49,6 +49,20 @@ pub struct RuntimeOptions {
     pub chaos: Option<ChaosControl>,
     /// The bearer token `POST /chaos` requires; without one the endpoint refuses every call.
     pub chaos_token: Option<String>,
+    /// Where a server writes its checkpoints and final model, and how often (`None`: nowhere).
+    pub checkpoints: Option<Checkpointing>,
+}
+
+/// A server's checkpoint schedule ([`crate::checkpoint`]).
+#[derive(Debug, Clone)]
+pub struct Checkpointing {
+    /// Its folder.
+    pub store: CheckpointStore,
+    /// Write one every this many steps (`spec.training.checkpointEvery`; 0: only the final
+    /// model is exported).
+    pub every: u64,
+    /// The checkpoint the server resumed from, shown in `/status` until it writes a newer one.
+    pub resumed: Option<CheckpointStatus>,
 }
 
 /// What the admin server needs to arm a chaos-enabled node.
@@ -118,6 +132,10 @@ impl Shared {
                 .map(ToString::to_string)
                 .collect(),
             byzantine: options.attack.clone(),
+            checkpoint: options
+                .checkpoints
+                .as_ref()
+                .and_then(|checkpoints| checkpoints.resumed.clone()),
             ..Status::default()
         };
         Ok(Arc::new(Self {
@@ -140,6 +158,7 @@ impl Shared {
             .map(|status| status.clone())
             .unwrap_or_default();
         status.chaos = self.chaos.as_ref().map(|control| control.handle.report());
+        status.rejected = self.metrics.rejected_count();
         status
     }
 

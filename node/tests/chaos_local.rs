@@ -28,13 +28,14 @@ fn fixture(name: &str) -> PathBuf {
 
 /// A job file named `chaos-job` (the fixtures' target), on the synthetic data set.
 fn job(dir: &Path, steps: u64, servers: &str, workers: &str, allowed: bool) -> PathBuf {
-    job_on(dir, "synthetic", steps, servers, workers, allowed)
+    job_on(dir, "synthetic", 16, steps, servers, workers, allowed)
 }
 
-/// [`job`] on the data set `dataset`.
+/// [`job`] on the data set `dataset`, with mini-batches of `batch`.
 fn job_on(
     dir: &Path,
     dataset: &str,
+    batch: usize,
     steps: u64,
     servers: &str,
     workers: &str,
@@ -50,7 +51,7 @@ metadata: {{name: chaos-job}}
 spec:
   model: {{kind: logistic}}
   dataset: {{name: {dataset}}}
-  training: {{steps: {steps}, batchSize: 16, learningRate: 0.05, seed: 2, evaluateEvery: 20}}
+  training: {{steps: {steps}, batchSize: {batch}, learningRate: 0.05, seed: 2, evaluateEvery: 20}}
   servers: {servers}
   workers: {workers}
   chaos: {{allowed: {allowed}}}
@@ -425,6 +426,14 @@ fn a_flooded_server_keeps_training() {
         summary["peakRssBytes"]["server-0"].as_u64().unwrap() > 0,
         "{summary}"
     );
+    // The flood reached server-0 and was dropped there (its junk is for a step no job
+    // reaches), while the other servers saw none of it.
+    let rejected = |node: &str| summary["rejected"][node].as_u64().unwrap();
+    assert!(rejected("server-0") >= 100, "{summary}");
+    assert!(
+        rejected("server-1") < rejected("server-0") / 10,
+        "{summary}"
+    );
 }
 
 /// The moments a crash test kills nodes: drawn at random in the middle of the run, from
@@ -450,8 +459,9 @@ fn crash_moments(steps: u64) -> (u64, u64) {
 }
 
 /// Issue 15, crash recovery: f_ps servers and f_w workers are killed at random moments and
-/// come back 30 steps later with nothing (SIGKILL, a fresh process). The restarted server
-/// adopts the median of its peers' models at their step instead of idling at step 0, the
+/// come back 30 steps later as fresh processes (SIGKILL) that keep only their checkpoints. The
+/// restarted server adopts the median of its peers' models at their step instead of idling at
+/// its last checkpoint, the
 /// workers jump to the current step, the job completes, and its accuracy stays within 2
 /// points of an undisturbed run of the same seed.
 #[test]
@@ -460,10 +470,12 @@ fn crashed_servers_and_workers_rejoin_at_the_current_step() {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     // Fashion-MNIST, not the synthetic set: logistic regression reaches 100 % on that, which
-    // would make the accuracy comparison say nothing.
+    // would make the accuracy comparison say nothing. Mini-batches of 64, not 16: the final
+    // accuracy of two undisturbed runs then differs by ~0.2 points instead of ~0.7 (measured,
+    // 3 runs each), so the 2-point bar measures the crashes, not SGD noise.
     let steps = 600;
     let (servers, workers) = ("{replicas: 5, byzantine: 1}", "{replicas: 7, byzantine: 2}");
-    let job = |dir: &Path| job_on(dir, "fashion-mnist", steps, servers, workers, true);
+    let job = |dir: &Path| job_on(dir, "fashion-mnist", 64, steps, servers, workers, true);
     let undisturbed = tempfile::tempdir().unwrap();
     let file = job(undisturbed.path());
     assert_success(&local(undisturbed.path(), &file, &[]).output().unwrap());
@@ -514,13 +526,19 @@ fn crashed_servers_and_workers_rejoin_at_the_current_step() {
         "accuracy {} (undisturbed {reference}); recoveries {recoveries:?}; chaos {rows:?}",
         summary["finalAccuracy"]
     );
+    // The restarted server comes back at its newest checkpoint (written every 100 steps into
+    // the run directory; step 0 before the first; it may have been a few steps ahead of the
+    // job's progress when killed) and adopts its peers' later step from there.
     assert!(
-        recoveries
-            .iter()
-            .any(|recovery| recovery["node"] == "server-2"
-                && recovery["fromStep"] == 0
-                && recovery["step"].as_u64().unwrap() >= server_at + 30),
-        "server-2 restarted at step 0 and adopted its peers' step (≥ {}): {recoveries:?}",
+        recoveries.iter().any(|recovery| {
+            let from = recovery["fromStep"].as_u64().unwrap();
+            let step = recovery["step"].as_u64().unwrap();
+            recovery["node"] == "server-2"
+                && from % 100 == 0
+                && from < step
+                && step >= server_at + 30
+        }),
+        "server-2 restarted at a checkpoint and adopted its peers' step (≥ {}): {recoveries:?}",
         server_at + 30
     );
     let accuracy = summary["finalAccuracy"].as_f64().unwrap();

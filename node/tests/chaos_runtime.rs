@@ -213,6 +213,7 @@ async fn start(allowed: bool, token: Option<&str>) -> Running {
                 seed: 0,
             }),
             chaos_token: token.map(str::to_owned),
+            checkpoints: None,
         };
         let mut stopped = stopped.clone();
         let shutdown = async move {

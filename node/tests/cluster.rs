@@ -71,6 +71,7 @@ async fn small_job_converges_over_grpc_with_byzantine_server_and_worker() {
             quorums: (plan.server_quorum, plan.worker_quorum),
             chaos: None,
             chaos_token: None,
+            checkpoints: None,
         };
         let node = assembly.node(id.role, id.index).unwrap();
         tasks.push((

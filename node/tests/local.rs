@@ -162,6 +162,144 @@ fn children_exit_when_the_runner_is_killed() {
     assert!(left.is_empty(), "children outlived their runner: {left:?}");
 }
 
+/// The newest checkpoint step of each server of `job` under `checkpoints` (servers without
+/// one are left out).
+fn newest_checkpoints(checkpoints: &Path, job: &str) -> std::collections::BTreeMap<String, u64> {
+    let mut newest = std::collections::BTreeMap::new();
+    let Ok(servers) = std::fs::read_dir(checkpoints) else {
+        return newest;
+    };
+    for server in servers.flatten() {
+        let name = server.file_name().to_string_lossy().to_string();
+        let Some(node) = name.strip_prefix(&format!("{job}-")) else {
+            continue;
+        };
+        let steps = std::fs::read_dir(server.path())
+            .unwrap()
+            .flatten()
+            .filter_map(|entry| {
+                entry
+                    .file_name()
+                    .to_string_lossy()
+                    .strip_prefix("step-")?
+                    .parse::<u64>()
+                    .ok()
+            });
+        if let Some(step) = steps.max() {
+            newest.insert(node.to_owned(), step);
+        }
+    }
+    newest
+}
+
+/// Issue 15, checkpoints: a run whose runner is SIGKILLed mid-training (every node dies with
+/// it) is resumed with `--resume RUN_DIR`: each server starts from its newest checkpoint, not
+/// from step 0, and the job completes; the final model is exported as `.npy`.
+#[test]
+fn a_killed_run_resumes_from_its_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let file = job(dir.path(), "local-resume", 100_000);
+    let needle = file.to_string_lossy().to_string();
+    let mut runner = Command::new(BINARY)
+        .args(["local", "--no-progress", "--runs-dir"])
+        .arg(&runs)
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Until every server wrote a checkpoint at step 300 or later (every 100 steps by default).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let first_run = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoints at step 300 within 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        let Some(run) = std::fs::read_dir(&runs)
+            .ok()
+            .and_then(|mut entries| entries.next())
+        else {
+            continue;
+        };
+        let run = run.unwrap().path();
+        let newest = newest_checkpoints(&run.join("checkpoints"), "local-resume");
+        if newest.len() == 5 && newest.values().all(|&step| step >= 300) {
+            break run;
+        }
+    };
+    runner.kill().unwrap();
+    runner.wait().unwrap();
+    assert!(wait_until_gone(&needle, Duration::from_secs(10)).is_empty());
+    let newest = newest_checkpoints(&first_run.join("checkpoints"), "local-resume");
+    assert!(
+        !first_run.join("summary.json").exists(),
+        "the first run was cut short"
+    );
+
+    // The same job, now ending 200 steps after the newest checkpoint, resumed from the run.
+    let furthest = *newest.values().max().unwrap();
+    let steps = furthest + 200;
+    let file = job(dir.path(), "local-resume", steps);
+    let output = Command::new(BINARY)
+        .args(["local", "--no-progress", "--runs-dir"])
+        .arg(&runs)
+        .arg("--resume")
+        .arg(&first_run)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let second_run = std::fs::read_dir(&runs)
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.path())
+        .find(|path| *path != first_run)
+        .unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(second_run.join("summary.json")).unwrap())
+            .unwrap();
+    // Every server started where its own newest checkpoint was.
+    let resumed: std::collections::BTreeMap<String, u64> =
+        serde_json::from_value(summary["resumedAt"].clone()).unwrap();
+    assert_eq!(resumed, newest, "{summary}");
+    assert_eq!(summary["steps"], steps, "{summary}");
+    assert!(
+        summary["finalAccuracy"].as_f64().unwrap() >= 0.8,
+        "{summary}"
+    );
+    // No server went through the early steps again (a gather at its own resumed step is fine).
+    let earliest = *newest.values().min().unwrap();
+    let csv = std::fs::read_to_string(second_run.join("metrics.csv")).unwrap();
+    let server_steps: Vec<u64> = csv
+        .lines()
+        .skip(1)
+        .filter(|line| line.contains(",server-"))
+        .map(|line| line.split(',').nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert!(!server_steps.is_empty());
+    assert!(
+        server_steps.iter().all(|&step| step >= earliest),
+        "a server stepped below {earliest}: {:?}",
+        server_steps.iter().min()
+    );
+    // The earlier run is left as it was; the final model is a plain .npy.
+    assert_eq!(
+        newest_checkpoints(&first_run.join("checkpoints"), "local-resume"),
+        newest
+    );
+    let model = std::fs::read(second_run.join("checkpoints/local-resume-server-0/final/model.npy"))
+        .unwrap();
+    assert!(model.starts_with(b"\x93NUMPY"));
+    assert!(wait_until_gone(&needle, Duration::from_secs(10)).is_empty());
+}
+
 #[test]
 fn bad_manifests_fail_before_any_process_starts() {
     let dir = tempfile::tempdir().unwrap();

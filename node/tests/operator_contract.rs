@@ -52,6 +52,23 @@ fn worker_and_server_pod_args_parse_with_node_cli() {
             "--linger-seconds {}",
             node.linger_seconds
         );
+        // Servers keep checkpoints on the volume mounted for them; workers keep none.
+        let checkpoint_dir = node.checkpoint_dir.as_deref();
+        if role == "server" {
+            assert_eq!(
+                checkpoint_dir,
+                Some(std::path::Path::new(byzsgd_api::job::CHECKPOINT_MOUNT))
+            );
+            assert!(
+                container
+                    .volume_mounts
+                    .iter()
+                    .flatten()
+                    .any(|m| m.mount_path == byzsgd_api::job::CHECKPOINT_MOUNT)
+            );
+        } else {
+            assert_eq!(checkpoint_dir, None);
+        }
         // The manifest is mounted where --job-file points.
         let mount = &container.volume_mounts.as_ref().expect("mounts")[0];
         assert_eq!(mount.mount_path, "/etc/byzsgd");

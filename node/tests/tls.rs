@@ -104,6 +104,7 @@ impl Server {
             quorums: (plan.server_quorum, plan.worker_quorum),
             chaos: None,
             chaos_token: None,
+            checkpoints: None,
         };
         let node = assembly.node(NodeId::server(0).role, 0).unwrap();
         let (stop, stopped) = oneshot::channel::<()>();

@@ -192,7 +192,12 @@ pub struct PodTemplate {
     /// dropped).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_security_context: Option<SecurityContext>,
-    /// Extra volumes of every pod. The names `job` and `data` are the operator's.
+    /// Extra volumes of every pod. The names `job`, `data` and `tls` are the operator's. A
+    /// volume named `checkpoints` is where servers keep their checkpoints and final model
+    /// (mounted at `/var/lib/byzsgd/checkpoints`, servers only): a PersistentVolumeClaim (on
+    /// one node, or `ReadWriteMany`) or a hostPath keeps them across pod deletions, so a job
+    /// whose every pod was killed resumes from them. Unset: an `emptyDir`, which survives
+    /// container restarts only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<Volume>,
     /// Extra mounts of the node container (of `volumes` above).
@@ -268,6 +273,13 @@ pub struct HostPathDataSource {
 /// Where every data source is mounted in the node container (`BYZSGD_DATA_DIR`).
 pub const DATA_MOUNT: &str = "/dataset";
 
+/// The volume servers keep checkpoints on: the template's, if it has one of this name, or an
+/// `emptyDir`.
+pub const CHECKPOINT_VOLUME: &str = "checkpoints";
+
+/// Where servers mount [`CHECKPOINT_VOLUME`] (`--checkpoint-dir`).
+pub const CHECKPOINT_MOUNT: &str = "/var/lib/byzsgd/checkpoints";
+
 /// Volume names the operator gives its own volumes (the manifest, the data set, the node's
 /// certificate).
 pub const RESERVED_VOLUMES: [&str; 3] = ["job", "data", "tls"];
@@ -337,7 +349,23 @@ impl PodTemplate {
                     fix: "add the volume to spec.template.volumes or fix the name".to_owned(),
                 });
             }
-            if [JOB_DIR, DATA_MOUNT, crate::identity::TLS_DIR].contains(&mount.mount_path.as_str())
+            if mount.name == CHECKPOINT_VOLUME {
+                problems.push(SpecProblem {
+                    field: format!("spec.template.volumeMounts[{i}].name"),
+                    message: format!(
+                        "servers mount the `{CHECKPOINT_VOLUME}` volume at {CHECKPOINT_MOUNT} \
+                         themselves, and worker pods do not have it"
+                    ),
+                    fix: "remove this mount; keep the volume in spec.template.volumes".to_owned(),
+                });
+            }
+            if [
+                JOB_DIR,
+                DATA_MOUNT,
+                CHECKPOINT_MOUNT,
+                crate::identity::TLS_DIR,
+            ]
+            .contains(&mount.mount_path.as_str())
             {
                 problems.push(SpecProblem {
                     field: format!("spec.template.volumeMounts[{i}].mountPath"),

@@ -99,6 +99,11 @@ pub struct TrainingStatus {
     /// gather (`lastGather.driftToMedian`): how far servers were apart when they last agreed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_drift: Option<f64>,
+    /// Median over the quorum of each server's newest checkpoint step: where a restart of
+    /// every pod resumes (servers checkpoint every `spec.training.checkpointEvery` steps on
+    /// their `checkpoints` volume). Unset until one of them has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_step: Option<u64>,
     /// How many server reports were combined (n_ps − f_ps).
     pub quorum: u32,
 }

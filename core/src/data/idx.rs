@@ -32,7 +32,17 @@ pub fn load_idx_image_rows(
     indices: Option<&[usize]>,
 ) -> Result<(Array2<f32>, usize, usize, usize), DataError> {
     let bytes = read_maybe_gzip(path)?;
-    let (dims, body) = parse(path, &bytes, 3)?;
+    parse_idx_image_rows(path, &bytes, indices)
+}
+
+/// [`load_idx_image_rows`] on a file's contents already in memory (gunzipped): `path` only
+/// names the file in errors. Pure, so it is what the fuzz target `idx` feeds.
+pub fn parse_idx_image_rows(
+    path: &Path,
+    bytes: &[u8],
+    indices: Option<&[usize]>,
+) -> Result<(Array2<f32>, usize, usize, usize), DataError> {
+    let (dims, body) = parse(path, bytes, 3)?;
     let (count, rows, cols) = (dims[0], dims[1], dims[2]);
     if rows == 0 || cols == 0 {
         return Err(DataError::BadDimensions {
@@ -70,7 +80,12 @@ pub fn load_idx_image_rows(
 /// Reads an IDX label file (`…-labels-idx1-ubyte`, optionally `.gz`).
 pub fn load_idx_labels(path: &Path) -> Result<Vec<u8>, DataError> {
     let bytes = read_maybe_gzip(path)?;
-    let (_, body) = parse(path, &bytes, 1)?;
+    parse_idx_labels(path, &bytes)
+}
+
+/// [`load_idx_labels`] on a file's contents already in memory (gunzipped).
+pub fn parse_idx_labels(path: &Path, bytes: &[u8]) -> Result<Vec<u8>, DataError> {
+    let (_, body) = parse(path, bytes, 1)?;
     Ok(body.to_vec())
 }
 
@@ -81,6 +96,12 @@ fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>, DataError> {
         source,
     };
     let raw = std::fs::read(path).map_err(io)?;
+    gunzip_if_gzip(path, raw)
+}
+
+/// `raw` gunzipped if it starts with the gzip magic, else unchanged; `path` names the file in
+/// errors.
+pub fn gunzip_if_gzip(path: &Path, raw: Vec<u8>) -> Result<Vec<u8>, DataError> {
     if !raw.starts_with(&GZIP_MAGIC) {
         return Ok(raw);
     }

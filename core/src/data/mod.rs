@@ -13,7 +13,10 @@ mod partition;
 use std::path::{Path, PathBuf};
 
 pub use batches::Batches;
-pub use idx::{load_idx_image_rows, load_idx_images, load_idx_labels};
+pub use idx::{
+    gunzip_if_gzip, load_idx_image_rows, load_idx_images, load_idx_labels, parse_idx_image_rows,
+    parse_idx_labels,
+};
 use ndarray::{Array2, Axis};
 pub use partition::Partition;
 use rand::{Rng, SeedableRng, rngs::StdRng};

@@ -139,6 +139,11 @@ pub struct TrainingSpec {
     /// Lipschitz constant l of the gradient, used by T = ⌊1/(3·l·η)⌋ (PAPER.md §3.5: 1 when unknown).
     #[serde(default = "default_lipschitz")]
     pub lipschitz: f32,
+    /// Servers write a checkpoint every this many steps, and at the end, when they have a
+    /// checkpoint directory (the operator's volume, the local runner's run directory); a
+    /// server that starts with one of its own resumes from the newest. 0 writes none.
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: u64,
 }
 
 fn default_batch_size() -> usize {
@@ -152,6 +157,9 @@ fn default_evaluate_every() -> u64 {
 }
 fn default_lipschitz() -> f32 {
     1.0
+}
+fn default_checkpoint_every() -> u64 {
+    100
 }
 
 /// Network assumption the job runs under.

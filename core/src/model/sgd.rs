@@ -72,6 +72,12 @@ impl Sgd {
         self.velocity.view()
     }
 
+    /// Restores a momentum buffer saved with [`Sgd::velocity`] (a checkpoint); `None` when its
+    /// length is not the optimizer's.
+    pub fn restore_velocity(&mut self, velocity: &Array1<f32>) -> Option<()> {
+        (velocity.len() == self.velocity.len()).then(|| self.velocity.assign(velocity))
+    }
+
     /// Forgets the momentum (e.g. after a server adopts another server's model at a gather).
     pub fn reset(&mut self) {
         self.velocity.fill(0.0);

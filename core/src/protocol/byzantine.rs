@@ -104,6 +104,9 @@ impl<N: Node, L: Lie<N>> Node for Byzantine<N, L> {
     fn next_deadline(&self) -> Option<f64> {
         self.node.next_deadline()
     }
+    fn checkpoint(&self) -> Option<super::checkpoint::Checkpoint> {
+        self.node.checkpoint()
+    }
 }
 
 impl<N, L> Byzantine<N, L> {

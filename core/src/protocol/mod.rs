@@ -45,6 +45,7 @@
 //! - Byzantine behaviour is a wrapper ([`byzantine`]) that rewrites an honest node's outgoing
 //!   messages; honest code never asks "am I Byzantine".
 
+pub mod checkpoint;
 pub mod byzantine;
 pub mod chaos;
 pub mod inbox;
@@ -243,6 +244,11 @@ pub trait Node: Send + Debug {
     fn model(&self) -> Option<ArrayView1<'_, f32>>;
     /// The earliest time at which [`Node::tick`] has something to do, if any.
     fn next_deadline(&self) -> Option<f64> {
+        None
+    }
+    /// A server's state to write as a checkpoint (None for workers, which hold none worth
+    /// keeping: a restarted worker jumps to the step the servers are at).
+    fn checkpoint(&self) -> Option<checkpoint::Checkpoint> {
         None
     }
 }

@@ -12,6 +12,7 @@ use ndarray::{Array1, ArrayView1};
 
 use super::{
     Evaluator, Event, Node, Outputs, ProtocolConfig, aggregate_quorum, check_vector,
+    checkpoint::{Checkpoint, CheckpointError},
     inbox::Inbox,
     median_of,
     message::{Kind, NodeId, Payload, Rejection},
@@ -68,12 +69,7 @@ impl Server {
         initial: Array1<f32>,
         evaluator: Option<Box<dyn Evaluator>>,
     ) -> Self {
-        let sgd = Sgd::new(
-            config.learning_rate,
-            config.momentum,
-            config.weight_decay,
-            initial.len(),
-        );
+        let sgd = fresh_sgd(&config, initial.len());
         let servers = config.servers;
         Self {
             config,
@@ -90,6 +86,18 @@ impl Server {
             recovery: None,
             state_answered: vec![None; servers],
         }
+    }
+
+    /// Resumes from a checkpoint instead of the initial model: the step, model and momentum
+    /// it holds. Call before [`Node::start`]; the server then asks its peers where they are
+    /// like any (re)started server and, if they are ahead, recovers from them.
+    pub fn resume(&mut self, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
+        checkpoint.check(self.config.dimension, self.config.steps)?;
+        self.params.assign(&checkpoint.params);
+        let restored = self.sgd.restore_velocity(&checkpoint.velocity);
+        debug_assert!(restored.is_some(), "checked against the dimension above");
+        self.step = checkpoint.step;
+        Ok(())
     }
 
     /// n_w (receivers of a scatter).
@@ -383,12 +391,7 @@ impl Server {
         };
         let from_step = self.step;
         self.params = median;
-        self.sgd = Sgd::new(
-            self.config.learning_rate,
-            self.config.momentum,
-            self.config.weight_decay,
-            self.params.len(),
-        );
+        self.sgd = fresh_sgd(&self.config, self.params.len());
         self.step = target;
         self.sync_deadline = None;
         self.gradients.discard_below(target);
@@ -408,11 +411,17 @@ impl Server {
         }
     }
 
-    /// A peer (re)started and asks where this server is.
-    fn answer_state_request(&mut self, from: NodeId, out: &mut Outputs) -> Result<(), Rejection> {
+    /// A message claiming to come from a peer server: another server of this job.
+    fn check_peer(&self, from: NodeId) -> Result<(), Rejection> {
         if from.index >= self.config.servers || from.index == self.index {
             return Err(Rejection::UnknownSender);
         }
+        Ok(())
+    }
+
+    /// A peer (re)started and asks where this server is.
+    fn answer_state_request(&mut self, from: NodeId, out: &mut Outputs) -> Result<(), Rejection> {
+        self.check_peer(from)?;
         if self.state_answered[from.index] == Some(self.step) {
             return Err(Rejection::Duplicate);
         }
@@ -435,9 +444,7 @@ impl Server {
         params: Arc<Array1<f32>>,
         out: &mut Outputs,
     ) -> Result<(), Rejection> {
-        if from.index >= self.config.servers || from.index == self.index {
-            return Err(Rejection::UnknownSender);
-        }
+        self.check_peer(from)?;
         check_vector(params.view(), self.config.dimension)?;
         let Some(answers) = &mut self.recovery else {
             // Not asked, or recovery already settled.
@@ -524,9 +531,7 @@ impl Server {
                 Ok(())
             }
             (crate::job::Role::Server, Payload::Gather { step, params }) => {
-                if from.index >= self.config.servers || from.index == self.index {
-                    return Err(Rejection::UnknownSender);
-                }
+                self.check_peer(from)?;
                 if !self.config.is_gather_step(step) {
                     return Err(Rejection::UnexpectedKind);
                 }
@@ -593,6 +598,25 @@ impl Node for Server {
     fn next_deadline(&self) -> Option<f64> {
         self.sync_deadline
     }
+
+    fn checkpoint(&self) -> Option<Checkpoint> {
+        Some(Checkpoint {
+            step: self.step,
+            params: self.params.clone(),
+            velocity: self.sgd.velocity().to_owned(),
+        })
+    }
+}
+
+/// The optimiser state a server starts with, and restarts with after a crash recovery (the
+/// velocity is not part of the transfer).
+fn fresh_sgd(config: &ProtocolConfig, dimension: usize) -> Sgd {
+    Sgd::new(
+        config.learning_rate,
+        config.momentum,
+        config.weight_decay,
+        dimension,
+    )
 }
 
 /// Euclidean distance between two vectors, accumulated in f64.

@@ -72,14 +72,7 @@ pub fn run(args: &FloodArgs) -> anyhow::Result<()> {
         ),
     )?;
 
-    let local_args = LocalArgs {
-        file: job_file,
-        runs_dir: args.runs_dir.clone(),
-        data_dir: None,
-        admin_listen: ([127, 0, 0, 1], 0).into(),
-        no_progress: true,
-        insecure: false,
-    };
+    let local_args = LocalArgs::unattended(job_file, args.runs_dir.clone());
     let correct: Vec<String> = plan
         .correct_servers()
         .into_iter()
@@ -114,6 +107,8 @@ pub fn run(args: &FloodArgs) -> anyhow::Result<()> {
         "slowdown_target": MAX_SLOWDOWN,
         "within_targets": target_increase < MAX_RSS_INCREASE_MB && slowdown <= MAX_SLOWDOWN,
         "flood_evidence": flooded.node_chaos.get(&format!("worker-{flooder}")),
+        // Messages the target dropped: how much of the flood reached it.
+        "target_rejected": flooded.rejected.get(TARGET),
     });
     println!("{line}");
     Ok(())

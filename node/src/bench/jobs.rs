@@ -54,12 +54,8 @@ pub fn run(args: &JobsArgs) -> anyhow::Result<()> {
         let mut steps_per_s = Vec::new();
         for &insecure in transports {
             let summary = local::run(&LocalArgs {
-                file: file.clone(),
-                runs_dir: args.runs_dir.clone(),
-                data_dir: None,
-                admin_listen: ([127, 0, 0, 1], 0).into(),
-                no_progress: true,
                 insecure,
+                ..LocalArgs::unattended(file.clone(), args.runs_dir.clone())
             })?;
             steps_per_s.push(summary.steps_per_second);
             let line = serde_json::json!({

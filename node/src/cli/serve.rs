@@ -8,7 +8,7 @@ use std::{
 use anyhow::{Context, bail};
 use byzsgd_api::{
     Manifest,
-    admin::EXIT_DATA_UNAVAILABLE,
+    admin::{CheckpointStatus, EXIT_DATA_UNAVAILABLE},
     identity::{TLS_DIR, node_name},
     pki::NodeCredentials,
     telemetry::{self, LogFormat},
@@ -17,15 +17,16 @@ use byzsgd_api::{
 use byzsgd_core::{
     assemble::{AssembleError, Assembly, DataNeeds, JobData},
     job::{Behaviour, Role},
-    protocol::{NodeId, chaos::ChaosHandle},
+    protocol::{NodeId, chaos::ChaosHandle, checkpoint::Checkpoint},
 };
 use serde::Deserialize;
 use tokio::{io::AsyncBufReadExt, net::TcpListener, sync::oneshot};
 
 use crate::{
+    checkpoint::CheckpointStore,
     rpc::{Transport, tls::Tls},
     runtime,
-    state::{ChaosControl, RuntimeOptions},
+    state::{ChaosControl, Checkpointing, RuntimeOptions},
 };
 
 /// Flags shared by `server` and `worker`. Every flag is also a `BYZSGD_…` environment variable.
@@ -108,6 +109,12 @@ pub struct NodeArgs {
     /// identity, which only --tls-dir (or the local runner's credentials) guarantees.
     #[arg(long, env = "BYZSGD_INSECURE", value_parser = clap::builder::FalseyValueParser::new())]
     pub insecure: bool,
+    /// Servers: the directory for checkpoints (every `spec.training.checkpointEvery` steps) and
+    /// the final model, in a folder of their own (`<job>-server-<i>/`). A server that finds a
+    /// checkpoint of its own there resumes from the newest instead of step 0. The operator
+    /// mounts the job's checkpoint volume here; workers ignore it.
+    #[arg(long, env = "BYZSGD_CHECKPOINT_DIR", value_name = "DIR")]
+    pub checkpoint_dir: Option<PathBuf>,
     /// Log format on stderr (filter with RUST_LOG).
     #[arg(long, env = "BYZSGD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
     pub log_format: LogFormat,
@@ -145,6 +152,38 @@ pub fn main(role: Role, args: &NodeArgs) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// A server's checkpoint folder under `--checkpoint-dir` and the newest checkpoint of its own
+/// found there, to resume from; nothing for a worker or without the flag.
+fn checkpoints(
+    args: &NodeArgs,
+    me: NodeId,
+    job: &str,
+    assembly: &Assembly,
+) -> anyhow::Result<(Option<Checkpointing>, Option<Checkpoint>)> {
+    let (Some(root), Role::Server) = (&args.checkpoint_dir, me.role) else {
+        return Ok((None, None));
+    };
+    let spec = &assembly.plan().spec;
+    let store = CheckpointStore::open(root, job, me, spec.model.clone())?;
+    let resume = store.latest(assembly.config().dimension, spec.training.steps);
+    let resumed = resume.as_ref().map(|(checkpoint, folder)| {
+        tracing::info!(step = checkpoint.step, checkpoint = %folder.display(), "resuming from a checkpoint");
+        CheckpointStatus {
+            step: checkpoint.step,
+            path: folder.display().to_string(),
+        }
+    });
+    let checkpointing = Checkpointing {
+        store,
+        every: spec.training.checkpoint_every,
+        resumed,
+    };
+    Ok((
+        Some(checkpointing),
+        resume.map(|(checkpoint, _)| checkpoint),
+    ))
 }
 
 /// What `--peers-from-stdin` reads.
@@ -194,7 +233,8 @@ pub fn run(role: Role, args: &NodeArgs) -> anyhow::Result<()> {
     })?;
     let assembly = Assembly::new(plan, data)?;
     let dimension = assembly.config().dimension;
-    let (node, chaos_handle) = assembly.node_with_chaos(role, args.index)?;
+    let (checkpoints, resume) = checkpoints(args, me, &manifest.name, &assembly)?;
+    let (node, chaos_handle) = assembly.node_resuming(role, args.index, resume.as_ref())?;
     let chaos = chaos_handle.map(|handle| chaos_control(&assembly, role, args.index, handle));
     let chaos_token = chaos_token(args)?;
 
@@ -230,6 +270,7 @@ pub fn run(role: Role, args: &NodeArgs) -> anyhow::Result<()> {
             quorums: (assembly.plan().server_quorum, assembly.plan().worker_quorum),
             chaos,
             chaos_token,
+            checkpoints,
         };
         let shutdown = async move {
             let stdin_gone = async {

@@ -20,7 +20,10 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use byzsgd_api::chaos::{self, ChaosAction, ChaosResource, ChaosSpec, Window};
+use byzsgd_api::{
+    admin::Status,
+    chaos::{self, ChaosAction, ChaosResource, ChaosSpec, Window},
+};
 use byzsgd_core::{
     job::Plan,
     protocol::{NodeId, chaos::ChaosReport},
@@ -324,34 +327,6 @@ impl Campaign {
         Ok(())
     }
 
-    /// Reads `/status.chaos` of every live node: the evidence of where each window acted.
-    pub async fn evidence(
-        &self,
-        http: &reqwest::Client,
-        children: &[ChildNode],
-    ) -> BTreeMap<String, ChaosReport> {
-        let mut evidence = BTreeMap::new();
-        for child in children {
-            let Ok(response) = http
-                .get(format!("http://{}/status", child.admin))
-                .send()
-                .await
-            else {
-                continue;
-            };
-            let Ok(bytes) = response.bytes().await else {
-                continue;
-            };
-            let Ok(status) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
-                continue;
-            };
-            if let Ok(report) = serde_json::from_value::<ChaosReport>(status["chaos"].clone()) {
-                evidence.insert(child.id.to_string(), report);
-            }
-        }
-        evidence
-    }
-
     /// The record for `summary.json`.
     pub fn summary(&self) -> Vec<ChaosSummary> {
         self.entries
@@ -371,6 +346,14 @@ impl Campaign {
             })
             .collect()
     }
+}
+
+/// Each node's `/status.chaos` at the end of the run: what it armed and where it acted.
+pub fn evidence(statuses: &BTreeMap<NodeId, Status>) -> BTreeMap<String, ChaosReport> {
+    statuses
+        .iter()
+        .filter_map(|(node, status)| Some((node.to_string(), status.chaos.clone()?)))
+        .collect()
 }
 
 /// Prints a line above the progress bar, or on stdout when the bar is hidden.

@@ -16,7 +16,7 @@ use std::{
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use byzsgd_api::pki::JobCa;
+use byzsgd_api::{admin::Status, pki::JobCa};
 use byzsgd_core::{job::Role, protocol::NodeId};
 use serde::Deserialize;
 use tokio::{
@@ -96,6 +96,8 @@ pub struct Launcher {
     pub linger_seconds: f64,
     /// Handed to children as `BYZSGD_CHAOS_TOKEN` (jobs that allow chaos only).
     pub chaos_token: Option<String>,
+    /// Servers' `--checkpoint-dir` (the run directory's `checkpoints/`).
+    pub checkpoint_dir: PathBuf,
     /// The job's CA, which issues every child its certificate (also a restarted one); None
     /// runs the children with `--insecure` (the transport benchmark only).
     pub ca: Option<Arc<JobCa>>,
@@ -172,6 +174,9 @@ impl Launcher {
         if let Some(dir) = &self.data_dir {
             command.arg("--data-dir").arg(dir);
         }
+        if id.role == Role::Server {
+            command.arg("--checkpoint-dir").arg(&self.checkpoint_dir);
+        }
         if self.ca.is_none() {
             command.arg("--insecure");
         }
@@ -233,6 +238,27 @@ pub async fn wait_ready(http: &reqwest::Client, children: &[ChildNode]) -> anyho
         }
     }
     Ok(())
+}
+
+/// Each live node's `/status`; a node that does not answer (exited, killed) is left out.
+pub async fn statuses(http: &reqwest::Client, children: &[ChildNode]) -> BTreeMap<NodeId, Status> {
+    let mut statuses = BTreeMap::new();
+    for child in children {
+        let Ok(response) = http
+            .get(format!("http://{}/status", child.admin))
+            .send()
+            .await
+        else {
+            continue;
+        };
+        let Ok(bytes) = response.bytes().await else {
+            continue;
+        };
+        if let Ok(status) = serde_json::from_slice::<Status>(&bytes) {
+            statuses.insert(child.id, status);
+        }
+    }
+    statuses
 }
 
 async fn send_line(child: &mut ChildNode, line: &str) -> anyhow::Result<()> {

@@ -49,6 +49,9 @@ const CHAOS_LINGER_SECONDS: f64 = 60.0;
 /// lines.
 const TICK: Duration = Duration::from_millis(100);
 
+/// The folder of a run directory where servers write checkpoints and the final model.
+pub const CHECKPOINTS: &str = "checkpoints";
+
 /// How long the runner waits for honest workers once every correct server finished.
 const WORKER_GRACE: Duration = Duration::from_secs(10);
 
@@ -76,6 +79,12 @@ pub struct LocalArgs {
         default_value = "127.0.0.1:0"
     )]
     pub admin_listen: std::net::SocketAddr,
+    /// Resume from an earlier run of this job: its run directory (e.g. one whose runner was
+    /// killed). Its checkpoints are copied into the new run's `checkpoints/` and every server
+    /// starts from its newest one instead of step 0; `summary.json` says where each resumed
+    /// (`resumedAt`). The job may have more steps than the earlier run had.
+    #[arg(long, env = "BYZSGD_RESUME", value_name = "RUN_DIR")]
+    pub resume: Option<PathBuf>,
     /// No progress bar (plain progress lines instead), e.g. in CI logs.
     #[arg(long, env = "BYZSGD_NO_PROGRESS", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_progress: bool,
@@ -83,6 +92,22 @@ pub struct LocalArgs {
     /// a flag: only `byzsgd-node bench jobs --transport` sets it, to measure what TLS costs.
     #[arg(skip)]
     pub insecure: bool,
+}
+
+impl LocalArgs {
+    /// A run of `file` under `runs_dir` as a benchmark starts it: no progress bar, the runner's
+    /// metrics on any free loopback port, the manifest's data set, mutual TLS.
+    pub fn unattended(file: PathBuf, runs_dir: PathBuf) -> Self {
+        Self {
+            file,
+            runs_dir,
+            data_dir: None,
+            admin_listen: ([127, 0, 0, 1], 0).into(),
+            resume: None,
+            no_progress: true,
+            insecure: false,
+        }
+    }
 }
 
 /// `byzsgd-node local`: the job's flags plus chaos configs.
@@ -177,6 +202,11 @@ async fn run_job(
     planned: Vec<chaos::Planned>,
 ) -> anyhow::Result<Summary> {
     let run_dir = record::create_run_dir(&args.runs_dir, name)?;
+    // Servers write their checkpoints and final model here (`crate::checkpoint`).
+    let checkpoint_dir = run_dir.join(CHECKPOINTS);
+    if let Some(earlier) = &args.resume {
+        record::copy_checkpoints(&earlier.join(CHECKPOINTS), &checkpoint_dir, name)?;
+    }
     let nodes: Vec<NodeId> = (0..plan.servers)
         .map(NodeId::server)
         .chain((0..plan.workers).map(NodeId::worker))
@@ -200,6 +230,7 @@ async fn run_job(
         },
         chaos_token: token.clone(),
         // Every run has its own CA, in memory only: its nodes trust each other and nothing else.
+        checkpoint_dir,
         ca: if args.insecure {
             None
         } else {
@@ -213,6 +244,12 @@ async fn run_job(
         .timeout(Duration::from_secs(10))
         .build()?;
     children::wait_ready(&http, &children).await?;
+    // Where each server starts: step 0, or the checkpoint it resumed from.
+    let resumed_at: BTreeMap<String, u64> = children::statuses(&http, &children)
+        .await
+        .into_iter()
+        .filter_map(|(node, status)| Some((node.to_string(), status.checkpoint?.step)))
+        .collect();
 
     let runner_metrics = RunnerMetrics::serve(args.admin_listen, name).await?;
     record::write_targets(&run_dir, name, &children, &plan, &runner_metrics.address)?;
@@ -304,11 +341,7 @@ async fn run_job(
     }
     bar.finish_and_clear();
     let wall_seconds = started.elapsed().as_secs_f64();
-    let evidence = if campaign.is_empty() {
-        BTreeMap::new()
-    } else {
-        campaign.evidence(&http, &children).await
-    };
+    let statuses = children::statuses(&http, &children).await;
     let peak_rss_bytes = children
         .iter()
         .filter_map(|child| Some((child.id.to_string(), child.peak_rss_bytes()?)))
@@ -316,8 +349,15 @@ async fn run_job(
     stop_children(&mut children).await;
     let mut summary = tracker.summary(&plan, &run_dir, wall_seconds, startup_seconds, interrupted);
     summary.chaos = campaign.summary();
-    summary.node_chaos = evidence;
+    if !campaign.is_empty() {
+        summary.node_chaos = chaos::evidence(&statuses);
+    }
+    summary.rejected = statuses
+        .iter()
+        .map(|(node, status)| (node.to_string(), status.rejected))
+        .collect();
     summary.peak_rss_bytes = peak_rss_bytes;
+    summary.resumed_at = resumed_at;
     recorder.finish(&summary)?;
     if let Err(error) = plot::write(&run_dir, &recorder) {
         eprintln!("warning: no plot: {error:#}");
@@ -621,6 +661,8 @@ impl Tracker {
                 .count(),
             chaos: Vec::new(),
             node_chaos: BTreeMap::new(),
+            rejected: BTreeMap::new(),
+            resumed_at: BTreeMap::new(),
             recoveries: self.recoveries.clone(),
             peak_rss_bytes: BTreeMap::new(),
         }

@@ -35,6 +35,56 @@ pub fn create_run_dir(runs: &Path, name: &str) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
+/// Copies the checkpoints of job `name` from an earlier run's `from` folder into `to`, the new
+/// run's (the earlier run stays as it was). Fails, naming the folder, when it holds none.
+pub fn copy_checkpoints(from: &Path, to: &Path, name: &str) -> anyhow::Result<()> {
+    let prefix = format!("{name}-server-");
+    let servers: Vec<_> = std::fs::read_dir(from)
+        .with_context(|| {
+            format!(
+                "--resume: cannot read {}: pass the run directory of an earlier run of this \
+                 job (it holds checkpoints/)",
+                from.display()
+            )
+        })?
+        .flatten()
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with(&prefix))
+        .collect();
+    if servers.is_empty() {
+        anyhow::bail!(
+            "--resume: {} holds no checkpoint of job `{name}` (no {prefix}N folder): pass the \
+             run directory of an earlier run of this job",
+            from.display()
+        );
+    }
+    for server in servers {
+        copy_tree(&server.path(), &to.join(server.file_name()))?;
+    }
+    Ok(())
+}
+
+fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
+    for entry in
+        std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))?
+    {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target).with_context(|| {
+                format!(
+                    "cannot copy {} to {}",
+                    entry.path().display(),
+                    target.display()
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
 /// Writes the Prometheus `file_sd` targets of a run.
 pub fn write_targets(
     dir: &Path,
@@ -114,6 +164,13 @@ pub struct Summary {
     /// Servers that restarted behind the job and adopted the median of their peers' models.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recoveries: Vec<Recovery>,
+    /// Messages each node dropped (`/status.rejected` at the end of the run: edge checks,
+    /// protocol checks and chaos partitions together).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub rejected: std::collections::BTreeMap<String, u64>,
+    /// The step each server resumed at (`--resume`): the checkpoint it started from.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub resumed_at: std::collections::BTreeMap<String, u64>,
     /// Each node's peak resident memory (bytes) at the end of the run (Linux `VmHWM`).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub peak_rss_bytes: std::collections::BTreeMap<String, u64>,

@@ -119,10 +119,10 @@ impl NodeRpc for NodeService {
         let from = match self.identity.identify(&info) {
             Ok(from) => from,
             Err(refusal) => {
-                self.metrics.rejected(refusal.rejection());
                 let peer = info
                     .remote
                     .map_or_else(|| "unknown address".to_owned(), |a| a.to_string());
+                self.metrics.rejected(&peer, refusal.rejection());
                 tracing::warn!(%peer, %refusal, "refused a stream");
                 return Err(match refusal {
                     Refusal::Anonymous => Status::unauthenticated(refusal.to_string()),
@@ -144,7 +144,7 @@ impl NodeRpc for NodeService {
                 Ok(None) => break,
                 Err(status) => {
                     // Undecodable protobuf or a broken connection: count it, end this stream.
-                    self.metrics.rejected(Rejection::Malformed);
+                    self.metrics.rejected(&from, Rejection::Malformed);
                     summary.rejected += 1;
                     tracing::debug!(peer = %from, error = %status, "stream ended with an error");
                     break;
@@ -165,7 +165,7 @@ impl NodeRpc for NodeService {
                     summary.accepted += 1;
                 }
                 Err(rejection) => {
-                    self.metrics.rejected(rejection);
+                    self.metrics.rejected(&from, rejection);
                     summary.rejected += 1;
                     if let Some(pause) = throttle.pause_after_rejection() {
                         tokio::time::sleep(pause).await;

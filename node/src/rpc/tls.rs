@@ -159,11 +159,11 @@ impl Tls {
                             let _ = accepted.send(Ok(stream)).await;
                         }
                         Ok(Err(error)) => {
-                            metrics.rejected(Rejection::Unauthenticated);
+                            metrics.rejected(&remote, Rejection::Unauthenticated);
                             tracing::warn!(peer = %remote, %error, "refused a connection: TLS handshake failed");
                         }
                         Err(_) => {
-                            metrics.rejected(Rejection::Unauthenticated);
+                            metrics.rejected(&remote, Rejection::Unauthenticated);
                             tracing::warn!(peer = %remote, timeout_s = HANDSHAKE_TIMEOUT.as_secs(), "refused a connection: no TLS handshake in time");
                         }
                     }

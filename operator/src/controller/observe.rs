@@ -28,6 +28,18 @@ pub struct NodeReport {
     /// Whether the node ran all its steps.
     #[serde(default)]
     pub finished: bool,
+    /// The newest checkpoint the server wrote or resumed from.
+    #[serde(default)]
+    pub checkpoint: Option<CheckpointReport>,
+}
+
+/// A server's newest checkpoint.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointReport {
+    /// Its step.
+    #[serde(default)]
+    pub step: u64,
 }
 
 /// A server's last gather.

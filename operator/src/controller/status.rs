@@ -184,6 +184,8 @@ pub fn combine(reports: &[(usize, NodeReport)], quorum: usize) -> Option<Trainin
         max_drift: median(field(|r| {
             r.last_gather.as_ref().and_then(|g| g.drift_to_median)
         })),
+        checkpoint_step: median(field(|r| r.checkpoint.as_ref().map(|c| c.step as f64)))
+            .map(|step| step.floor() as u64),
         quorum: quorum as u32,
     })
 }

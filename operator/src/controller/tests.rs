@@ -15,7 +15,7 @@ use k8s_openapi::{
 
 use super::{
     build::{build, labels},
-    observe::{GatherReport, NodeReport},
+    observe::{CheckpointReport, GatherReport, NodeReport},
     status::{Observed, combine, current_training, decide, set_condition},
     validate::{Error, ValidatedJob, validate_job},
 };
@@ -241,6 +241,7 @@ fn report(step: u64, accuracy: f64) -> NodeReport {
             drift_to_median: Some(0.01),
         }),
         finished: false,
+        checkpoint: None,
     }
 }
 
@@ -262,6 +263,25 @@ fn one_lying_server_cannot_move_the_combined_accuracy() {
         combine(&honest[..3], 4).is_none(),
         "fewer than a quorum must not produce a status"
     );
+}
+
+/// The job names the checkpoint a full restart resumes near: the median of the quorum's
+/// newest checkpoint steps, which one server claiming a later one cannot move.
+#[test]
+fn the_status_names_the_quorums_checkpoint_step() {
+    let with_checkpoint = |step| NodeReport {
+        checkpoint: Some(CheckpointReport { step }),
+        ..report(350, 0.5)
+    };
+    let mut reports: Vec<(usize, NodeReport)> = (0..5).map(|i| (i, with_checkpoint(300))).collect();
+    reports[0].1 = with_checkpoint(1_000_000);
+    reports[1].1 = report(350, 0.5); // none written yet
+    assert_eq!(
+        combine(&reports, 4).expect("quorum").checkpoint_step,
+        Some(300)
+    );
+    let none: Vec<(usize, NodeReport)> = (0..5).map(|i| (i, report(10, 0.1))).collect();
+    assert_eq!(combine(&none, 4).expect("quorum").checkpoint_step, None);
 }
 
 /// The job ends on what its servers finished with: a server still evaluating its last step
@@ -607,10 +627,15 @@ fn node_status_json_parses_into_a_report() {
             step: 40,
             drift_to_median: 0.125,
         }),
+        checkpoint: Some(byzsgd_api::admin::CheckpointStatus {
+            step: 40,
+            path: "/var/lib/byzsgd/checkpoints/job-server-0/step-00000040".to_owned(),
+        }),
         ..byzsgd_api::admin::Status::default()
     };
     let json = serde_json::to_vec(&status).expect("serialises");
     let parsed: NodeReport = serde_json::from_slice(&json).expect("parses");
+    assert_eq!(parsed.checkpoint.map(|c| c.step), Some(40));
     assert_eq!(parsed.step, 42);
     assert_eq!(parsed.accuracy, Some(0.75));
     assert_eq!(
@@ -700,6 +725,62 @@ fn pods_default_to_non_root_read_only_requests_and_the_data_image() {
         (mount.mount_path.as_str(), mount.read_only),
         ("/dataset", Some(true))
     );
+}
+
+/// Servers keep their checkpoints on the `checkpoints` volume: an `emptyDir` by default, the
+/// template's volume of that name when it has one (a claim survives pod deletion); workers do
+/// not hold it, so a ReadWriteOnce claim does not pin them to the servers' node.
+#[test]
+fn servers_mount_the_checkpoint_volume_and_workers_do_not() {
+    let volume = |pod: &Pod| {
+        pod.spec
+            .as_ref()
+            .and_then(|spec| spec.volumes.clone())
+            .into_iter()
+            .flatten()
+            .find(|v| v.name == "checkpoints")
+    };
+    let mount = |pod: &Pod| {
+        pod.spec.as_ref().expect("spec").containers[0]
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.name == "checkpoints")
+            .map(|m| m.mount_path.clone())
+    };
+    let is_server = |pod: &Pod| {
+        pod.metadata
+            .name
+            .as_deref()
+            .is_some_and(|n| n.contains("-server-"))
+    };
+
+    let default = build(&validated(QUICKSTART));
+    for pod in &default.pods {
+        if is_server(pod) {
+            assert!(volume(pod).expect("checkpoint volume").empty_dir.is_some());
+            assert_eq!(mount(pod).as_deref(), Some("/var/lib/byzsgd/checkpoints"));
+        } else {
+            assert_eq!((volume(pod), mount(pod)), (None, None));
+        }
+    }
+
+    let claimed = QUICKSTART.replace(
+        "  runPolicy:",
+        "  template:\n    volumes: [{name: checkpoints, persistentVolumeClaim: {claimName: ckpt}}]\n  runPolicy:",
+    );
+    for pod in &build(&validated(&claimed)).pods {
+        let found = volume(pod);
+        if is_server(pod) {
+            let claim = found
+                .and_then(|v| v.persistent_volume_claim)
+                .expect("the claim");
+            assert_eq!(claim.claim_name, "ckpt");
+            assert_eq!(mount(pod).as_deref(), Some("/var/lib/byzsgd/checkpoints"));
+        } else {
+            assert_eq!(found, None);
+        }
+    }
 }
 
 /// Kubeflow-like overrides land in every pod, merged over the defaults: a partial security
@@ -809,7 +890,7 @@ fn template_problems_name_the_field_and_the_fix() {
         .replace("name: fashion-mnist", "name: mnist")
         .replace(
             "  runPolicy:",
-            "  template:\n    volumes: [{name: data, emptyDir: {}}]\n    volumeMounts: [{name: nope, mountPath: /dataset}]\n  runPolicy:",
+            "  template:\n    volumes: [{name: data, emptyDir: {}}, {name: checkpoints, emptyDir: {}}]\n    volumeMounts: [{name: nope, mountPath: /dataset}, {name: checkpoints, mountPath: /ckpt}]\n  runPolicy:",
         );
     let Err(Error::InvalidSpec { source, .. }) = validate_job(&job_from(&yaml)) else {
         panic!("expected InvalidSpec");
@@ -820,6 +901,7 @@ fn template_problems_name_the_field_and_the_fix() {
         "spec.template.volumes[0].name",
         "spec.template.volumeMounts[0].name",
         "spec.template.volumeMounts[0].mountPath",
+        "spec.template.volumeMounts[1].name",
     ] {
         assert!(fields.contains(&field), "{field} missing from {fields:?}");
     }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use byzsgd_api::{
     identity::{self, TLS_DIR},
-    job::{DATA_MOUNT, DataSource, ImageDataSource},
+    job::{CHECKPOINT_MOUNT, CHECKPOINT_VOLUME, DATA_MOUNT, DataSource, ImageDataSource},
 };
 use byzsgd_core::{job::Role, protocol::NodeId};
 use k8s_openapi::{
@@ -48,7 +48,7 @@ pub const NODE_LINGER_SECONDS: u32 = 30;
 /// The node's command line for one pod: what `byzsgd-node` parses (a contract test checks it
 /// with the node's own clap definition).
 pub fn args(role: Role, index: usize) -> Vec<String> {
-    vec![
+    let mut args = vec![
         role.to_string(),
         "--job-file".to_owned(),
         format!("{}/{}", labels::JOB_DIR, labels::JOB_FILE),
@@ -66,7 +66,11 @@ pub fn args(role: Role, index: usize) -> Vec<String> {
         NODE_LINGER_SECONDS.to_string(),
         "--tls-dir".to_owned(),
         TLS_DIR.to_owned(),
-    ]
+    ];
+    if role == Role::Server {
+        args.extend(["--checkpoint-dir".to_owned(), CHECKPOINT_MOUNT.to_owned()]);
+    }
+    args
 }
 
 /// The pod of `role` number `index`.
@@ -74,52 +78,7 @@ pub fn pod(job: &ValidatedJob, role: Role, index: usize) -> Pod {
     let name = labels::pod_name(&job.name, role, index);
     let attack = job.attack(role, index);
     let template = &job.template;
-    let mut volumes = vec![
-        Volume {
-            name: "job".to_owned(),
-            config_map: Some(ConfigMapVolumeSource {
-                name: labels::config_map_name(&job.name),
-                ..ConfigMapVolumeSource::default()
-            }),
-            ..Volume::default()
-        },
-        Volume {
-            name: "tls".to_owned(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(identity::node_secret_name(
-                    &job.name,
-                    NodeId { role, index },
-                )),
-                // Readable by the pod's group (fsGroup) only: the key is in there.
-                default_mode: Some(0o440),
-                ..SecretVolumeSource::default()
-            }),
-            ..Volume::default()
-        },
-    ];
-    let mut mounts = vec![
-        VolumeMount {
-            name: "job".to_owned(),
-            mount_path: labels::JOB_DIR.to_owned(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        },
-        VolumeMount {
-            name: "tls".to_owned(),
-            mount_path: TLS_DIR.to_owned(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        },
-    ];
-    let mut init_containers = Vec::new();
-    if let Some(source) = &job.data {
-        let (volume, mount, init) = data_volume(job, source);
-        volumes.push(volume);
-        mounts.push(mount);
-        init_containers.extend(init);
-    }
-    volumes.extend(template.volumes.iter().cloned());
-    mounts.extend(template.volume_mounts.iter().cloned());
+    let (volumes, mounts, init_containers) = volumes(job, role, index);
 
     // The template's labels and annotations first, so the operator's own win on a clash.
     let mut pod_labels = template.labels.clone();
@@ -168,6 +127,89 @@ pub fn pod(job: &ValidatedJob, role: Role, index: usize) -> Pod {
         }),
         ..Pod::default()
     }
+}
+
+/// The pod's volumes, the node container's mounts and the init containers: the manifest, the
+/// node's certificate, the data set, the template's own, and a server's checkpoint volume.
+fn volumes(
+    job: &ValidatedJob,
+    role: Role,
+    index: usize,
+) -> (Vec<Volume>, Vec<VolumeMount>, Vec<Container>) {
+    let template = &job.template;
+    let mut volumes = vec![
+        Volume {
+            name: "job".to_owned(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: labels::config_map_name(&job.name),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        Volume {
+            name: "tls".to_owned(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(identity::node_secret_name(
+                    &job.name,
+                    NodeId { role, index },
+                )),
+                // Readable by the pod's group (fsGroup) only: the key is in there.
+                default_mode: Some(0o440),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+    ];
+    let mut mounts = vec![
+        VolumeMount {
+            name: "job".to_owned(),
+            mount_path: labels::JOB_DIR.to_owned(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        },
+        VolumeMount {
+            name: "tls".to_owned(),
+            mount_path: TLS_DIR.to_owned(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        },
+    ];
+    let mut init_containers = Vec::new();
+    if let Some(source) = &job.data {
+        let (volume, mount, init) = data_volume(job, source);
+        volumes.push(volume);
+        mounts.push(mount);
+        init_containers.extend(init);
+    }
+    // The checkpoint volume is the servers': a worker pod does not hold it (a
+    // ReadWriteOnce claim would otherwise pin every worker to the servers' node).
+    volumes.extend(
+        template
+            .volumes
+            .iter()
+            .filter(|volume| role == Role::Server || volume.name != CHECKPOINT_VOLUME)
+            .cloned(),
+    );
+    mounts.extend(template.volume_mounts.iter().cloned());
+    if role == Role::Server {
+        if !volumes
+            .iter()
+            .any(|volume| volume.name == CHECKPOINT_VOLUME)
+        {
+            volumes.push(Volume {
+                name: CHECKPOINT_VOLUME.to_owned(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Volume::default()
+            });
+        }
+        mounts.push(VolumeMount {
+            name: CHECKPOINT_VOLUME.to_owned(),
+            mount_path: CHECKPOINT_MOUNT.to_owned(),
+            ..VolumeMount::default()
+        });
+    }
+
+    (volumes, mounts, init_containers)
 }
 
 /// The `node` container: `byzsgd-node` with its args, ports, probes and mounts.
