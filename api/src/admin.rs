@@ -51,6 +51,10 @@ pub struct Status {
     /// directory only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<CheckpointStatus>,
+    /// The checkpoint this server started from (a restarted server that found one of its own);
+    /// unlike `checkpoint`, it never changes while the server runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_from: Option<CheckpointStatus>,
     /// The final model this server exported, once it finished (servers with a checkpoint
     /// directory only): a 1-D float32 `.npy` file.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -5,7 +5,7 @@ use byzsgd_core::attack::{
     AttackError, AttackParams, ServerAttack, ServerAttackKind, WorkerAttack, WorkerAttackKind,
 };
 
-const WORKER_NAMES: [&str; 12] = [
+const WORKER_NAMES: [&str; 14] = [
     "random",
     "reverse",
     "partial-drop",
@@ -18,14 +18,18 @@ const WORKER_NAMES: [&str; 12] = [
     "inf",
     "neg-inf",
     "label-flip",
+    "min-max",
+    "min-sum",
 ];
-const SERVER_NAMES: [&str; 6] = [
+const SERVER_NAMES: [&str; 8] = [
     "random",
     "reverse",
     "partial-drop",
     "stale",
     "equivocate",
     "silence",
+    "alie",
+    "silence-half",
 ];
 
 /// serde, `Display` and `FromStr` agree on every name, and the names are the
@@ -69,8 +73,12 @@ fn unknown_attack_names_are_rejected_with_the_valid_list() {
     for name in WORKER_NAMES {
         assert!(message.contains(name), "{message} does not list {name}");
     }
-    let error = "alie".parse::<ServerAttackKind>().unwrap_err();
-    assert!(error.to_string().contains("unknown server attack `alie`"));
+    let error = "min-max".parse::<ServerAttackKind>().unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("unknown server attack `min-max`")
+    );
     assert!(error.to_string().contains("equivocate"));
 }
 
@@ -239,12 +247,17 @@ fn only_omniscient_attacks_ask_for_the_honest_vectors() {
             WorkerAttackKind::SignFlip,
             WorkerAttackKind::Alie,
             WorkerAttackKind::Foe,
-            WorkerAttackKind::Mimic
+            WorkerAttackKind::Mimic,
+            WorkerAttackKind::MinMax,
+            WorkerAttackKind::MinSum
         ]
     );
     let server: Vec<_> = ServerAttackKind::ALL
         .into_iter()
         .filter(|k| k.needs_honest())
         .collect();
-    assert_eq!(server, [ServerAttackKind::Equivocate]);
+    assert_eq!(
+        server,
+        [ServerAttackKind::Equivocate, ServerAttackKind::Alie]
+    );
 }

@@ -302,7 +302,9 @@ proptest! {
             params: AttackParams { scale, fraction, strength, lag, ..AttackParams::default() },
         };
         let sent = call.run(&attack);
-        if kind == ServerAttackKind::Silence {
+        let silent_to_receiver = kind == ServerAttackKind::Silence
+            || (kind == ServerAttackKind::SilenceHalf && receiver < receivers / 2);
+        if silent_to_receiver {
             prop_assert!(sent.is_none());
         } else {
             prop_assert_eq!(sent.map(|v| v.len()), Some(d));
@@ -351,6 +353,40 @@ fn receivers_of_one_class_get_the_same_model() {
                     );
                 }
             }
+        }
+    }
+}
+
+/// ALIE on models, by hand: correct models (0, 0) and (2, 4) have mean (1, 2) and population
+/// deviation (1, 2), so z = 1.5 sends (1 − 1.5, 2 − 3) to every receiver.
+#[test]
+fn alie_on_models_sends_mean_minus_z_deviations_to_everyone() {
+    let call = Call::new(array![9.0, 9.0], vec![array![0.0, 0.0], array![2.0, 4.0]]);
+    let attack = ServerAttack {
+        kind: ServerAttackKind::Alie,
+        params: AttackParams {
+            z: Some(1.5),
+            ..AttackParams::default()
+        },
+    };
+    for receiver in 0..call.receivers {
+        assert_eq!(call.sent_to(&attack, receiver), array![-0.5, -1.0]);
+    }
+}
+
+/// Selective silence: nothing to receivers 0..receivers/2, the honest model to the others.
+#[test]
+fn silence_half_is_silent_to_the_first_half_only() {
+    let call = Call::new(array![1.0, 2.0], vec![array![0.0, 0.0]]);
+    let attack = ServerAttack::new(ServerAttackKind::SilenceHalf);
+    for receiver in 0..call.receivers {
+        let mut to = call.clone();
+        to.receiver = receiver;
+        let sent = to.run(&attack);
+        if receiver < call.receivers / 2 {
+            assert_eq!(sent, None, "receiver {receiver}");
+        } else {
+            assert_eq!(sent, Some(array![1.0, 2.0]), "receiver {receiver}");
         }
     }
 }

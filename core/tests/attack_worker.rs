@@ -494,3 +494,25 @@ fn receivers_of_one_class_get_the_same_vector() {
         }
     }
 }
+
+/// Min-max and min-sum through the public attack, on the hand-computed case of
+/// `attack::agnostic`: honest (2, 0), (0, 2), (0, 0) → min-max sends (1 − √3)(1, 1), min-sum
+/// (0, 0).
+#[test]
+fn min_max_and_min_sum_send_the_farthest_mean_shift_their_bound_accepts() {
+    let call = Call::new(
+        vec![array![2.0, 0.0], array![0.0, 2.0], array![0.0, 0.0]],
+        array![0.0, 0.0],
+    );
+    let a = 1.0 - 3.0_f64.sqrt();
+    assert_close(
+        &call.sent(&WorkerAttack::new(WorkerAttackKind::MinMax)),
+        &[a, a],
+        1e-4,
+    );
+    assert_close(
+        &call.sent(&WorkerAttack::new(WorkerAttackKind::MinSum)),
+        &[0.0, 0.0],
+        1e-4,
+    );
+}

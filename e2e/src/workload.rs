@@ -1,10 +1,13 @@
 //! ByzSGD jobs as the tests watch them: the job's status and pods through the kube client, each
 //! node's own `/status` over the pod network (polled in the background, so a test can later
 //! ask what a server reported at the end, or when an attack was armed), `kubectl get`'s table
-//! read by column, and the check that a deleted job left nothing behind.
+//! read by column, the check that a deleted job left nothing behind, and the same job file run
+//! by `byzsgd-node local` as the undisturbed baseline a cluster run is compared with.
 
 use std::{
     collections::BTreeMap,
+    path::Path,
+    process::Command,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -20,7 +23,12 @@ use byzsgd_api::{
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use kube::{ResourceExt, api::ListParams};
 
-use crate::cluster::{Cluster, node_status, wait_until};
+use serde_json::{Value, json};
+
+use crate::{
+    cluster::{Cluster, node_status, release_binary, wait_until},
+    timing::Stopwatch,
+};
 
 /// The label every object of a job carries.
 pub const JOB_LABEL: &str = "byzsgd.io/job";
@@ -161,6 +169,44 @@ pub fn wait_job_gone(cluster: &Cluster, namespace: &str, job: &str, timeout: Dur
             left.is_empty().then_some(())
         },
     );
+}
+
+/// `byzsgd-node local FILE` (the release binary the node image carries) in a temp directory,
+/// timed as `test`'s phase `phase`; returns its `runs/<run>/summary.json`. The same file on the
+/// cluster is compared with it (`finalAccuracy`).
+pub fn local_run(test: &'static str, phase: &str, file: &Path) -> Value {
+    let watch = Stopwatch::start(test, phase);
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let binary = release_binary("byzsgd-node");
+    eprintln!("$ byzsgd-node local {}", file.display());
+    let output = Command::new(&binary)
+        .arg("local")
+        .arg(file)
+        .current_dir(dir.path())
+        .output()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
+    let shown = format!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "the local run failed\n{shown}");
+    let summary_path = std::fs::read_dir(dir.path().join("runs"))
+        .expect("runs/ exists")
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("summary.json"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("no runs/*/summary.json\n{shown}"));
+    let summary: Value = serde_json::from_str(
+        &std::fs::read_to_string(&summary_path).expect("summary.json readable"),
+    )
+    .expect("summary.json is JSON");
+    watch.done_with(&json!({
+        "final_accuracy": summary["finalAccuracy"],
+        "steps": summary["steps"],
+        "wall_seconds": summary["wallSeconds"],
+    }));
+    summary
 }
 
 /// Every node's `/status` as seen so far, by pod name: each distinct report, in order.

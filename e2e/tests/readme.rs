@@ -24,8 +24,6 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    path::PathBuf,
-    process::Command,
     time::Duration,
 };
 
@@ -34,7 +32,7 @@ use byzsgd_api::{
     job::{ByzSgdJob, ConditionType, JobState, status::median},
 };
 use byzsgd_e2e::{
-    cluster::{Cluster, DiagnoseOnPanic, release_binary, repo, run, wait_until},
+    cluster::{Cluster, DiagnoseOnPanic, repo, run, wait_until},
     prometheus::Prometheus,
     promql::{self, Query, Variables},
     stack::{self, Release},
@@ -46,7 +44,7 @@ use byzsgd_e2e::{
 };
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const TEST: &str = "readme";
 /// The README's release and namespace.
@@ -132,46 +130,16 @@ fn the_readme_runs_on_real_pods() {
     total.done();
 }
 
-/// `byzsgd-node local examples/quickstart.yaml` (the release binary the node image carries),
-/// in a temp directory: its `runs/quickstart-<ts>/summary.json` gives the accuracy the cluster
-/// must match.
+/// `byzsgd-node local examples/quickstart.yaml`: the accuracy the cluster must match.
 fn local_baseline() -> f64 {
-    let watch = Stopwatch::start(TEST, "local_quickstart");
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let binary = release_binary("byzsgd-node");
-    let file = repo().join("examples/quickstart.yaml");
-    eprintln!("$ byzsgd-node local examples/quickstart.yaml");
-    let output = Command::new(&binary)
-        .arg("local")
-        .arg(&file)
-        .current_dir(dir.path())
-        .output()
-        .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
-    let shown = format!(
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+    let summary = workload::local_run(
+        TEST,
+        "local_quickstart",
+        &repo().join("examples/quickstart.yaml"),
     );
-    assert!(output.status.success(), "the local run failed\n{shown}");
-    let summary_path: PathBuf = std::fs::read_dir(dir.path().join("runs"))
-        .expect("runs/ exists")
-        .filter_map(Result::ok)
-        .map(|e| e.path().join("summary.json"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("no runs/*/summary.json\n{shown}"));
-    let summary: Value = serde_json::from_str(
-        &std::fs::read_to_string(&summary_path).expect("summary.json readable"),
-    )
-    .expect("summary.json is JSON");
-    let accuracy = summary["finalAccuracy"]
+    summary["finalAccuracy"]
         .as_f64()
-        .unwrap_or_else(|| panic!("no finalAccuracy in {summary}"));
-    watch.done_with(&json!({
-        "final_accuracy": accuracy,
-        "steps": summary["steps"],
-        "wall_seconds": summary["wallSeconds"],
-    }));
-    accuracy
+        .unwrap_or_else(|| panic!("no finalAccuracy in {summary}"))
 }
 
 /// `kubectl apply -f examples/quickstart.yaml`, up to `Succeeded`, with Prometheus watching.

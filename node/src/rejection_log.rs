@@ -53,37 +53,36 @@ impl RejectionLog {
     }
 
     fn note_at(&self, peer: &dyn Display, reason: &'static str, now: Instant) -> u64 {
-        let peer = peer.to_string();
+        // One allocation per drop (the key); the lookups borrow it.
+        let key = (peer.to_string(), reason);
         let dropped = {
             let mut pairs = self.pairs.lock().unwrap_or_else(PoisonError::into_inner);
-            if pairs.len() >= MAX_TRACKED && !pairs.contains_key(&(peer.clone(), reason)) {
+            if pairs.len() >= MAX_TRACKED && !pairs.contains_key(&key) {
                 pairs.clear();
             }
-            match pairs.get_mut(&(peer.clone(), reason)) {
-                Some(quiet) if now.duration_since(quiet.logged_at) < LOG_EVERY => {
+            if let Some(quiet) = pairs.get_mut(&key) {
+                if now.duration_since(quiet.logged_at) < LOG_EVERY {
                     quiet.dropped_since += 1;
                     return 0;
                 }
-                Some(quiet) => {
-                    let dropped = quiet.dropped_since + 1;
-                    *quiet = Quiet {
+                let dropped = quiet.dropped_since + 1;
+                *quiet = Quiet {
+                    logged_at: now,
+                    dropped_since: 0,
+                };
+                dropped
+            } else {
+                pairs.insert(
+                    key.clone(),
+                    Quiet {
                         logged_at: now,
                         dropped_since: 0,
-                    };
-                    dropped
-                }
-                None => {
-                    pairs.insert(
-                        (peer.clone(), reason),
-                        Quiet {
-                            logged_at: now,
-                            dropped_since: 0,
-                        },
-                    );
-                    1
-                }
+                    },
+                );
+                1
             }
         };
+        let peer = &key.0;
         if is_benign(reason) {
             tracing::debug!(%peer, reason, dropped, "dropped messages");
         } else {

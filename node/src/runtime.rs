@@ -24,7 +24,7 @@ use std::{
 use byzsgd_api::admin::{CheckpointStatus, GatherStatus, Status};
 use byzsgd_core::{
     job::Role,
-    protocol::{Event, Node, NodeId, Outputs, chaos::NetworkFault},
+    protocol::{Event, Node, NodeId, Outputs, chaos::NetworkFault, checkpoint::Checkpoint},
 };
 use ndarray::Array1;
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -472,8 +472,9 @@ impl Driver<'_> {
                 if let Some(checkpoints) = &self.options.checkpoints
                     && checkpoints.every > 0
                     && step % checkpoints.every == 0
+                    && let Some(checkpoint) = node.checkpoint()
                 {
-                    write_checkpoint(self.shared, node, checkpoints);
+                    write_checkpoint(self.shared, &checkpoint, checkpoints);
                 }
             }
             Event::GradientSent { step, loss } => {
@@ -524,8 +525,11 @@ impl Driver<'_> {
             Event::Finished => {
                 self.shared.update_status(|status| status.finished = true);
                 if let Some(checkpoints) = &self.options.checkpoints {
-                    write_checkpoint(self.shared, node, checkpoints);
-                    export_model(self.shared, node, checkpoints);
+                    // One copy of the final state serves both the checkpoint and the export.
+                    if let Some(checkpoint) = node.checkpoint() {
+                        write_checkpoint(self.shared, &checkpoint, checkpoints);
+                        export_model(self.shared, &checkpoint, checkpoints);
+                    }
                 }
             }
             _ => {}
@@ -554,11 +558,8 @@ impl Driver<'_> {
 /// Writes the server's state as a checkpoint and names it in `/status`. A failure (disk full,
 /// volume gone) is logged and counted, never fatal: training goes on, only the restart point
 /// gets older.
-fn write_checkpoint(shared: &Shared, node: &dyn Node, checkpoints: &Checkpointing) {
-    let Some(checkpoint) = node.checkpoint() else {
-        return;
-    };
-    match tokio::task::block_in_place(|| checkpoints.store.write(&checkpoint)) {
+fn write_checkpoint(shared: &Shared, checkpoint: &Checkpoint, checkpoints: &Checkpointing) {
+    match tokio::task::block_in_place(|| checkpoints.store.write(checkpoint)) {
         Ok(folder) => {
             shared
                 .metrics
@@ -583,10 +584,7 @@ fn write_checkpoint(shared: &Shared, node: &dyn Node, checkpoints: &Checkpointin
 }
 
 /// Writes the final model (`final/model.npy`) and names it in `/status`.
-fn export_model(shared: &Shared, node: &dyn Node, checkpoints: &Checkpointing) {
-    let Some(checkpoint) = node.checkpoint() else {
-        return;
-    };
+fn export_model(shared: &Shared, checkpoint: &Checkpoint, checkpoints: &Checkpointing) {
     let accuracy = shared.status().accuracy;
     match tokio::task::block_in_place(|| {
         checkpoints

@@ -121,6 +121,10 @@ impl Shared {
                 .with_label_values(&[kind])
                 .set(i64::try_from(size).unwrap_or(i64::MAX));
         }
+        let resumed_from = options
+            .checkpoints
+            .as_ref()
+            .and_then(|checkpoints| checkpoints.resumed.clone());
         let status = Status {
             job: options.job.clone(),
             role: options.me.role.as_str().to_owned(),
@@ -132,10 +136,8 @@ impl Shared {
                 .map(ToString::to_string)
                 .collect(),
             byzantine: options.attack.clone(),
-            checkpoint: options
-                .checkpoints
-                .as_ref()
-                .and_then(|checkpoints| checkpoints.resumed.clone()),
+            checkpoint: resumed_from.clone(),
+            resumed_from,
             ..Status::default()
         };
         Ok(Arc::new(Self {

@@ -20,15 +20,20 @@
 //! | worker | `mimic` | `honest[target]` | Karimireddy, He, Jaggi, ICLR 2022 |
 //! | worker | `nan`, `inf`, `neg-inf` | non-finite vector | ByzFL `Inf` |
 //! | worker | `label-flip` | own, trained on y → classes − 1 − y | ByzFL `LabelFlipping` |
+//! | worker | `min-max` | mean − λ·unit(mean), largest λ inside the honest diameter | Shejwalkar & Houmansadr, NDSS 2021 |
+//! | worker | `min-sum` | mean − λ·unit(mean), largest λ with an honest-like distance sum | Shejwalkar & Houmansadr, NDSS 2021 |
 //! | server | `random`, `reverse`, `partial-drop` | as for workers, on the model | Garfield |
 //! | server | `stale` | own model from `lag` steps ago | this project |
 //! | server | `equivocate` | a different model per half of the receivers | PAPER.md §6 |
 //! | server | `silence` | nothing | — |
+//! | server | `alie` | mean − z·std of the correct models | Baruch et al. 2019, on models |
+//! | server | `silence-half` | nothing to the first half of the receivers, own model to the rest | this project (issue #16) |
 //!
 //! Parameters ([`AttackParams`]) are part of the user manifest; [`WorkerAttack::validate`] and
 //! [`ServerAttack::validate`] reject bad ones when a job is admitted, while `craft` never fails
 //! (it clamps), because an attack running mid-training has nobody to report to.
 
+mod agnostic;
 mod math;
 mod params;
 mod server;

@@ -9,12 +9,16 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     AttackError,
-    math::{SERVER_STREAM, attack_rng, drop_coordinates, gaussian, mean, min_max, usable},
+    math::{
+        SERVER_STREAM, alie_z_saturating, attack_rng, drop_coordinates, gaussian, mean, min_max,
+        std_dev, usable,
+    },
     params::{AttackParams, Param},
 };
 
 /// The behaviours a Byzantine server can have. Names (serde, clap, `Display`, `FromStr`) are
-/// kebab-case: `random`, `reverse`, `partial-drop`, `stale`, `equivocate`, `silence`.
+/// kebab-case: `random`, `reverse`, `partial-drop`, `stale`, `equivocate`, `silence`, `alie`,
+/// `silence-half`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ServerAttackKind {
@@ -32,17 +36,27 @@ pub enum ServerAttackKind {
     Equivocate,
     /// Send nothing (a crashed or muted server).
     Silence,
+    /// "A little is enough" on models: μ − z·σ of the correct servers' models, coordinate-wise,
+    /// to every receiver (Baruch et al., NeurIPS 2019, moved from gradients to the models DMC
+    /// takes the median of). z from n_ps and f_ps as for workers, or `params.z`.
+    Alie,
+    /// Send nothing to the first half of the receivers (indices below receivers/2) and the
+    /// honest model to the rest: selective silence, so half of the correct nodes wait for a
+    /// quorum without it while the others count it.
+    SilenceHalf,
 }
 
 impl ServerAttackKind {
     /// Every server attack, in declaration order (for sweeps and help texts).
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 8] = [
         Self::Random,
         Self::Reverse,
         Self::PartialDrop,
         Self::Stale,
         Self::Equivocate,
         Self::Silence,
+        Self::Alie,
+        Self::SilenceHalf,
     ];
 
     /// The attack's name, as in manifests, flags and metric labels.
@@ -54,13 +68,16 @@ impl ServerAttackKind {
             Self::Stale => "stale",
             Self::Equivocate => "equivocate",
             Self::Silence => "silence",
+            Self::Alie => "alie",
+            Self::SilenceHalf => "silence-half",
         }
     }
 
     /// Whether the attack reads the correct servers' models ([`ServerView::honest`]).
-    /// Without them `equivocate` cannot measure the honest spread and sends its own model.
+    /// Without them `equivocate` and `alie` cannot measure the honest spread and send the own
+    /// model.
     pub const fn needs_honest(self) -> bool {
-        matches!(self, Self::Equivocate)
+        matches!(self, Self::Equivocate | Self::Alie)
     }
 
     /// The parameters this attack reads.
@@ -71,7 +88,8 @@ impl ServerAttackKind {
             Self::PartialDrop => &[Param::Fraction],
             Self::Stale => &[Param::Lag],
             Self::Equivocate => &[Param::Strength],
-            Self::Silence => &[],
+            Self::Alie => &[Param::Z],
+            Self::Silence | Self::SilenceHalf => &[],
         }
     }
 }
@@ -159,8 +177,13 @@ impl ServerAttack {
     pub fn receiver_class(&self, receiver: usize, receivers: usize) -> usize {
         match self.kind {
             ServerAttackKind::Random | ServerAttackKind::PartialDrop => receiver,
-            ServerAttackKind::Equivocate => usize::from(!equivocate_low_half(receiver, receivers)),
-            ServerAttackKind::Reverse | ServerAttackKind::Stale | ServerAttackKind::Silence => 0,
+            ServerAttackKind::Equivocate | ServerAttackKind::SilenceHalf => {
+                usize::from(!equivocate_low_half(receiver, receivers))
+            }
+            ServerAttackKind::Reverse
+            | ServerAttackKind::Stale
+            | ServerAttackKind::Silence
+            | ServerAttackKind::Alie => 0,
         }
     }
 
@@ -187,6 +210,23 @@ impl ServerAttack {
             ServerAttackKind::Stale => stale(&own, view.history, params.lag_or_default()),
             ServerAttackKind::Equivocate => equivocate(view, params.strength_or_default()),
             ServerAttackKind::Silence => return None,
+            ServerAttackKind::Alie => {
+                let honest = usable(view.honest, &own);
+                let mu = mean(&honest);
+                let sigma = std_dev(&honest, &mu);
+                let z = params
+                    .z
+                    .unwrap_or_else(|| alie_z_saturating(view.n, view.f));
+                Zip::from(&mu)
+                    .and(&sigma)
+                    .map_collect(|&m, &s| (m - z * s) as f32)
+            }
+            ServerAttackKind::SilenceHalf => {
+                if equivocate_low_half(view.receiver, view.receivers) {
+                    return None;
+                }
+                own.to_owned()
+            }
         };
         Some(model)
     }
@@ -234,7 +274,8 @@ fn equivocate(view: &ServerView<'_>, strength: f64) -> Array1<f32> {
     })
 }
 
-/// Whether `receiver` (of `receivers`) is in the half that equivocation pushes low.
+/// Whether `receiver` (of `receivers`) is in the half that equivocation pushes low (and that
+/// `silence-half` ignores).
 fn equivocate_low_half(receiver: usize, receivers: usize) -> bool {
     receiver < receivers / 2
 }

@@ -7,7 +7,7 @@ use ndarray::{Array1, ArrayView1, Zip};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AttackError,
+    AttackError, agnostic,
     math::{
         WORKER_STREAM, alie_z, alie_z_saturating, attack_rng, drop_coordinates, gaussian, mean,
         std_dev, usable,
@@ -17,7 +17,7 @@ use super::{
 
 /// The behaviours a Byzantine worker can have. Names (serde, clap, `Display`, `FromStr`) are
 /// kebab-case: `random`, `reverse`, `partial-drop`, `sign-flip`, `gaussian`, `alie`, `foe`,
-/// `mimic`, `nan`, `inf`, `neg-inf`, `label-flip`.
+/// `mimic`, `nan`, `inf`, `neg-inf`, `label-flip`, `min-max`, `min-sum`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum WorkerAttackKind {
@@ -49,11 +49,17 @@ pub enum WorkerAttackKind {
     /// Train on labels y → classes − 1 − y and send the resulting gradient honestly (ByzFL
     /// `LabelFlipping`, ANCHORS.md §3.1).
     LabelFlip,
+    /// mean − λ·(unit mean) with the largest λ that keeps every honest gradient within the
+    /// honest diameter of it (Shejwalkar and Houmansadr, NDSS 2021; see `agnostic`).
+    MinMax,
+    /// mean − λ·(unit mean) with the largest λ whose summed squared distance to the honest
+    /// gradients is no more than an honest gradient's (Shejwalkar and Houmansadr, NDSS 2021).
+    MinSum,
 }
 
 impl WorkerAttackKind {
     /// Every worker attack, in declaration order (for sweeps and help texts).
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 14] = [
         Self::Random,
         Self::Reverse,
         Self::PartialDrop,
@@ -66,6 +72,8 @@ impl WorkerAttackKind {
         Self::Inf,
         Self::NegInf,
         Self::LabelFlip,
+        Self::MinMax,
+        Self::MinSum,
     ];
 
     /// The attack's name, as in manifests, flags and metric labels.
@@ -83,6 +91,8 @@ impl WorkerAttackKind {
             Self::Inf => "inf",
             Self::NegInf => "neg-inf",
             Self::LabelFlip => "label-flip",
+            Self::MinMax => "min-max",
+            Self::MinSum => "min-sum",
         }
     }
 
@@ -90,7 +100,10 @@ impl WorkerAttackKind {
     /// so the runtime knows when it must collect them for the attacker (omniscient,
     /// colluding adversary). Without them these attacks fall back to the own gradient.
     pub const fn needs_honest(self) -> bool {
-        matches!(self, Self::SignFlip | Self::Alie | Self::Foe | Self::Mimic)
+        matches!(
+            self,
+            Self::SignFlip | Self::Alie | Self::Foe | Self::Mimic | Self::MinMax | Self::MinSum
+        )
     }
 
     /// Whether receivers get different vectors at one step (the attack draws per receiver);
@@ -109,7 +122,13 @@ impl WorkerAttackKind {
             Self::Alie => &[Param::Z],
             Self::Foe => &[Param::Epsilon],
             Self::Mimic => &[Param::Target],
-            Self::SignFlip | Self::Nan | Self::Inf | Self::NegInf | Self::LabelFlip => &[],
+            Self::SignFlip
+            | Self::Nan
+            | Self::Inf
+            | Self::NegInf
+            | Self::LabelFlip
+            | Self::MinMax
+            | Self::MinSum => &[],
         }
     }
 }
@@ -253,6 +272,12 @@ impl WorkerAttack {
             WorkerAttackKind::Inf => Array1::from_elem(d, f32::INFINITY),
             WorkerAttackKind::NegInf => Array1::from_elem(d, f32::NEG_INFINITY),
             WorkerAttackKind::LabelFlip => own.to_owned(),
+            WorkerAttackKind::MinMax => {
+                agnostic::craft(&usable(view.honest, &own), agnostic::Criterion::MinMax)
+            }
+            WorkerAttackKind::MinSum => {
+                agnostic::craft(&usable(view.honest, &own), agnostic::Criterion::MinSum)
+            }
         };
         Some(vector)
     }

@@ -245,10 +245,10 @@ async fn run_job(
         .build()?;
     children::wait_ready(&http, &children).await?;
     // Where each server starts: step 0, or the checkpoint it resumed from.
-    let resumed_at: BTreeMap<String, u64> = children::statuses(&http, &children)
+    let mut resumed_at: BTreeMap<String, u64> = children::statuses(&http, &children)
         .await
         .into_iter()
-        .filter_map(|(node, status)| Some((node.to_string(), status.checkpoint?.step)))
+        .filter_map(|(node, status)| Some((node.to_string(), status.resumed_from?.step)))
         .collect();
 
     let runner_metrics = RunnerMetrics::serve(args.admin_listen, name).await?;
@@ -357,6 +357,12 @@ async fn run_job(
         .map(|(node, status)| (node.to_string(), status.rejected))
         .collect();
     summary.peak_rss_bytes = peak_rss_bytes;
+    // A server restarted mid-run (a `crash` experiment) names the checkpoint of its latest start.
+    for (node, status) in &statuses {
+        if let Some(from) = &status.resumed_from {
+            resumed_at.insert(node.to_string(), from.step);
+        }
+    }
     summary.resumed_at = resumed_at;
     recorder.finish(&summary)?;
     if let Err(error) = plot::write(&run_dir, &recorder) {

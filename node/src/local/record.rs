@@ -168,7 +168,8 @@ pub struct Summary {
     /// protocol checks and chaos partitions together).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub rejected: std::collections::BTreeMap<String, u64>,
-    /// The step each server resumed at (`--resume`): the checkpoint it started from.
+    /// The step each server resumed at: the checkpoint its latest start found (`--resume`, or a
+    /// restart mid-run by a `crash` experiment); servers that started from step 0 are absent.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub resumed_at: std::collections::BTreeMap<String, u64>,
     /// Each node's peak resident memory (bytes) at the end of the run (Linux `VmHWM`).
