@@ -132,14 +132,19 @@ impl Release {
         release
     }
 
-    /// The operator pod's IP (its `/metrics` is on port 8080).
-    pub fn operator_ip(&self, cluster: &Cluster) -> String {
-        let pods: Vec<k8s_openapi::api::core::v1::Pod> = cluster.list(
+    /// The release's pods (the operator's), in any phase.
+    pub fn pods(&self, cluster: &Cluster) -> Vec<k8s_openapi::api::core::v1::Pod> {
+        cluster.list(
             &self.namespace,
             &kube::api::ListParams::default()
                 .labels(&format!("app.kubernetes.io/instance={}", self.name)),
-        );
-        pods.iter()
+        )
+    }
+
+    /// The operator pod's IP (its `/metrics` is on port 8080).
+    pub fn operator_ip(&self, cluster: &Cluster) -> String {
+        self.pods(cluster)
+            .iter()
             .filter(|p| crate::workload::running(p))
             .find_map(crate::workload::pod_ip)
             .unwrap_or_else(|| panic!("no running operator pod of release {}", self.name))

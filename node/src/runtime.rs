@@ -177,6 +177,11 @@ pub async fn run_gated(
         active_attack: options.attack.clone(),
         jitter: StdRng::seed_from_u64(options.chaos.as_ref().map_or(0, |control| control.seed)),
         flood: None,
+        checkpointed_step: options
+            .checkpoints
+            .as_ref()
+            .and_then(|checkpoints| checkpoints.resumed.as_ref())
+            .map_or(0, |checkpoint| checkpoint.step),
     };
     if interrupted {
         return finish(&shared, stop, grpc_task, admin_task).await;
@@ -274,6 +279,8 @@ struct Driver<'a> {
     jitter: StdRng,
     /// The `flood` chaos task, while one runs: its target and handle.
     flood: Option<(NodeId, bool, tokio::task::JoinHandle<()>)>,
+    /// The step of the last periodic checkpoint written (or resumed from).
+    checkpointed_step: u64,
 }
 
 impl Driver<'_> {
@@ -469,13 +476,7 @@ impl Driver<'_> {
                 {
                     self.snapshot(node, *step);
                 }
-                if let Some(checkpoints) = &self.options.checkpoints
-                    && checkpoints.every > 0
-                    && step % checkpoints.every == 0
-                    && let Some(checkpoint) = node.checkpoint()
-                {
-                    write_checkpoint(self.shared, &checkpoint, checkpoints);
-                }
+                self.checkpoint_if_due(node, *step);
             }
             Event::GradientSent { step, loss } => {
                 metrics
@@ -500,14 +501,17 @@ impl Driver<'_> {
                 step,
                 drift_to_median,
                 ..
-            } => self.shared.update_status(|status| {
-                // A lagging server may catch up through a later gather, skipping steps.
-                status.step = status.step.max(*step);
-                status.last_gather = Some(GatherStatus {
-                    step: *step,
-                    drift_to_median: *drift_to_median,
+            } => {
+                self.shared.update_status(|status| {
+                    // A lagging server may catch up through a later gather, skipping steps.
+                    status.step = status.step.max(*step);
+                    status.last_gather = Some(GatherStatus {
+                        step: *step,
+                        drift_to_median: *drift_to_median,
+                    });
                 });
-            }),
+                self.checkpoint_if_due(node, *step);
+            }
             Event::Recovered {
                 from_step,
                 step,
@@ -521,6 +525,7 @@ impl Driver<'_> {
                     "restarted behind the job: adopted the median of the peers' models"
                 );
                 self.shared.update_status(|status| status.step = *step);
+                self.checkpoint_if_due(node, *step);
             }
             Event::Finished => {
                 self.shared.update_status(|status| status.finished = true);
@@ -540,6 +545,25 @@ impl Driver<'_> {
             let mut stdout = std::io::stdout().lock();
             let _ = writeln!(stdout, "{line}");
             let _ = stdout.flush();
+        }
+    }
+
+    /// Writes a periodic checkpoint when `step` has crossed a multiple of
+    /// `checkpointEvery` since the last one. Crossing, not landing on, a multiple: a server
+    /// that catches up through a gather or a recovery skips steps, and would otherwise never
+    /// checkpoint again.
+    fn checkpoint_if_due(&mut self, node: &dyn Node, step: u64) {
+        let Some(checkpoints) = &self.options.checkpoints else {
+            return;
+        };
+        if checkpoints.every == 0
+            || step / checkpoints.every <= self.checkpointed_step / checkpoints.every
+        {
+            return;
+        }
+        if let Some(checkpoint) = node.checkpoint() {
+            write_checkpoint(self.shared, &checkpoint, checkpoints);
+            self.checkpointed_step = step;
         }
     }
 

@@ -136,6 +136,12 @@ impl Shared {
                 .map(ToString::to_string)
                 .collect(),
             byzantine: options.attack.clone(),
+            // A server resumed from a checkpoint is at that step before it takes its first
+            // one; reporting 0 until then would drag the job's median step down after a
+            // restart of every pod.
+            step: resumed_from
+                .as_ref()
+                .map_or(0, |checkpoint| checkpoint.step),
             checkpoint: resumed_from.clone(),
             resumed_from,
             ..Status::default()

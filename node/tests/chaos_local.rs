@@ -526,9 +526,10 @@ fn crashed_servers_and_workers_rejoin_at_the_current_step() {
         "accuracy {} (undisturbed {reference}); recoveries {recoveries:?}; chaos {rows:?}",
         summary["finalAccuracy"]
     );
-    // The restarted server comes back at its newest checkpoint (written every 100 steps into
-    // the run directory; none before step 100; it may have been a few steps ahead of the job's
-    // progress when killed), then adopts its peers' later step. Between the two it may take a
+    // The restarted server comes back at its newest checkpoint (written whenever its step
+    // crosses a multiple of 100 — on a step, or on a gather or recovery that skipped steps —
+    // into the run directory; none before step 100; it may have been a few steps ahead of the
+    // job's progress when killed), then adopts its peers' later step. Between the two it may take a
     // few steps with gradients of workers that were restarted at the same time.
     let killed_at = rows
         .iter()
@@ -537,7 +538,7 @@ fn crashed_servers_and_workers_rejoin_at_the_current_step() {
         .expect("the kill's step");
     let resumed = summary["resumedAt"]["server-2"].as_u64().unwrap_or(0);
     assert!(
-        resumed.is_multiple_of(100) && resumed >= killed_at / 100 * 100,
+        resumed >= 100 && resumed >= killed_at / 100 * 100,
         "server-2, killed at step {killed_at}, restarted from checkpoint {resumed}: {summary}"
     );
     assert!(

@@ -596,3 +596,103 @@ fn synchronous_mode_with_momentum_makes_progress() {
     let (report, correct) = synchronous_with_momentum("", 0.9);
     assert_converged("synchronous with momentum", &report, &correct);
 }
+
+/// The outliers filter measures a pulled model against the worker's *own* estimate θ_local,
+/// which only a median of every server's model resets (PAPER.md §5). A Byzantine server that
+/// creeps — each step a model just inside the bound around where the worker would be after
+/// its last accepted model — must be refused within a scatter phase: if θ_local followed the
+/// accepted model, every step would pass and the worker would drift without limit (how the
+/// synchronous variant with momentum diverged under equivocation, issue #16).
+#[test]
+fn a_server_creeping_at_the_edge_of_the_outliers_bound_is_refused_within_a_scatter_phase() {
+    let gather_every = 20;
+    let plan = plan(&format!(
+        "  model: {{kind: logistic}}
+  dataset: {{name: synthetic}}
+  training: {{steps: {STEPS}, batchSize: 16, learningRate: 0.05, seed: 7}}
+  mode: synchronous
+  servers: {{replicas: 5, byzantine: 1, gatherEvery: {gather_every}}}
+  workers: {{replicas: 7, byzantine: 2}}
+"
+    ));
+    let data = JobData::load(&plan).unwrap();
+    let assembly = Assembly::new(plan, data).unwrap();
+    let config = assembly.config().clone();
+    let mut worker = assembly.node(Role::Worker, 0).unwrap();
+    let gradient_of = |out: &byzsgd_core::protocol::Outputs| {
+        out.messages.iter().find_map(|(_, payload)| match payload {
+            Payload::Gradient { gradient, .. } => Some((**gradient).clone()),
+            _ => None,
+        })
+    };
+    let pulled_from = |out: &byzsgd_core::protocol::Outputs| {
+        out.messages.iter().find_map(|(to, payload)| match payload {
+            Payload::Pull { .. } => Some(*to),
+            _ => None,
+        })
+    };
+    // Step 0: every server answers with the same model; the worker takes their median.
+    worker.start(0.0);
+    let mut model = Array1::<f32>::zeros(config.dimension);
+    let mut out = byzsgd_core::protocol::Outputs::default();
+    for server in 0..config.servers {
+        let params = Arc::new(model.clone());
+        out = worker
+            .handle(
+                0.1,
+                NodeId::server(server),
+                Payload::Model { step: 0, params },
+            )
+            .unwrap();
+        if gradient_of(&out).is_some() {
+            break;
+        }
+    }
+    let mut gradient = gradient_of(&out).expect("a gradient at the median of step 0");
+    let mut now = 0.2;
+    for step in 1..gather_every {
+        let server = pulled_from(&out).expect("one pull per scatter step");
+        // Where the worker would be after its last accepted model, pushed along the ascent
+        // direction by 90 % of the bound the filter applies at this step.
+        let norm = gradient.dot(&gradient).sqrt();
+        let bound = byzsgd_core::filter::outliers_bound(
+            config.learning_rate,
+            f64::from(norm),
+            config.gather_every,
+            config.workers,
+            config.workers - config.worker_quorum,
+            step,
+        ) as f32;
+        model = &model - &(&gradient * config.learning_rate) + &(&gradient * (0.9 * bound / norm));
+        out = worker
+            .handle(
+                now,
+                server,
+                Payload::Model {
+                    step,
+                    params: Arc::new(model.clone()),
+                },
+            )
+            .unwrap();
+        now += 0.1;
+        let refused = out.events.iter().find_map(|event| match event {
+            byzsgd_core::protocol::Event::FilterRejected { filter, .. } => Some(*filter),
+            _ => None,
+        });
+        if let Some(filter) = refused {
+            // Step 1 is 0.9 of a bound from θ_local; step 2 adds 0.9 of a second one, past it.
+            // Accepting more means θ_local followed the server (before the fix: the outliers
+            // filter passed every step, and only the Lipschitz filter refused, at step 6,
+            // after ~5 bounds of drift).
+            assert_eq!(
+                (filter, step),
+                ("outliers", 2),
+                "the creeping server is refused by the outliers filter at its second step"
+            );
+            return;
+        }
+        gradient = gradient_of(&out)
+            .unwrap_or_else(|| panic!("step {step}: accepted but no gradient: {out:?}"));
+    }
+    panic!("the creeping server passed the outliers filter for a whole scatter phase");
+}

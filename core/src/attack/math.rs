@@ -166,6 +166,18 @@ pub(crate) fn std_dev(vectors: &[ArrayView1<'_, f32>], mean: &Array1<f64>) -> Ar
     acc.mapv_into(|s| (s / vectors.len().max(1) as f64).sqrt())
 }
 
+/// "A little is enough" (Baruch et al. 2019, Algorithm 1): μ − z·σ, coordinate-wise over the
+/// `honest` vectors — the largest per-coordinate shift that still leaves enough correct inputs
+/// farther from the mean than the attacker. Shared by the worker (gradients) and server
+/// (models at gather) forms of the attack.
+pub(crate) fn alie(honest: &[ArrayView1<'_, f32>], z: f64) -> Array1<f32> {
+    let mu = mean(honest);
+    let sigma = std_dev(honest, &mu);
+    Zip::from(&mu)
+        .and(&sigma)
+        .map_collect(|&m, &s| (m - z * s) as f32)
+}
+
 /// Coordinate-wise minimum and maximum of equally long, non-empty `vectors`.
 pub(crate) fn min_max(vectors: &[ArrayView1<'_, f32>]) -> (Array1<f32>, Array1<f32>) {
     let d = vectors.first().map_or(0, ArrayView1::len);

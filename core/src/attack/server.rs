@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use super::{
     AttackError,
     math::{
-        SERVER_STREAM, alie_z_saturating, attack_rng, drop_coordinates, gaussian, mean, min_max,
-        std_dev, usable,
+        SERVER_STREAM, alie, alie_z_saturating, attack_rng, drop_coordinates, gaussian, mean,
+        min_max, usable,
     },
     params::{AttackParams, Param},
 };
@@ -210,17 +210,12 @@ impl ServerAttack {
             ServerAttackKind::Stale => stale(&own, view.history, params.lag_or_default()),
             ServerAttackKind::Equivocate => equivocate(view, params.strength_or_default()),
             ServerAttackKind::Silence => return None,
-            ServerAttackKind::Alie => {
-                let honest = usable(view.honest, &own);
-                let mu = mean(&honest);
-                let sigma = std_dev(&honest, &mu);
-                let z = params
+            ServerAttackKind::Alie => alie(
+                &usable(view.honest, &own),
+                params
                     .z
-                    .unwrap_or_else(|| alie_z_saturating(view.n, view.f));
-                Zip::from(&mu)
-                    .and(&sigma)
-                    .map_collect(|&m, &s| (m - z * s) as f32)
-            }
+                    .unwrap_or_else(|| alie_z_saturating(view.n, view.f)),
+            ),
             ServerAttackKind::SilenceHalf => {
                 if equivocate_low_half(view.receiver, view.receivers) {
                     return None;

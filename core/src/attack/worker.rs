@@ -3,14 +3,14 @@
 
 use std::{fmt, str::FromStr};
 
-use ndarray::{Array1, ArrayView1, Zip};
+use ndarray::{Array1, ArrayView1};
 use serde::{Deserialize, Serialize};
 
 use super::{
     AttackError, agnostic,
     math::{
-        WORKER_STREAM, alie_z, alie_z_saturating, attack_rng, drop_coordinates, gaussian, mean,
-        std_dev, usable,
+        WORKER_STREAM, alie, alie_z, alie_z_saturating, attack_rng, drop_coordinates, gaussian,
+        mean, usable,
     },
     params::{AttackParams, Param},
 };
@@ -243,19 +243,12 @@ impl WorkerAttack {
             WorkerAttackKind::Gaussian => {
                 own.to_owned() + gaussian(&mut rng(), d, params.std_or_default() as f32)
             }
-            WorkerAttackKind::Alie => {
-                let honest = usable(view.honest, &own);
-                let mu = mean(&honest);
-                let sigma = std_dev(&honest, &mu);
-                let z = params
+            WorkerAttackKind::Alie => alie(
+                &usable(view.honest, &own),
+                params
                     .z
-                    .unwrap_or_else(|| alie_z_saturating(view.n, view.f));
-                // Baruch et al. (2019), Algorithm 1: the largest per-coordinate shift that still
-                // leaves s correct workers farther from the mean than the attacker.
-                Zip::from(&mu)
-                    .and(&sigma)
-                    .map_collect(|&m, &s| (m - z * s) as f32)
-            }
+                    .unwrap_or_else(|| alie_z_saturating(view.n, view.f)),
+            ),
             WorkerAttackKind::Foe => {
                 let epsilon = params.epsilon_or_default();
                 // Xie et al. (2019): once the aggregate's inner product with the true gradient

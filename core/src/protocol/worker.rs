@@ -46,12 +46,29 @@ pub struct Worker {
     ahead: Vec<Option<u64>>,
 }
 
+/// Where a synchronous worker's gradient was computed, which decides how θ_local moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Anchor {
+    /// The median of every server's model: θ_local restarts from it.
+    Median,
+    /// One server's model that passed the filters: θ_local keeps its own course.
+    Pulled,
+}
+
 /// Synchronous-mode state: which server is trusted, and the filters' memory.
 #[derive(Debug)]
 struct SyncState {
     chosen: usize,
     suspects: BTreeSet<usize>,
-    /// The worker's own model estimate θ_local = θ_pulled − η·g after each step.
+    /// The worker's own model estimate θ_local (PAPER.md §5: "the worker's own locally
+    /// maintained model"): set to the median of every server's model where the worker takes
+    /// one (step 0, gathers, the all-refused fallback), and otherwise advanced by the worker's
+    /// own update, θ_local ← θ_local − η·v, whatever model it pulled. It is never set to a
+    /// pulled model: a Byzantine server whose model passes the filter would otherwise move the
+    /// estimate by up to the filter's bound at every step, and the filter would follow it away
+    /// (the cause of the synchronous variant's divergence under equivocation, issue #16). The
+    /// bound's second term, 2·((t − 1) mod T)·η‖g‖, is there for exactly the drift this
+    /// estimate accumulates between gathers.
     local: Option<Array1<f32>>,
     /// (step, model, gradient) of the previous accepted step, for both filters.
     previous: Option<(u64, Array1<f32>, Array1<f32>)>,
@@ -146,7 +163,7 @@ impl Worker {
     fn send_gradient(&mut self, step: u64, point: Array1<f32>, out: &mut Outputs) {
         let mut gradient = Array1::zeros(self.config.dimension);
         let loss = self.source.gradient(point.view(), gradient.view_mut());
-        self.emit_gradient(step, point, gradient, loss, out);
+        self.emit_gradient(step, point, Anchor::Median, gradient, loss, out);
     }
 
     /// Sends a gradient computed at `point` to every server and moves to the next step.
@@ -154,6 +171,7 @@ impl Worker {
         &mut self,
         step: u64,
         point: Array1<f32>,
+        anchor: Anchor,
         gradient: Array1<f32>,
         loss: f32,
         out: &mut Outputs,
@@ -175,7 +193,17 @@ impl Worker {
                 Some(velocity) => velocity * self.config.momentum + &*shared,
                 None => (*shared).clone(),
             };
-            let local = &point - &(&velocity * self.config.learning_rate);
+            // The estimate continues only from the previous step's; a pulled model of another
+            // step (a server ahead of this worker) re-anchors it, as a median does.
+            let base = match (anchor, self.sync.local.take(), &self.sync.previous) {
+                (Anchor::Pulled, Some(local), Some((previous_step, ..)))
+                    if step == previous_step + 1 =>
+                {
+                    local
+                }
+                _ => point.clone(),
+            };
+            let local = base - &(&velocity * self.config.learning_rate);
             self.sync.velocity = Some(velocity);
             self.sync.local = Some(local);
             self.sync.previous = Some((step, point.clone(), (*shared).clone()));
@@ -308,7 +336,7 @@ impl Worker {
                 self.sync.suspects.clear();
                 self.models.discard_below(step + 1);
                 self.sync.requested = None;
-                self.emit_gradient(step, (*params).clone(), gradient, loss, out);
+                self.emit_gradient(step, (*params).clone(), Anchor::Pulled, gradient, loss, out);
             }
             Some(filter) => {
                 out.events.push(Event::FilterRejected {
