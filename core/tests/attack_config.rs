@@ -5,7 +5,7 @@ use byzsgd_core::attack::{
     AttackError, AttackParams, ServerAttack, ServerAttackKind, WorkerAttack, WorkerAttackKind,
 };
 
-const WORKER_NAMES: [&str; 14] = [
+const WORKER_NAMES: [&str; 16] = [
     "random",
     "reverse",
     "partial-drop",
@@ -20,6 +20,8 @@ const WORKER_NAMES: [&str; 14] = [
     "label-flip",
     "min-max",
     "min-sum",
+    "optimal-ipm",
+    "optimal-alie",
 ];
 const SERVER_NAMES: [&str; 8] = [
     "random",
@@ -249,7 +251,9 @@ fn only_omniscient_attacks_ask_for_the_honest_vectors() {
             WorkerAttackKind::Foe,
             WorkerAttackKind::Mimic,
             WorkerAttackKind::MinMax,
-            WorkerAttackKind::MinSum
+            WorkerAttackKind::MinSum,
+            WorkerAttackKind::OptimalIpm,
+            WorkerAttackKind::OptimalAlie,
         ]
     );
     let server: Vec<_> = ServerAttackKind::ALL

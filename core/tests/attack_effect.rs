@@ -77,6 +77,7 @@ fn every_worker_attack_moves_the_average() {
                 n,
                 f,
                 seed: 11 + i as u64,
+                rule: None,
             };
             inputs.push(attack.craft(&view).expect("worker attacks send"));
         }
@@ -100,8 +101,11 @@ fn in_distribution_worker_attacks_move_mda() {
         WorkerAttackKind::MinMax,
         WorkerAttackKind::MinSum,
         WorkerAttackKind::Mimic,
+        WorkerAttackKind::OptimalIpm,
+        WorkerAttackKind::OptimalAlie,
     ] {
         let attack = WorkerAttack::new(kind);
+        let mda = GarConfig::new(Rule::Mda, f);
         let mut inputs = correct.to_vec();
         for own in own {
             let view = WorkerView {
@@ -112,6 +116,7 @@ fn in_distribution_worker_attacks_move_mda() {
                 n,
                 f,
                 seed: 5,
+                rule: Some(&mda),
             };
             inputs.push(attack.craft(&view).expect("worker attacks send"));
         }

@@ -55,6 +55,7 @@ impl Call {
             n: self.n,
             f: self.f,
             seed: self.seed,
+            rule: None,
         };
         attack.craft(&view)
     }

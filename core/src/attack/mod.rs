@@ -22,6 +22,8 @@
 //! | worker | `label-flip` | own, trained on y → classes − 1 − y | ByzFL `LabelFlipping` |
 //! | worker | `min-max` | mean − λ·unit(mean), largest λ inside the honest diameter | Shejwalkar & Houmansadr, NDSS 2021 |
 //! | worker | `min-sum` | mean − λ·unit(mean), largest λ with an honest-like distance sum | Shejwalkar & Houmansadr, NDSS 2021 |
+//! | worker | `optimal-ipm` | −τ·mean(honest), τ line-searched against the rule in use | ByzFL `Optimal_InnerProductManipulation` (Xie et al. 2019) |
+//! | worker | `optimal-alie` | mean − τ·std, τ line-searched against the rule in use | ByzFL `Optimal_ALittleIsEnough` (Baruch et al. 2019) |
 //! | server | `random`, `reverse`, `partial-drop` | as for workers, on the model | Garfield |
 //! | server | `stale` | own model from `lag` steps ago | this project |
 //! | server | `equivocate` | a different model per half of the receivers | PAPER.md §6 |
@@ -35,6 +37,7 @@
 
 mod agnostic;
 mod math;
+mod optimal;
 mod params;
 mod server;
 mod worker;

@@ -6,18 +6,22 @@ use std::{fmt, str::FromStr};
 use ndarray::{Array1, ArrayView1};
 use serde::{Deserialize, Serialize};
 
+use crate::gar::GarConfig;
+
 use super::{
     AttackError, agnostic,
     math::{
         WORKER_STREAM, alie, alie_z, alie_z_saturating, attack_rng, drop_coordinates, gaussian,
         mean, usable,
     },
+    optimal,
     params::{AttackParams, Param},
 };
 
 /// The behaviours a Byzantine worker can have. Names (serde, clap, `Display`, `FromStr`) are
 /// kebab-case: `random`, `reverse`, `partial-drop`, `sign-flip`, `gaussian`, `alie`, `foe`,
-/// `mimic`, `nan`, `inf`, `neg-inf`, `label-flip`, `min-max`, `min-sum`.
+/// `mimic`, `nan`, `inf`, `neg-inf`, `label-flip`, `min-max`, `min-sum`, `optimal-ipm`,
+/// `optimal-alie`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum WorkerAttackKind {
@@ -55,11 +59,18 @@ pub enum WorkerAttackKind {
     /// mean − λ·(unit mean) with the largest λ whose summed squared distance to the honest
     /// gradients is no more than an honest gradient's (Shejwalkar and Houmansadr, NDSS 2021).
     MinSum,
+    /// −τ·(mean of the honest gradients) with τ line-searched each step to push the rule's
+    /// aggregate farthest from the honest mean (ByzFL `Optimal_InnerProductManipulation`; see
+    /// `optimal`).
+    OptimalIpm,
+    /// mean − τ·std of the honest gradients with τ line-searched the same way (ByzFL
+    /// `Optimal_ALittleIsEnough`).
+    OptimalAlie,
 }
 
 impl WorkerAttackKind {
     /// Every worker attack, in declaration order (for sweeps and help texts).
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 16] = [
         Self::Random,
         Self::Reverse,
         Self::PartialDrop,
@@ -74,6 +85,8 @@ impl WorkerAttackKind {
         Self::LabelFlip,
         Self::MinMax,
         Self::MinSum,
+        Self::OptimalIpm,
+        Self::OptimalAlie,
     ];
 
     /// The attack's name, as in manifests, flags and metric labels.
@@ -93,6 +106,8 @@ impl WorkerAttackKind {
             Self::LabelFlip => "label-flip",
             Self::MinMax => "min-max",
             Self::MinSum => "min-sum",
+            Self::OptimalIpm => "optimal-ipm",
+            Self::OptimalAlie => "optimal-alie",
         }
     }
 
@@ -102,7 +117,14 @@ impl WorkerAttackKind {
     pub const fn needs_honest(self) -> bool {
         matches!(
             self,
-            Self::SignFlip | Self::Alie | Self::Foe | Self::Mimic | Self::MinMax | Self::MinSum
+            Self::SignFlip
+                | Self::Alie
+                | Self::Foe
+                | Self::Mimic
+                | Self::MinMax
+                | Self::MinSum
+                | Self::OptimalIpm
+                | Self::OptimalAlie
         )
     }
 
@@ -128,7 +150,9 @@ impl WorkerAttackKind {
             | Self::NegInf
             | Self::LabelFlip
             | Self::MinMax
-            | Self::MinSum => &[],
+            | Self::MinSum
+            | Self::OptimalIpm
+            | Self::OptimalAlie => &[],
         }
     }
 }
@@ -166,6 +190,9 @@ pub struct WorkerView<'a> {
     pub f: usize,
     /// The attack's seed (from the job's seed and the attacker's identity).
     pub seed: u64,
+    /// The gradient rule the servers apply, for the attacks that adapt to it
+    /// (`optimal-ipm`, `optimal-alie`); `None`: they assume averaging.
+    pub rule: Option<&'a GarConfig>,
 }
 
 /// A worker attack: which behaviour and its parameters.
@@ -271,6 +298,20 @@ impl WorkerAttack {
             WorkerAttackKind::MinSum => {
                 agnostic::craft(&usable(view.honest, &own), agnostic::Criterion::MinSum)
             }
+            WorkerAttackKind::OptimalIpm => optimal::craft(
+                &usable(view.honest, &own),
+                optimal::Family::InnerProduct,
+                view.n,
+                view.f,
+                view.rule,
+            ),
+            WorkerAttackKind::OptimalAlie => optimal::craft(
+                &usable(view.honest, &own),
+                optimal::Family::LittleIsEnough,
+                view.n,
+                view.f,
+                view.rule,
+            ),
         };
         Some(vector)
     }

@@ -280,6 +280,9 @@ impl Lie<Worker> for WorkerLie {
         } else {
             Vec::new()
         };
+        // The adaptive attacks optimise against the servers' rule (the omniscient adversary
+        // knows the protocol).
+        let rule = worker.gradient_rule().clone();
         let mut rewritten = Outputs {
             messages: Vec::with_capacity(out.messages.len()),
             events: out.events,
@@ -309,6 +312,7 @@ impl Lie<Worker> for WorkerLie {
                     n: self.workers,
                     f: self.byzantine,
                     seed: self.seed,
+                    rule: Some(&rule),
                 };
                 self.attack.craft(&view).map(Arc::new)
             });

@@ -20,6 +20,14 @@ use super::{
 };
 use crate::{job::spec::Mode, model::Sgd};
 
+/// How long a server waits without completing a quorum before it sends its current model again
+/// to the peers it has not heard from at this step (seconds). A message to a peer that was down
+/// is lost; without this, killing every pod of a job at once deadlocked it on real pods: the
+/// servers, back at their checkpoints' step, had scattered their models before the workers
+/// were up, and waited for gradients the workers could not compute. Much longer than a step
+/// (milliseconds), so an undisturbed run never re-sends.
+pub const RESEND_AFTER: f64 = 2.0;
+
 /// Peers' answers to a state request: their step and model, by peer index.
 type StateAnswers = BTreeMap<usize, (u64, Arc<Array1<f32>>)>;
 
@@ -51,6 +59,9 @@ pub struct Server {
     pulls: Inbox<()>,
     /// Synchronous mode: when to stop waiting for the remaining gradients of this step.
     sync_deadline: Option<f64>,
+    /// (step, phase, when): the wait this deadline belongs to and when to re-send the model
+    /// to the peers not heard from ([`RESEND_AFTER`]).
+    resend: Option<(u64, Phase, f64)>,
     evaluator: Option<Box<dyn Evaluator>>,
     /// Peers' answers to the state request sent at start, until enough arrived (crash
     /// recovery, [`Server::recover`]); `None` once settled.
@@ -82,6 +93,7 @@ impl Server {
             gathers: Inbox::default(),
             pulls: Inbox::default(),
             sync_deadline: None,
+            resend: None,
             evaluator,
             recovery: None,
             state_answered: vec![None; servers],
@@ -209,6 +221,7 @@ impl Server {
                         self.finish_gather(out);
                         continue;
                     }
+                    self.resend_if_due(now, out);
                     return;
                 }
                 Phase::Scatter => {
@@ -229,12 +242,62 @@ impl Server {
                         }
                     };
                     if !ready {
+                        if self.config.mode == Mode::Asynchronous {
+                            self.resend_if_due(now, out);
+                        }
                         return;
                     }
                     self.apply_gradients(out);
                 }
                 Phase::Finished => return,
             }
+        }
+    }
+
+    /// While a quorum is incomplete: once [`RESEND_AFTER`] has passed in the same wait, sends
+    /// the current model again — to the workers without a gradient for this step (scatter,
+    /// asynchronous mode) or to the peers without a gather model for it — and again every
+    /// [`RESEND_AFTER`]. Only to those not heard from: a peer that already has the model
+    /// would count the copy as a duplicate.
+    fn resend_if_due(&mut self, now: f64, out: &mut Outputs) {
+        let wait = (self.step, self.phase);
+        match self.resend {
+            Some((step, phase, at)) if (step, phase) == wait && now < at => return,
+            Some((step, phase, _)) if (step, phase) == wait => {}
+            _ => {
+                self.resend = Some((wait.0, wait.1, now + RESEND_AFTER));
+                return;
+            }
+        }
+        self.resend = Some((wait.0, wait.1, now + RESEND_AFTER));
+        let params = Arc::new(self.params.clone());
+        let step = self.step;
+        match self.phase {
+            Phase::Scatter => {
+                let heard: Vec<usize> = self.gradients.get(step).iter().map(|(w, _)| *w).collect();
+                for worker in (0..self.config.workers).filter(|w| !heard.contains(w)) {
+                    out.messages.push((
+                        NodeId::worker(worker),
+                        Payload::Model {
+                            step,
+                            params: params.clone(),
+                        },
+                    ));
+                }
+            }
+            Phase::Gather => {
+                let heard: Vec<usize> = self.gathers.get(step).iter().map(|(s, _)| *s).collect();
+                for peer in (0..self.config.servers).filter(|p| !heard.contains(p)) {
+                    out.messages.push((
+                        NodeId::server(peer),
+                        Payload::Gather {
+                            step,
+                            params: params.clone(),
+                        },
+                    ));
+                }
+            }
+            Phase::Finished => {}
         }
     }
 
@@ -596,7 +659,16 @@ impl Node for Server {
     }
 
     fn next_deadline(&self) -> Option<f64> {
-        self.sync_deadline
+        // Only the current wait's: a deadline left from a wait that ended would wake the
+        // runtime in a loop without anything to do.
+        let resend = self
+            .resend
+            .filter(|&(step, phase, _)| (step, phase) == (self.step, self.phase))
+            .map(|(_, _, at)| at);
+        match (self.sync_deadline, resend) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn checkpoint(&self) -> Option<Checkpoint> {

@@ -159,6 +159,11 @@ impl Worker {
         }
     }
 
+    /// The rule servers aggregate gradients with (what an adaptive attacker optimises against).
+    pub(crate) fn gradient_rule(&self) -> &crate::gar::GarConfig {
+        &self.config.gradient_rule
+    }
+
     /// Computes the gradient at `point` and sends it to every server.
     fn send_gradient(&mut self, step: u64, point: Array1<f32>, out: &mut Outputs) {
         let mut gradient = Array1::zeros(self.config.dimension);
