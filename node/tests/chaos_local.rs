@@ -538,7 +538,7 @@ fn crashed_servers_and_workers_rejoin_at_the_current_step() {
         .expect("the kill's step");
     let resumed = summary["resumedAt"]["server-2"].as_u64().unwrap_or(0);
     assert!(
-        resumed >= 100 && resumed >= killed_at / 100 * 100,
+        resumed >= killed_at / 100 * 100,
         "server-2, killed at step {killed_at}, restarted from checkpoint {resumed}: {summary}"
     );
     assert!(
