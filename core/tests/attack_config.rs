@@ -23,7 +23,7 @@ const WORKER_NAMES: [&str; 16] = [
     "optimal-ipm",
     "optimal-alie",
 ];
-const SERVER_NAMES: [&str; 8] = [
+const SERVER_NAMES: [&str; 9] = [
     "random",
     "reverse",
     "partial-drop",
@@ -32,6 +32,7 @@ const SERVER_NAMES: [&str; 8] = [
     "silence",
     "alie",
     "silence-half",
+    "dissensus",
 ];
 
 /// serde, `Display` and `FromStr` agree on every name, and the names are the
@@ -262,6 +263,10 @@ fn only_omniscient_attacks_ask_for_the_honest_vectors() {
         .collect();
     assert_eq!(
         server,
-        [ServerAttackKind::Equivocate, ServerAttackKind::Alie]
+        [
+            ServerAttackKind::Equivocate,
+            ServerAttackKind::Alie,
+            ServerAttackKind::Dissensus
+        ]
     );
 }

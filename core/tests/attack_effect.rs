@@ -146,6 +146,8 @@ fn every_server_attack_moves_the_median_or_withholds_the_model() {
             step: 9,
             receiver: 0,
             receivers: n,
+            // Receiver 0's own model, for dissensus.
+            receiver_model: Some(views[0]),
             n,
             f,
             seed: 3,

@@ -58,6 +58,7 @@ impl Call {
             step: self.step,
             receiver: self.receiver,
             receivers: self.receivers,
+            receiver_model: None,
             n: 5,
             f: 1,
             seed: self.seed,
@@ -389,4 +390,43 @@ fn silence_half_is_silent_to_the_first_half_only() {
             assert_eq!(sent, Some(array![1.0, 2.0]), "receiver {receiver}");
         }
     }
+}
+
+/// Dissensus, by hand: correct models (0, 0), (2, 2), (4, 4), mean (2, 2), min (0, 0), max
+/// (4, 4). The receiver's model (4, 0) is above the mean in x and below it in y, so it gets
+/// (max x, min y) = (4, 0) at strength 1 and halfway there, (3, 1), at strength 0.5. Without
+/// the receiver's model (a worker, or none seen yet) it equivocates.
+#[test]
+fn dissensus_pushes_each_receiver_further_to_its_own_side() {
+    let honest = [array![0.0_f32, 0.0], array![2.0, 2.0], array![4.0, 4.0]];
+    let views: Vec<ArrayView1<'_, f32>> = honest.iter().map(|v| v.view()).collect();
+    let own = array![2.0_f32, 2.0];
+    let target = array![4.0_f32, 0.0];
+    let view = |receiver_model| ServerView {
+        own: own.view(),
+        honest: &views,
+        history: &[],
+        step: 3,
+        receiver: 1,
+        receivers: 5,
+        receiver_model,
+        n: 5,
+        f: 1,
+        seed: 7,
+    };
+    let attack = ServerAttack::new(ServerAttackKind::Dissensus);
+    assert_eq!(
+        attack.craft(&view(Some(target.view()))),
+        Some(array![4.0, 0.0])
+    );
+    assert_eq!(
+        ServerAttack {
+            kind: ServerAttackKind::Dissensus,
+            ..strength(0.5)
+        }
+        .craft(&view(Some(target.view()))),
+        Some(array![3.0, 1.0])
+    );
+    let equivocated = ServerAttack::new(ServerAttackKind::Equivocate).craft(&view(None));
+    assert_eq!(attack.craft(&view(None)), equivocated);
 }

@@ -57,12 +57,17 @@ pub fn target_dir() -> PathBuf {
 /// The workspace version, which tags the images.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// Where `scripts/images` writes (`$BYZSGD_IMAGES_DIR`, default `<target>/images`).
+fn images_dir() -> PathBuf {
+    std::env::var_os("BYZSGD_IMAGES_DIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| target_dir().join("images"), PathBuf::from)
+}
+
 /// The three image archives `scripts/images` writes (`$BYZSGD_IMAGES_DIR`, default
 /// `<target>/images`).
 pub fn image_archives() -> Vec<PathBuf> {
-    let dir = std::env::var_os("BYZSGD_IMAGES_DIR")
-        .filter(|d| !d.is_empty())
-        .map_or_else(|| target_dir().join("images"), PathBuf::from);
+    let dir = images_dir();
     ["byzsgd-node", "byzsgd-operator", "byzsgd-data-fashion-mnist"]
         .into_iter()
         .map(|image| {
@@ -77,9 +82,13 @@ pub fn image_archives() -> Vec<PathBuf> {
         .collect()
 }
 
-/// A binary of the release build `scripts/images` made (the one inside the images).
-pub fn release_binary(name: &str) -> PathBuf {
-    let path = target_dir().join("release").join(name);
+/// The host copy of a binary the images hold: from the build `scripts/images` took it from
+/// (`<images dir>/binaries-from`: `release`, or `debug` when the test command builds the images
+/// from its test binaries; `release` if the file is missing).
+pub fn image_binary(name: &str) -> PathBuf {
+    let profile_dir = std::fs::read_to_string(images_dir().join("binaries-from"))
+        .map_or_else(|_| "release".to_owned(), |dir| dir.trim().to_owned());
+    let path = target_dir().join(profile_dir).join(name);
     assert!(
         path.is_file(),
         "{} is missing: `scripts/images` builds it; {HOW_TO_RUN}",

@@ -26,7 +26,7 @@ use kube::{ResourceExt, api::ListParams};
 use serde_json::{Value, json};
 
 use crate::{
-    cluster::{Cluster, node_status, release_binary, wait_until},
+    cluster::{Cluster, image_binary, node_status, wait_until},
     timing::Stopwatch,
 };
 
@@ -177,7 +177,7 @@ pub fn wait_job_gone(cluster: &Cluster, namespace: &str, job: &str, timeout: Dur
 pub fn local_run(test: &'static str, phase: &str, file: &Path) -> Value {
     let watch = Stopwatch::start(test, phase);
     let dir = tempfile::tempdir().expect("a temp dir");
-    let binary = release_binary("byzsgd-node");
+    let binary = image_binary("byzsgd-node");
     eprintln!("$ byzsgd-node local {}", file.display());
     let output = Command::new(&binary)
         .arg("local")

@@ -263,7 +263,7 @@ fn a_byzantine_peer_cannot_poison_a_restarted_server() {
 
 /// Every worker attack, with parameters strong enough to matter (the loud ones at a scale that
 /// breaks averaging, see below).
-const WORKER_ATTACKS: [&str; 12] = [
+const WORKER_ATTACKS: [&str; 16] = [
     "{attack: random, params: {scale: 100}}",
     "{attack: reverse}",
     "{attack: partial-drop}",
@@ -276,15 +276,22 @@ const WORKER_ATTACKS: [&str; 12] = [
     "{attack: inf}",
     "{attack: neg-inf}",
     "{attack: label-flip}",
+    "{attack: min-max}",
+    "{attack: min-sum}",
+    "{attack: optimal-ipm}",
+    "{attack: optimal-alie}",
 ];
 /// Every server attack.
-const SERVER_ATTACKS: [&str; 6] = [
+const SERVER_ATTACKS: [&str; 9] = [
     "{attack: random, params: {scale: 100}}",
     "{attack: reverse}",
     "{attack: partial-drop}",
     "{attack: stale}",
     "{attack: equivocate}",
     "{attack: silence}",
+    "{attack: alie}",
+    "{attack: silence-half}",
+    "{attack: dissensus}",
 ];
 
 fn worker_injection(attack: &str) -> String {

@@ -29,6 +29,7 @@
 //! | server | `equivocate` | a different model per half of the receivers | PAPER.md §6 |
 //! | server | `silence` | nothing | — |
 //! | server | `alie` | mean − z·std of the correct models | Baruch et al. 2019, on models |
+//! | server | `dissensus` | per receiver and coordinate, the correct max or min on the receiver's side of their mean | He, Karimireddy, Jaggi 2022 (gossip), on DMC |
 //! | server | `silence-half` | nothing to the first half of the receivers, own model to the rest | this project (issue #16) |
 //!
 //! Parameters ([`AttackParams`]) are part of the user manifest; [`WorkerAttack::validate`] and

@@ -18,7 +18,7 @@ use super::{
 
 /// The behaviours a Byzantine server can have. Names (serde, clap, `Display`, `FromStr`) are
 /// kebab-case: `random`, `reverse`, `partial-drop`, `stale`, `equivocate`, `silence`, `alie`,
-/// `silence-half`.
+/// `silence-half`, `dissensus`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ServerAttackKind {
@@ -44,11 +44,20 @@ pub enum ServerAttackKind {
     /// honest model to the rest: selective silence, so half of the correct nodes wait for a
     /// quorum without it while the others count it.
     SilenceHalf,
+    /// Dissensus, aimed at DMC: to each correct server, at a gather, the model that pushes its
+    /// coordinate-wise median farthest towards its own side of the correct models — per
+    /// coordinate the correct maximum where the receiver's model is above their mean, the
+    /// minimum where it is below (`strength` 1; values past the correct range move a median
+    /// no further). So each correct server's deviation is amplified instead of contracted,
+    /// maximising the drift between them (ANCHORS.md §3.5: He, Karimireddy, Jaggi 2022's
+    /// dissensus, moved from gossip to ByzSGD's gathers). Towards workers, and before it has
+    /// seen the receiver's model, it equivocates.
+    Dissensus,
 }
 
 impl ServerAttackKind {
     /// Every server attack, in declaration order (for sweeps and help texts).
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Random,
         Self::Reverse,
         Self::PartialDrop,
@@ -57,6 +66,7 @@ impl ServerAttackKind {
         Self::Silence,
         Self::Alie,
         Self::SilenceHalf,
+        Self::Dissensus,
     ];
 
     /// The attack's name, as in manifests, flags and metric labels.
@@ -70,6 +80,7 @@ impl ServerAttackKind {
             Self::Silence => "silence",
             Self::Alie => "alie",
             Self::SilenceHalf => "silence-half",
+            Self::Dissensus => "dissensus",
         }
     }
 
@@ -77,7 +88,7 @@ impl ServerAttackKind {
     /// Without them `equivocate` and `alie` cannot measure the honest spread and send the own
     /// model.
     pub const fn needs_honest(self) -> bool {
-        matches!(self, Self::Equivocate | Self::Alie)
+        matches!(self, Self::Equivocate | Self::Alie | Self::Dissensus)
     }
 
     /// The parameters this attack reads.
@@ -87,7 +98,7 @@ impl ServerAttackKind {
             Self::Reverse => &[Param::Factor],
             Self::PartialDrop => &[Param::Fraction],
             Self::Stale => &[Param::Lag],
-            Self::Equivocate => &[Param::Strength],
+            Self::Equivocate | Self::Dissensus => &[Param::Strength],
             Self::Alie => &[Param::Z],
             Self::Silence | Self::SilenceHalf => &[],
         }
@@ -125,6 +136,9 @@ pub struct ServerView<'a> {
     pub receiver: usize,
     /// How many receivers this message goes to (splits them into halves for equivocation).
     pub receivers: usize,
+    /// The receiver's own model as the attacker last saw it (its latest gather), when the
+    /// receiver is a server and one was seen; `dissensus` pushes it further out.
+    pub receiver_model: Option<ArrayView1<'a, f32>>,
     /// Number of servers, n_ps.
     pub n: usize,
     /// Declared number of Byzantine servers, f_ps.
@@ -176,7 +190,9 @@ impl ServerAttack {
     /// builds two models per step, not one per worker.
     pub fn receiver_class(&self, receiver: usize, receivers: usize) -> usize {
         match self.kind {
-            ServerAttackKind::Random | ServerAttackKind::PartialDrop => receiver,
+            ServerAttackKind::Random
+            | ServerAttackKind::PartialDrop
+            | ServerAttackKind::Dissensus => receiver,
             ServerAttackKind::Equivocate | ServerAttackKind::SilenceHalf => {
                 usize::from(!equivocate_low_half(receiver, receivers))
             }
@@ -222,6 +238,12 @@ impl ServerAttack {
                 }
                 own.to_owned()
             }
+            ServerAttackKind::Dissensus => match view.receiver_model {
+                Some(target) if target.len() == own.len() => {
+                    dissensus(view, target, params.strength_or_default())
+                }
+                _ => equivocate(view, params.strength_or_default()),
+            },
         };
         Some(model)
     }
@@ -267,6 +289,27 @@ fn equivocate(view: &ServerView<'_>, strength: f64) -> Array1<f32> {
         let edge = if low_half { f64::from(l) } else { f64::from(h) };
         (m + strength * (edge - m)) as f32
     })
+}
+
+/// Dissensus towards one correct server whose model is `target`: per coordinate, the mean of
+/// the correct models moved by `strength` towards their maximum where `target` is at or above
+/// the mean, towards their minimum where it is below.
+fn dissensus(view: &ServerView<'_>, target: ArrayView1<'_, f32>, strength: f64) -> Array1<f32> {
+    let honest = usable(view.honest, &view.own);
+    let mu = mean(&honest);
+    let (lo, hi) = min_max(&honest);
+    Zip::from(&mu)
+        .and(&lo)
+        .and(&hi)
+        .and(&target)
+        .map_collect(|&m, &l, &h, &t| {
+            let edge = if f64::from(t) >= m {
+                f64::from(h)
+            } else {
+                f64::from(l)
+            };
+            (m + strength * (edge - m)) as f32
+        })
 }
 
 /// Whether `receiver` (of `receivers`) is in the half that equivocation pushes low (and that

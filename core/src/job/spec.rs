@@ -340,8 +340,9 @@ pub struct Injection {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub indices: Option<Vec<usize>>,
     /// The attack's name: for workers `random`, `reverse`, `partial-drop`, `sign-flip`,
-    /// `gaussian`, `alie`, `foe`, `mimic`, `nan`, `inf`, `neg-inf`, `label-flip`; for servers
-    /// `random`, `reverse`, `partial-drop`, `stale`, `equivocate`, `silence`.
+    /// `gaussian`, `alie`, `foe`, `mimic`, `nan`, `inf`, `neg-inf`, `label-flip`, `min-max`,
+    /// `min-sum`, `optimal-ipm`, `optimal-alie`; for servers `random`, `reverse`,
+    /// `partial-drop`, `stale`, `equivocate`, `silence`, `alie`, `silence-half`, `dissensus`.
     pub attack: String,
     /// Attack parameters (all optional; each attack documents its defaults).
     #[serde(default)]

@@ -11,7 +11,7 @@
 //!   workers never see each other's gradients on the wire.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{BTreeMap, HashMap, VecDeque},
     fmt::Debug,
     sync::Arc,
 };
@@ -24,7 +24,10 @@ use super::{
     server::Server,
     worker::Worker,
 };
-use crate::attack::{ServerAttack, ServerView, WorkerAttack, WorkerView};
+use crate::{
+    attack::{ServerAttack, ServerView, WorkerAttack, WorkerView},
+    job::Role,
+};
 
 /// How many past models a Byzantine server keeps for stale replay.
 const HISTORY: usize = 64;
@@ -40,7 +43,7 @@ type Crafted = Option<Arc<Array1<f32>>>;
 /// The attacking half of a Byzantine node: what it learns and how it lies.
 pub trait Lie<N>: Send + Debug {
     /// Sees every message the node receives, before the node handles it.
-    fn observe(&mut self, _payload: &Payload) {}
+    fn observe(&mut self, _from: NodeId, _payload: &Payload) {}
     /// Turns what the honest node would send into what the attacker sends.
     fn rewrite(&mut self, node: &mut N, out: Outputs) -> Outputs;
 }
@@ -84,7 +87,7 @@ impl<N: Node, L: Lie<N>> Node for Byzantine<N, L> {
         self.lie.rewrite(&mut self.node, out)
     }
     fn handle(&mut self, now: f64, from: NodeId, payload: Payload) -> Result<Outputs, Rejection> {
-        self.lie.observe(&payload);
+        self.lie.observe(from, &payload);
         let out = self.node.handle(now, from, payload)?;
         Ok(self.lie.rewrite(&mut self.node, out))
     }
@@ -138,7 +141,7 @@ impl ServerLie {
             byzantine,
             seed,
             history: VecDeque::new(),
-            last_gather: Vec::new(),
+            last_gather: BTreeMap::new(),
         }
     }
 }
@@ -179,17 +182,18 @@ pub struct ServerLie {
     seed: u64,
     /// Its own past models, oldest first (stale replay).
     history: VecDeque<Array1<f32>>,
-    /// Peer models of the latest gathers (the honest spread equivocation exploits).
-    last_gather: Vec<Arc<Array1<f32>>>,
+    /// Each peer's model of its latest gather (the honest spread equivocation exploits; the
+    /// receiver's own model, which dissensus pushes further out).
+    last_gather: BTreeMap<usize, Arc<Array1<f32>>>,
 }
 
 impl Lie<Server> for ServerLie {
-    fn observe(&mut self, payload: &Payload) {
-        if let Payload::Gather { params, .. } = payload {
-            if self.last_gather.len() >= self.servers {
-                self.last_gather.remove(0);
-            }
-            self.last_gather.push(params.clone());
+    fn observe(&mut self, from: NodeId, payload: &Payload) {
+        if let Payload::Gather { params, .. } = payload
+            && from.role == Role::Server
+            && from.index < self.servers
+        {
+            self.last_gather.insert(from.index, params.clone());
         }
     }
 
@@ -201,8 +205,11 @@ impl Lie<Server> for ServerLie {
         // A slice of the deque itself: copying up to HISTORY models per output batch would put
         // megabytes of memcpy on every step of the attacker.
         let history: &[Array1<f32>] = self.history.make_contiguous();
-        let honest: Vec<ArrayView1<'_, f32>> =
-            self.last_gather.iter().map(|model| model.view()).collect();
+        let honest: Vec<ArrayView1<'_, f32>> = self
+            .last_gather
+            .values()
+            .map(|model| model.view())
+            .collect();
         let mut own: Option<Arc<Array1<f32>>> = None;
         // Crafted once per (step, kind of message, receiver class) and shared, so the runtime
         // also encodes each distinct model once.
@@ -234,6 +241,10 @@ impl Lie<Server> for ServerLie {
                     step,
                     receiver: to.index,
                     receivers,
+                    receiver_model: to_servers
+                        .then(|| self.last_gather.get(&to.index))
+                        .flatten()
+                        .map(|model| model.view()),
                     n: self.servers,
                     f: self.byzantine,
                     seed: self.seed,

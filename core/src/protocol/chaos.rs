@@ -370,14 +370,14 @@ impl<N: Armable> ChaosLie<N> {
 }
 
 impl<N: Armable> Lie<N> for ChaosLie<N> {
-    fn observe(&mut self, payload: &Payload) {
+    fn observe(&mut self, from: NodeId, payload: &Payload) {
         // Both lies keep learning, so an attack that starts mid-run (e.g. `stale`) already has
         // the history it needs.
         if let Some((_, lie)) = &mut self.base {
-            lie.observe(payload);
+            lie.observe(from, payload);
         }
         if let Some((_, _, Some(lie))) = &mut self.armed {
-            lie.observe(payload);
+            lie.observe(from, payload);
         }
     }
 
